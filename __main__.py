@@ -1,0 +1,5 @@
+"""``python -m tonewatch``."""
+
+from tonewatch.cli import run
+
+run()

