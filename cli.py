@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -40,7 +40,7 @@ DataRootOption = Annotated[
 ]
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -144,6 +144,71 @@ def encoder_build(
     started = time.perf_counter()
     path = _run(lambda: materialize_base_encoder(cache_dir, force=force))
     typer.echo(f"{path}\nsha256(model.safetensors) = {WEIGHTS_SHA256}\n{time.perf_counter() - started:.1f} s")
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of TrainConfig fields.", show_default=False)
+    ] = None,
+    override: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one field: key=value (TOML value), repeatable.", show_default=False),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the output directory's last checkpoint.")] = False,
+    show_fields: Annotated[bool, typer.Option(help="List every config field with its default and exit.")] = False,
+) -> None:
+    """Fine-tune, calibrate and evaluate a model; writes a model directory with its card and report."""
+    import logging
+
+    from tonewatch.training.config import TrainConfig, field_help
+
+    if show_fields:
+        for name, default, description in field_help():
+            typer.echo(f"{name} = {default}\n    {description}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    def work() -> None:
+        from tonewatch.training.train import train
+
+        settings = TrainConfig.from_file(config, override)
+        summary = train(settings, resume=resume)
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+    _run(work)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory to evaluate.")],
+    data_root: DataRootOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Report folder (default: MODEL_DIR).", show_default=False)
+    ] = None,
+    max_records_per_source: Annotated[int, typer.Option(help="Cap per public source (COLD dev is whole).")] = 2000,
+    baseline: Annotated[bool, typer.Option(help="Train and report the TF-IDF baseline.")] = True,
+    public: Annotated[bool, typer.Option(help="Also evaluate the public held-out splits.")] = True,
+) -> None:
+    """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    def work() -> None:
+        from tonewatch.training.evaluate import EvalConfig, evaluate
+
+        settings = EvalConfig(
+            data_root=str(data_root) if data_root else None,
+            output_dir=str(output) if output else None,
+            max_records_per_source=max_records_per_source,
+            baseline=baseline,
+            public_sources=public,
+        )
+        evaluate(model_dir, settings)
+        typer.echo(f"wrote {(output or model_dir) / 'report.md'}")
+
+    _run(work)
 
 
 def run() -> None:

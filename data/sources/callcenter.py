@@ -12,8 +12,9 @@ becomes its context. Agent turns are context only.
 - ``callcenter_dev`` (200 conversations): the in-domain **validation** set.
   Its tier is ``eval``: it is never trained on for the shipped model or for a
   reported figure.
-- ``callcenter_train`` (300 conversations, weighted toward the
-  frustrated/angry/abusive and escalation boundaries): ``train``.
+- ``callcenter_train`` (300 conversations from ``shared/datasets``, weighted
+  toward the frustrated/angry/abusive and escalation boundaries, plus the
+  project's extensions in ``*-extra.jsonl``, written the same way): ``train``.
 
 What it cannot express: real ASR errors and real customers (the texts are
 written, ASR-like for the voice channel); other languages.
@@ -50,9 +51,10 @@ def load_dev(folder: Path) -> list[Record]:
 
 
 def load_train(folder: Path) -> list[Record]:
-    """``callcenter_train``: ``zh.jsonl`` and ``ru.jsonl`` (tier ``train``)."""
-    conversations = read_conversations(require_file(folder / "zh.jsonl"))
-    conversations += read_conversations(require_file(folder / "ru.jsonl"))
+    """``callcenter_train``: ``zh.jsonl``, ``ru.jsonl`` and any further ``*.jsonl`` the project added (``train``)."""
+    files = [require_file(folder / "zh.jsonl"), require_file(folder / "ru.jsonl")]
+    files += sorted(path for path in folder.glob("*.jsonl") if path not in files)
+    conversations = [conversation for path in files for conversation in read_conversations(path)]
     return conversations_to_records(conversations, source="callcenter_train", tier="train")
 
 

@@ -1,0 +1,217 @@
+"""CEDR: Russian sentences with 5 emotions + no emotion, as weak evidence for calm and negative affect.
+
+Origin: ``searayeah/russian-sentiment-emotion-datasets`` at commit
+``b43a50a589e6664837f994ef72d0f75c4bd6fbcd`` (a CSV export of the Hugging Face
+dataset ``cedr``, config ``main``, by sagteam; Sboev et al., Procedia Computer
+Science 190, 2021). License: Apache-2.0 (dataset card). Tier: ``train``.
+Language: ru. Raw rows: ``raw/cedr-main-train.csv`` (columns
+``text,labels,source``): one sentence from LiveJournal (``lj``), Lenta.ru news
+(``lenta``) or Twitter (``twitter``), crowd-labelled multi-label; ``labels`` is
+a numpy-style list of ids such as ``[1 4]``, ``[]`` meaning no emotion. The
+official test split is withheld on purpose.
+
+CEDR's ids are ``0 joy, 1 sadness, 2 surprise, 3 fear, 4 anger`` (the dataset
+card's ``ClassLabel`` names; the CSV carries ids only and no label file exists,
+so :data:`CEDR_LABELS` writes them down once).
+
+Mapping onto ``shared/LABELS.md`` (each CEDR label allows a set of our labels):
+
+===============  ============================  ==========================================================
+CEDR label       allowed labels                why
+===============  ============================  ==========================================================
+no emotion       calm                          a neutral sentence
+joy              calm                          calm = neutral or positive
+sadness          calm | frustrated             LABELS.md: frustrated with complaint, calm when it informs
+fear             calm | frustrated             the same rule (worry, fear)
+surprise         (missing)                     pleasant wonder to indignant "how can this be?!"
+anger            frustrated | angry | abusive  anger by our scale may be only frustrated; some rows
+                                               insult a person ("ну ты и хуйлыга", "заткните свои
+                                               грязные рты")
+anger (lenta)    (missing)                     news mostly *reports* someone's anger in neutral words
+                                               ("Разгневанная мать обратилась к властям"): maybe calm
+===============  ============================  ==========================================================
+
+- Multi-label rows (107): LABELS.md picks the most severe label clearly
+  present, so a row's labels combine by severity: the result runs from the
+  highest lower bound to the highest upper bound (sadness + anger ->
+  frustrated|angry|abusive; joy + sadness -> calm|frustrated; anger +
+  surprise -> frustrated|angry|abusive). A label that allows only calm next
+  to one that excludes calm (joy + anger) is a disagreement, not two emotions:
+  then the union is taken (all four, i.e. missing). One label left is an
+  exact ``emotion``, two or three are ``emotion_among``, all four is missing.
+- Weights: ``lenta`` (news) records weigh 0.5, ``lj`` and ``twitter`` 1.0:
+  news sentences are calm by LABELS.md but are the farthest from speech.
+- ``escalate`` is always missing: CEDR says nothing about escalation.
+- Identical texts within the file (28 repeats) are merged into one record:
+  the first row's id, and the union of the rows' evidence, since repeated
+  rows are separate judgements. ``conversation_id`` is a digest of the text,
+  so equal texts in other files land in the same split too.
+
+What it cannot express: frustrated vs angry vs abusive (anger covers all
+three), escalation, context (sentences stand alone), customer speech (blog,
+news and tweet sentences).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from pathlib import Path
+
+from tonewatch.data.records import Record
+from tonewatch.data.sources.base import Source, require_file
+from tonewatch.labels import EMOTION_LABELS, severity
+
+logger = logging.getLogger(__name__)
+
+NAME = "cedr"
+TIER = "train"
+SPLIT_FILES: dict[str, str] = {"train": "raw/cedr-main-train.csv"}
+"""The splits present in the folder and their files (the test split is withheld)."""
+
+CEDR_LABELS: tuple[str, ...] = ("joy", "sadness", "surprise", "fear", "anger")
+"""CEDR label names by id (the dataset card's ``ClassLabel``)."""
+
+NO_EMOTION = "no_emotion"
+"""Name used here for CEDR's empty label list."""
+
+NEWS = "lenta"
+"""The ``source`` value of news sentences."""
+
+NEWS_WEIGHT = 0.5
+
+LABEL_EVIDENCE: dict[str, tuple[str, ...]] = {
+    NO_EMOTION: ("calm",),
+    "joy": ("calm",),
+    "sadness": ("calm", "frustrated"),
+    "fear": ("calm", "frustrated"),
+    "surprise": EMOTION_LABELS,
+    "anger": ("frustrated", "angry", "abusive"),
+}
+"""Our labels each CEDR label allows; all of :data:`EMOTION_LABELS` means "says nothing"."""
+
+
+def text_group(text: str) -> str:
+    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
+    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def parse_labels(cell: str) -> tuple[str, ...]:
+    """CEDR label names of a ``labels`` cell such as ``[1 4]``; ``[]`` is ``(NO_EMOTION,)``."""
+    inner = cell.strip()
+    if not (inner.startswith("[") and inner.endswith("]")):
+        raise ValueError(f"cedr: malformed labels cell {cell!r}; expected a list such as '[1 4]'")
+    names = []
+    for token in inner[1:-1].split():
+        if not token.isdigit() or int(token) >= len(CEDR_LABELS):
+            raise ValueError(f"cedr: unknown label id {token!r} in {cell!r}; expected 0..{len(CEDR_LABELS) - 1}")
+        names.append(CEDR_LABELS[int(token)])
+    return tuple(names) or (NO_EMOTION,)
+
+
+def label_evidence(label: str, text_source: str) -> tuple[str, ...]:
+    """Our labels that one CEDR label allows for a sentence from ``text_source``."""
+    if label == "anger" and text_source == NEWS:
+        return EMOTION_LABELS
+    return LABEL_EVIDENCE[label]
+
+
+def union_evidence(label_sets: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """Labels allowed by any of ``label_sets``, in severity order."""
+    return tuple(label for label in EMOTION_LABELS if any(label in allowed for allowed in label_sets))
+
+
+def combine_evidence(label_sets: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """Our labels allowed by one row whose source labels allow ``label_sets`` each (severity intervals).
+
+    LABELS.md picks the most severe label clearly present, so the row's label
+    lies between the highest lower bound and the highest upper bound. A label
+    that allows only ``calm`` next to one that excludes ``calm`` is a
+    disagreement rather than two emotions present (thanks + anger): then any
+    of the labels may be right, and the union is taken.
+    """
+    if not label_sets:
+        return ()
+    if any(allowed == ("calm",) for allowed in label_sets) and any("calm" not in allowed for allowed in label_sets):
+        return union_evidence(label_sets)
+    low = max(min(severity(label) for label in allowed) for allowed in label_sets)
+    high = max(max(severity(label) for label in allowed) for allowed in label_sets)
+    return EMOTION_LABELS[low : high + 1]
+
+
+def evidence_fields(allowed: tuple[str, ...]) -> dict[str, object]:
+    """``Record`` keyword arguments for a set of allowed labels: exact, partial, or nothing when all are allowed."""
+    if not allowed or len(allowed) == len(EMOTION_LABELS):
+        return {}
+    if len(allowed) == 1:
+        return {"emotion": allowed[0]}
+    return {"emotion_among": allowed}
+
+
+def row_evidence(labels: tuple[str, ...], text_source: str) -> tuple[str, ...]:
+    """Our labels one row allows: its CEDR labels combined."""
+    return combine_evidence([label_evidence(label, text_source) for label in labels])
+
+
+def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
+    """Records of the parsed rows of one split file; duplicates merge, empty texts are skipped and counted."""
+    groups: dict[str, list[int]] = {}
+    skipped = 0
+    for index, row in enumerate(rows):
+        text = (row.get("text") or "").strip()
+        if not text:
+            skipped += 1
+            continue
+        groups.setdefault(text, []).append(index)
+    if skipped:
+        logger.warning("cedr %s: skipped %d rows with an empty text", split, skipped)
+    records = []
+    for text, indices in groups.items():
+        text_source = (rows[indices[0]].get("source") or "").strip()
+        labels = [parse_labels(rows[index].get("labels") or "") for index in indices]
+        # Repeated rows of one text are separate judgements: union.
+        allowed = union_evidence([row_evidence(names, text_source) for names in labels])
+        records.append(
+            Record(
+                id=f"{NAME}:{split}:{indices[0]}",
+                text=text,
+                lang="ru",
+                source=NAME,
+                tier=TIER,
+                weight=NEWS_WEIGHT if text_source == NEWS else 1.0,
+                conversation_id=text_group(text),
+                origin_split=split,
+                meta={
+                    "labels": ",".join(dict.fromkeys(name for names in labels for name in names)),
+                    "text_source": text_source,
+                    "duplicates": str(len(indices) - 1),
+                },
+                **evidence_fields(allowed),
+            )
+        )
+    return records
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CEDR CSV file."""
+    with open(require_file(path), encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load(folder: Path) -> list[Record]:
+    """All records of ``folder`` (``<data root>/cedr``): the train split."""
+    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
+    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+
+
+SOURCE = Source(
+    name=NAME,
+    langs=("ru",),
+    license="Apache-2.0",
+    tier=TIER,
+    origin="searayeah/russian-sentiment-emotion-datasets@b43a50a589e6664837f994ef72d0f75c4bd6fbcd",
+    summary="Russian blog/news/tweet sentences, 5 emotions: no emotion/joy -> calm, sadness/fear -> calm|frustrated, "
+    "anger -> not calm",
+    load=load,
+)

@@ -1,0 +1,148 @@
+"""CLUE Emotion 2020: Chinese Weibo posts with 7 emotions, as weak emotion evidence (evaluation only).
+
+Origin: ``CLUEbenchmark/CLUEmotionAnalysis2020`` at commit
+``ff1bc945fc3a5854e0013de5a2f222dd1da61516`` (the corpus of Li et al.,
+LREC 2016, built by selecting posts through emotion hashtags). License:
+unclear (the repository has no data license). Tier: ``eval``: evaluation and
+research runs only, never the shipped model's training data. Language: zh.
+
+Raw rows: ``raw/valid.txt``, JSON lines ``{id, content, label}``, one Weibo
+post each. The train split is missing from the snapshot and the test split
+is withheld on purpose.
+
+Mapping onto ``shared/LABELS.md``::
+
+    CLUE label          target                                      weight
+    anger               emotion_among = frustrated|angry|abusive    1.0
+    happiness, like     emotion = calm (exact)                      0.5
+    sadness, fear       emotion_among = calm|frustrated             0.5
+    disgust, surprise   missing                                     -
+
+- ``anger`` is "not calm", not ``angry``: a Weibo anger post is often only
+  ``frustrated`` by LABELS.md, and insults land in it too (no abusive class).
+- Positive posts (``happiness``, ``like``) are ``calm`` by LABELS.md; lower
+  weight because the labels come from hashtag selection and include
+  complaints ("可是我连达到普通人都很难啊，奈何？！" is ``like``).
+- Sadness and fear are ``frustrated`` with a complaint and ``calm`` when they
+  only inform (LABELS.md), not hostile: "calm or frustrated".
+- ``disgust`` (厌恶) would be contempt, but here it covers boredom ("无聊了"),
+  embarrassment and plain questions: missing. ``surprise``: missing.
+- There is no neutral class, so ``calm`` comes only from positive posts.
+- ``escalate`` stays missing: posts are not conversations.
+
+What it cannot express: frustrated vs angry vs abusive, neutral speech,
+escalation, context, customer-service speech. ``conversation_id`` is a digest
+of the text, so exact duplicates never land in different splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tonewatch.data.records import Record
+from tonewatch.data.sources.base import Source, require_file
+
+logger = logging.getLogger(__name__)
+
+NAME = "clue_emotion2020"
+TIER = "eval"
+SPLIT_FILES: dict[str, str] = {"valid": "raw/valid.txt"}
+"""The splits present in the folder and their files (train is missing, test is withheld)."""
+
+NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
+CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
+
+
+class Evidence(NamedTuple):
+    """What one source label says in the label scheme of LABELS.md."""
+
+    emotion: str | None
+    emotion_among: tuple[str, ...]
+    weight: float
+
+
+LABEL_EVIDENCE: dict[str, Evidence] = {
+    "anger": Evidence(None, NOT_CALM, 1.0),
+    "happiness": Evidence("calm", (), 0.5),
+    "like": Evidence("calm", (), 0.5),
+    "sadness": Evidence(None, CALM_OR_FRUSTRATED, 0.5),
+    "fear": Evidence(None, CALM_OR_FRUSTRATED, 0.5),
+    "disgust": Evidence(None, (), 1.0),
+    "surprise": Evidence(None, (), 1.0),
+}
+"""CLUE Emotion 2020's seven labels onto the label scheme."""
+
+
+def text_group(text: str) -> str:
+    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
+    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def map_row(row: dict[str, Any], split: str) -> Record | None:
+    """The record of one parsed post, or ``None`` when its text is empty."""
+    text = str(row.get("content") or "").strip()
+    if not text:
+        return None
+    label = str(row.get("label"))
+    if label not in LABEL_EVIDENCE:
+        raise ValueError(
+            f"clue_emotion2020 {split} id {row.get('id')}: unknown label {label!r}; "
+            f"expected one of {list(LABEL_EVIDENCE)}"
+        )
+    evidence = LABEL_EVIDENCE[label]
+    return Record(
+        id=f"{NAME}:{split}:{row['id']}",
+        text=text,
+        lang="zh",
+        source=NAME,
+        tier=TIER,
+        emotion=evidence.emotion,
+        emotion_among=evidence.emotion_among,
+        weight=evidence.weight,
+        conversation_id=text_group(text),
+        origin_split=split,
+        meta={"label": label},
+    )
+
+
+def map_rows(rows: list[dict[str, Any]], split: str) -> list[Record]:
+    """Records of the parsed posts of one split file; empty texts are skipped and counted in a warning."""
+    records = [record for row in rows if (record := map_row(row, split)) is not None]
+    if len(records) < len(rows):
+        logger.warning("clue_emotion2020 %s: skipped %d empty posts", split, len(rows) - len(records))
+    return records
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The posts of one JSON-lines file; blank lines are skipped, a broken line raises with its number."""
+    rows = []
+    with open(require_file(path), encoding="utf-8-sig") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
+    return rows
+
+
+def load(folder: Path) -> list[Record]:
+    """All records of ``folder`` (``<data root>/clue_emotion2020``): the valid split."""
+    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
+    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+
+
+SOURCE = Source(
+    name=NAME,
+    langs=("zh",),
+    license="unclear (no data license in the repository)",
+    tier=TIER,
+    origin="CLUEbenchmark/CLUEmotionAnalysis2020@ff1bc945fc3a5854e0013de5a2f222dd1da61516",
+    summary="Chinese Weibo posts, 7 emotions: anger -> not calm, positive -> calm, sadness/fear -> calm or frustrated",
+    load=load,
+)

@@ -1,0 +1,138 @@
+"""COLD: Chinese offensive vs safe comments, as evidence for ``abusive``.
+
+Origin: ``thu-coai/COLDataset`` at commit ``a0c55a945497ab58e94aef491180e1cf88ffb864``
+(Deng et al., EMNLP 2022). License: Apache-2.0. Tier: ``train``.
+Language: zh. Raw rows: ``raw/train.csv`` and ``raw/dev.csv`` (UTF-8 with
+BOM, columns ``,split,topic,label,TEXT``), one Zhihu/Weibo comment on race,
+gender or region each. The official test split is withheld on purpose.
+
+Mapping onto ``shared/LABELS.md``::
+
+    COLD label      target                                  weight
+    1 (offensive)   emotion = abusive (exact)               1.0
+    0 (safe)        emotion_among = calm|frustrated|angry   1.0
+
+- Offensive is abusive: COLD's offensive class is an attack on an individual
+  or a group (its fine-grained labels 1 and 2), and LABELS.md counts insults
+  or slurs aimed at "anyone else", groups included, as ``abusive``. Some rows
+  are implicit bias rather than an outright insult; that noise is accepted.
+- Safe is *not* calm: many safe comments are heated opinions, so they only
+  say "not abusive" (``NOT_ABUSIVE``).
+- ``escalate`` stays missing. LABELS.md rule 3 makes abuse an escalation, but
+  COLD has no conversation; deriving escalation from ``abusive`` belongs in
+  one place downstream, not copied into each adapter.
+
+What it cannot express: calm vs frustrated vs angry, escalation, context
+(every comment stands alone), speech aimed at a service agent.
+
+Quirks of the raw files, handled here:
+
+- The unnamed first column is not a row id (it repeats within a file), so
+  record ids are ``cold:<file split>:<0-based data row>``; the column is kept
+  in ``meta["row_id"]``.
+- ``dev.csv``'s own ``split`` column says ``train`` on about half of its rows;
+  ``origin_split`` is the file's split (``dev``), the column is kept in
+  ``meta["split_column"]``.
+- Some texts occur more than once (67 repeats within train.csv, about 30
+  across train.csv and dev.csv, 17 texts with both labels).
+  ``conversation_id`` is a digest of the text, so exact duplicates always land
+  in the same split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from tonewatch.data.records import NOT_ABUSIVE, Record
+from tonewatch.data.sources.base import Source, require_file
+
+logger = logging.getLogger(__name__)
+
+NAME = "cold"
+TIER = "train"
+SPLIT_FILES: dict[str, str] = {"train": "raw/train.csv", "dev": "raw/dev.csv"}
+"""The splits present in the folder and their files (the test split is withheld)."""
+
+
+class Evidence(NamedTuple):
+    """What one source label says in the label scheme of LABELS.md."""
+
+    emotion: str | None
+    emotion_among: tuple[str, ...]
+    weight: float
+
+
+LABEL_EVIDENCE: dict[str, Evidence] = {
+    "1": Evidence("abusive", (), 1.0),  # offensive: an attack on a person or a group
+    "0": Evidence(None, NOT_ABUSIVE, 1.0),  # safe: often heated opinion, so not calm
+}
+"""COLD's ``label`` column onto the label scheme."""
+
+
+def text_group(text: str) -> str:
+    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
+    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def map_row(row: dict[str, str], split: str, index: int) -> Record | None:
+    """The record of one parsed CSV row, or ``None`` when its text is empty."""
+    text = (row.get("TEXT") or "").strip()
+    if not text:
+        return None
+    label = (row.get("label") or "").strip()
+    if label not in LABEL_EVIDENCE:
+        raise ValueError(f"cold {split} row {index}: unknown label {label!r}; expected one of {list(LABEL_EVIDENCE)}")
+    evidence = LABEL_EVIDENCE[label]
+    return Record(
+        id=f"{NAME}:{split}:{index}",
+        text=text,
+        lang="zh",
+        source=NAME,
+        tier=TIER,
+        emotion=evidence.emotion,
+        emotion_among=evidence.emotion_among,
+        weight=evidence.weight,
+        conversation_id=text_group(text),
+        origin_split=split,
+        meta={
+            "label": label,
+            "topic": row.get("topic") or "",
+            "row_id": row.get("") or "",
+            "split_column": row.get("split") or "",
+        },
+    )
+
+
+def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
+    """Records of the parsed rows of one split file; empty texts are skipped and counted in a warning."""
+    records = [record for index, row in enumerate(rows) if (record := map_row(row, split, index)) is not None]
+    if len(records) < len(rows):
+        logger.warning("cold %s: skipped %d rows with an empty text", split, len(rows) - len(records))
+    return records
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a COLD CSV file; the BOM is dropped, so the unnamed first column is the key ``""``."""
+    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load(folder: Path) -> list[Record]:
+    """All records of ``folder`` (``<data root>/cold``): train, then dev."""
+    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
+    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+
+
+SOURCE = Source(
+    name=NAME,
+    langs=("zh",),
+    license="Apache-2.0",
+    tier=TIER,
+    origin="thu-coai/COLDataset@a0c55a945497ab58e94aef491180e1cf88ffb864",
+    summary="Chinese offensive vs safe social-media comments: offensive -> abusive, safe -> not abusive",
+    load=load,
+)

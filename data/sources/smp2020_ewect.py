@@ -1,0 +1,165 @@
+"""SMP2020-EWECT: Chinese Weibo posts with 6 emotions, as weak emotion evidence (evaluation only).
+
+Origin: ``BrownSweater/BERT_SMP2020-EWECT`` (a third-party mirror of the
+SMP2020 Weibo emotion evaluation, labels by HIT-SCIR) at commit
+``e928cec001824668999ed02326aacbea0d369563``. License: unclear (no license
+file, no redistribution terms). Tier: ``eval``: evaluation and research runs
+only, never the shipped model's training data. Language: zh.
+
+Raw rows: JSON arrays of ``{id, content, label}``, one Weibo post each:
+``raw/usual_eval_labeled.txt`` (random topics), ``raw/virus_eval_labeled.txt``
+and ``raw/virus_train.txt`` (COVID-19 posts). ``usual_train`` is missing from
+the snapshot and the test files are withheld on purpose. ``origin_split`` is
+``eval`` or ``train``; the topic set is ``meta["domain"]`` (``usual`` or
+``virus``) and part of the record id (``smp2020_ewect:usual_eval:17``).
+
+Mapping onto ``shared/LABELS.md``::
+
+    SMP2020 label    target                                      weight
+    angry            emotion_among = frustrated|angry|abusive    1.0
+    neutral          emotion = calm (exact)                      0.5
+    happy            emotion = calm (exact)                      0.5
+    sad, fear        emotion_among = calm|frustrated             0.5
+    surprise         missing                                     -
+
+- ``angry`` (愤怒) is "not calm" rather than ``angry``: by LABELS.md an angry
+  Weibo post is often only ``frustrated`` (complaining about the situation,
+  "为什么会这么疼呢"), and insults aimed at people ("就是一垃圾") also land in
+  ``angry`` because the source has no abusive class, so the usual
+  ``NEGATIVE_NOT_ABUSIVE`` would be wrong for them.
+- ``neutral`` and ``happy`` (positive) are ``calm`` by LABELS.md, but they are
+  news sentences and personal posts, not customer speech: lower weight.
+- Sadness and fear are ``frustrated`` with a complaint and ``calm`` when they
+  only inform (LABELS.md), not hostile: "calm or frustrated".
+- ``surprise`` (惊奇) runs from delight to "怎么又出现…？？": missing.
+- ``escalate`` stays missing: posts are not conversations.
+
+What it cannot express: frustrated vs angry vs abusive, escalation, context,
+customer-service speech. Exact duplicate posts (about a thousand, mostly
+short virus posts such as slogans) share a ``conversation_id`` (a digest of the
+text), so they never land in different splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tonewatch.data.records import Record
+from tonewatch.data.sources.base import Source, require_file
+
+logger = logging.getLogger(__name__)
+
+NAME = "smp2020_ewect"
+TIER = "eval"
+
+
+class SplitFile(NamedTuple):
+    """One raw file: its topic set, its split and its path under the source folder."""
+
+    domain: str
+    split: str
+    path: str
+
+
+SPLIT_FILES: tuple[SplitFile, ...] = (
+    SplitFile("usual", "eval", "raw/usual_eval_labeled.txt"),
+    SplitFile("virus", "eval", "raw/virus_eval_labeled.txt"),
+    SplitFile("virus", "train", "raw/virus_train.txt"),
+)
+"""The files present in the folder (usual_train is missing, the test files are withheld)."""
+
+NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
+CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
+
+
+class Evidence(NamedTuple):
+    """What one source label says in the label scheme of LABELS.md."""
+
+    emotion: str | None
+    emotion_among: tuple[str, ...]
+    weight: float
+
+
+LABEL_EVIDENCE: dict[str, Evidence] = {
+    "angry": Evidence(None, NOT_CALM, 1.0),
+    "neutral": Evidence("calm", (), 0.5),
+    "happy": Evidence("calm", (), 0.5),
+    "sad": Evidence(None, CALM_OR_FRUSTRATED, 0.5),
+    "fear": Evidence(None, CALM_OR_FRUSTRATED, 0.5),
+    "surprise": Evidence(None, (), 1.0),
+}
+"""SMP2020-EWECT's six labels onto the label scheme."""
+
+
+def text_group(text: str) -> str:
+    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
+    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def map_row(row: dict[str, Any], split: str, domain: str) -> Record | None:
+    """The record of one parsed post, or ``None`` when its text is empty."""
+    text = str(row.get("content") or "").strip()
+    if not text:
+        return None
+    label = str(row.get("label"))
+    if label not in LABEL_EVIDENCE:
+        raise ValueError(
+            f"smp2020_ewect {domain}_{split} id {row.get('id')}: unknown label {label!r}; "
+            f"expected one of {list(LABEL_EVIDENCE)}"
+        )
+    evidence = LABEL_EVIDENCE[label]
+    return Record(
+        id=f"{NAME}:{domain}_{split}:{row['id']}",
+        text=text,
+        lang="zh",
+        source=NAME,
+        tier=TIER,
+        emotion=evidence.emotion,
+        emotion_among=evidence.emotion_among,
+        weight=evidence.weight,
+        conversation_id=text_group(text),
+        origin_split=split,
+        meta={"label": label, "domain": domain},
+    )
+
+
+def map_rows(rows: list[dict[str, Any]], split: str, domain: str) -> list[Record]:
+    """Records of the parsed posts of one file; empty texts are skipped and counted in a warning."""
+    records = [record for row in rows if (record := map_row(row, split, domain)) is not None]
+    if len(records) < len(rows):
+        logger.warning("smp2020_ewect %s_%s: skipped %d empty posts", domain, split, len(rows) - len(records))
+    return records
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The posts of one SMP2020-EWECT file (a JSON array)."""
+    with open(require_file(path), encoding="utf-8-sig") as handle:
+        rows = json.load(handle)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON array of posts, got {type(rows).__name__}")
+    return rows
+
+
+def load(folder: Path) -> list[Record]:
+    """All records of ``folder`` (``<data root>/smp2020_ewect``): usual eval, virus eval, virus train."""
+    paths = [(split_file, require_file(folder / split_file.path)) for split_file in SPLIT_FILES]
+    return [
+        record
+        for split_file, path in paths
+        for record in map_rows(read_rows(path), split_file.split, split_file.domain)
+    ]
+
+
+SOURCE = Source(
+    name=NAME,
+    langs=("zh",),
+    license="unclear (no license in the mirror)",
+    tier=TIER,
+    origin="BrownSweater/BERT_SMP2020-EWECT@e928cec001824668999ed02326aacbea0d369563",
+    summary="Chinese Weibo posts, 6 emotions: angry -> not calm, neutral/happy -> calm, sad/fear -> calm or frustrated",
+    load=load,
+)

@@ -1,0 +1,268 @@
+"""The one loader of a tonewatch model directory, and batch classification.
+
+A model directory holds::
+
+    config.json          label maps, base encoder, input limits, LoRA shape, calibration
+    model.safetensors    LoRA factors, token-type embeddings, the two heads
+    tokenizer files      the base encoder's tokenizer
+    README.md            the model card
+
+:meth:`Classifier.from_pretrained` is what training (evaluation), ``tonewatch
+label`` and the server all call.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID
+from tonewatch.model.inputs import EncodedInput, InputLimits, encode_turn
+from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, TurnClassifierNetwork, merge_lora
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "tonewatch-turn-classifier"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+"""The shipped default model (inside the installed package)."""
+
+
+class ModelDirectoryError(ValueError):
+    """A model directory is missing files or label maps, or was made for another label scheme."""
+
+
+@dataclass
+class Calibration:
+    """Temperatures (fitted on validation data) and escalation decision thresholds."""
+
+    emotion_temperature: float = 1.0
+    escalation_temperature: float = 1.0
+    escalation_threshold: float = 0.5
+    escalation_thresholds: dict[str, float] = field(default_factory=dict)
+    """Per-language thresholds on the calibrated escalation probability; fall back to ``escalation_threshold``."""
+
+    def threshold(self, lang: str | None) -> float:
+        return self.escalation_thresholds.get(lang or "", self.escalation_threshold)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a trained network around its base encoder."""
+
+    base_model: str
+    num_hidden_layers: int
+    hidden_size: int
+    limits: InputLimits = field(default_factory=InputLimits)
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
+    calibration: Calibration = field(default_factory=Calibration)
+    name: str = "tonewatch"
+    version: str = "0"
+    base_weights_sha256: str | None = None
+
+    @property
+    def lora_scaling(self) -> float:
+        return self.lora_alpha / self.lora_r
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["limits"] = asdict(self.limits)
+        data["lora_target_modules"] = list(self.lora_target_modules)
+        return {
+            "model_type": MODEL_TYPE,
+            "id2label": {str(index): label for index, label in ID2LABEL.items()},
+            "label2id": dict(LABEL2ID),
+            "escalation_label": ESCALATION_LABEL,
+            **data,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
+        id2label = data.get("id2label")
+        if not id2label or not data.get("label2id"):
+            raise ModelDirectoryError("config.json has no id2label/label2id label maps; refusing to load")
+        labels = tuple(id2label[str(index)] for index in range(len(id2label)))
+        if labels != EMOTION_LABELS:
+            raise ModelDirectoryError(f"model labels {labels} differ from this tonewatch's {EMOTION_LABELS}")
+        fields = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        fields["limits"] = InputLimits(**data.get("limits", {}))
+        fields["calibration"] = Calibration(**data.get("calibration", {}))
+        fields["lora_target_modules"] = tuple(data.get("lora_target_modules", ()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's output for one customer turn (or text), in the shape ``tonewatch label`` writes."""
+
+    emotion: str
+    scores: dict[str, float]
+    escalate: bool
+    escalate_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "emotion": self.emotion,
+            "scores": {label: round(score, 6) for label, score in self.scores.items()},
+            "escalate": self.escalate,
+            "escalate_score": round(self.escalate_score, 6),
+        }
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """A customer turn to classify: its text, preceding turns ``(speaker, text)`` oldest first, language."""
+
+    text: str
+    context: tuple[tuple[str, str], ...] = ()
+    lang: str | None = None
+
+
+def read_model_config(model_dir: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` of ``model_dir``, with clear errors for a directory that is not a model."""
+    directory = Path(model_dir)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelDirectoryError(f"{directory} is not a tonewatch model directory (no {CONFIG_NAME})")
+    try:
+        data = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelDirectoryError(f"{config_path} is not valid JSON: {error}") from None
+    if data.get("model_type") != MODEL_TYPE:
+        raise ModelDirectoryError(f"{config_path}: model_type {data.get('model_type')!r} is not {MODEL_TYPE!r}")
+    return ModelConfig.from_json(data)
+
+
+def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
+    """A network around the base encoder at ``base_path``, cut to ``config.num_hidden_layers`` layers."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
+    return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout)
+
+
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+class Classifier:
+    """A loaded model: turns in, calibrated predictions out."""
+
+    def __init__(self, network: TurnClassifierNetwork, tokenizer, config: ModelConfig, model_dir: Path | None = None):
+        self.network = network.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_dir = model_dir
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path | None = None, *, cache_dir: str | Path | None = None) -> Classifier:
+        """Load a model directory (default: the shipped model), rebuilding its base encoder offline if needed."""
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        from tonewatch.model.encoder import resolve_base_model
+
+        _quiet_transformers()
+        directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        config = read_model_config(directory)
+        weights_path = directory / WEIGHTS_NAME
+        if not weights_path.is_file():
+            raise ModelDirectoryError(f"{directory} has no {WEIGHTS_NAME}")
+        network = build_network(config, resolve_base_model(config.base_model, cache_dir), dropout=0.0)
+        state = load_file(str(weights_path))
+        lora = {key[len("encoder.") :]: value for key, value in state.items() if ".lora_" in key}
+        merge_lora(network.encoder, lora, config.lora_scaling)
+        rest = {key: value for key, value in state.items() if ".lora_" not in key}
+        expected = {key for key in network.state_dict() if key.startswith(HEAD_PREFIXES)}
+        missing = expected - rest.keys()
+        if missing:
+            raise ModelDirectoryError(f"{weights_path} lacks {sorted(missing)}")
+        unexpected = rest.keys() - expected - set(TRAINED_ENCODER_PARAMETERS)
+        if unexpected:
+            raise ModelDirectoryError(f"{weights_path} has unexpected tensors {sorted(unexpected)}")
+        network.load_state_dict(rest, strict=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        return cls(network, tokenizer, config, directory)
+
+    def encode(self, item: TurnInput) -> EncodedInput:
+        return encode_turn(self.tokenizer, item.text, item.context, self.config.limits)
+
+    @torch.inference_mode()
+    def logits(self, encoded: Sequence[EncodedInput], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding."""
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
+        emotion = torch.empty(len(encoded), len(EMOTION_LABELS))
+        escalation = torch.empty(len(encoded))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(encoded[index].input_ids) for index in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            types = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, index in enumerate(chunk):
+                item = encoded[index]
+                ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
+                types[row, : len(item.token_type_ids)] = torch.tensor(item.token_type_ids)
+                mask[row, : len(item.input_ids)] = 1
+            emotion_logits, escalation_logits = self.network(ids, mask, types)
+            emotion[chunk] = emotion_logits.float()
+            escalation[chunk] = escalation_logits.float()
+        return emotion, escalation
+
+    def predictions_from_logits(
+        self, emotion_logits: torch.Tensor, escalation_logits: torch.Tensor, langs: Sequence[str | None]
+    ) -> list[Prediction]:
+        calibration = self.config.calibration
+        probabilities = torch.softmax(emotion_logits / calibration.emotion_temperature, dim=-1)
+        escalation = torch.sigmoid(escalation_logits / calibration.escalation_temperature)
+        predictions = []
+        for row, lang in enumerate(langs):
+            scores = {label: float(probabilities[row, index]) for index, label in ID2LABEL.items()}
+            score = float(escalation[row])
+            if math.isnan(score):
+                raise RuntimeError("the model produced NaN scores")
+            predictions.append(
+                Prediction(
+                    emotion=max(scores, key=scores.get),
+                    scores=scores,
+                    escalate=score >= calibration.threshold(lang),
+                    escalate_score=score,
+                )
+            )
+        return predictions
+
+    def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
+        """Predictions for ``items`` (turns with context, or bare strings), in order."""
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        if not turns:
+            return []
+        emotion, escalation = self.logits([self.encode(turn) for turn in turns], batch_size)
+        return self.predictions_from_logits(emotion, escalation, [turn.lang for turn in turns])
+
+    def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:
+        """Predictions for every customer turn of a conversation in the project's format, in turn order."""
+        turns = conversation_turn_inputs(conversation)
+        return self.classify(turns, batch_size) if turns else []
+
+
+def conversation_turn_inputs(conversation: dict) -> list[TurnInput]:
+    """One :class:`TurnInput` per customer turn, each with every earlier turn as context."""
+    lang = conversation.get("lang")
+    inputs, context = [], []
+    for turn in conversation["turns"]:
+        text = turn["text"].strip()
+        if turn["speaker"] == "customer":
+            inputs.append(TurnInput(text, tuple(context), lang))
+        context.append((turn["speaker"], text))
+    return inputs

@@ -1,0 +1,82 @@
+"""Temperature scaling per head and escalation thresholds, fitted on validation data (never on callcenter_dev)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tonewatch.data.records import Record
+from tonewatch.labels import LABEL2ID
+from tonewatch.model.classifier import Calibration, Classifier, TurnInput
+
+THRESHOLD_GRID = np.round(np.arange(0.20, 0.81, 0.05), 2)
+MIN_POSITIVES_PER_LANGUAGE = 15
+"""Below this many escalation positives a language uses the global threshold (too few to tune on)."""
+
+
+def fit_temperature(logits: torch.Tensor, loss_fn) -> float:
+    """The temperature T > 0 minimising ``loss_fn(logits / T)`` (LBFGS on log T)."""
+    log_temperature = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_temperature], lr=0.1, max_iter=100)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(logits / log_temperature.exp())
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_temperature.exp())
+    return temperature if np.isfinite(temperature) and 0.05 < temperature < 20 else 1.0
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The grid threshold with the best F1 (ties: the one closest to 0.5)."""
+    best, best_f1 = 0.5, -1.0
+    for threshold in sorted(THRESHOLD_GRID, key=lambda value: abs(value - 0.5)):
+        predicted = scores >= threshold
+        true_positive = float((predicted & labels).sum())
+        f1 = 2 * true_positive / max(float(predicted.sum() + labels.sum()), 1.0)
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
+def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibration:
+    """Temperatures and thresholds from ``records`` (labelled validation turns with context)."""
+    if not records:
+        return Calibration()
+    inputs = [TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang) for r in records]
+    emotion_logits, escalation_logits = classifier.logits([classifier.encode(item) for item in inputs])
+    exact = torch.tensor([LABEL2ID[r.emotion] if r.emotion else -1 for r in records])
+    known = exact >= 0
+    emotion_temperature = 1.0
+    if known.any():
+        emotion_temperature = fit_temperature(
+            emotion_logits[known], lambda scaled: torch.nn.functional.cross_entropy(scaled, exact[known])
+        )
+    escalate = torch.tensor([-1.0 if r.escalate is None else float(r.escalate) for r in records])
+    has_escalation = escalate >= 0
+    escalation_temperature = 1.0
+    thresholds: dict[str, float] = {}
+    global_threshold = 0.5
+    if has_escalation.any():
+        target = escalate[has_escalation]
+        escalation_temperature = fit_temperature(
+            escalation_logits[has_escalation],
+            lambda scaled: torch.nn.functional.binary_cross_entropy_with_logits(scaled, target),
+        )
+        scores = torch.sigmoid(escalation_logits / escalation_temperature).numpy()
+        labels = escalate.numpy() > 0.5
+        mask = has_escalation.numpy()
+        global_threshold = best_threshold(scores[mask], labels[mask])
+        for lang in sorted({r.lang for r in records}):
+            in_lang = mask & np.array([r.lang == lang for r in records])
+            if labels[in_lang].sum() >= MIN_POSITIVES_PER_LANGUAGE:
+                thresholds[lang] = best_threshold(scores[in_lang], labels[in_lang])
+    return Calibration(
+        emotion_temperature=emotion_temperature,
+        escalation_temperature=escalation_temperature,
+        escalation_threshold=global_threshold,
+        escalation_thresholds=thresholds,
+    )

@@ -1,0 +1,207 @@
+"""Typed configuration of a training run, loadable from TOML with command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tonewatch.model.encoder import DEFAULT_BASE_MODEL
+
+DEFAULT_SOURCE_SHARES: dict[str, float] = {
+    "callcenter_train": 0.50,
+    "cold": 0.10,
+    "ru_paradetox": 0.10,
+    "cped": 0.06,
+    "cedr": 0.07,
+    "ru_goemotions": 0.09,
+    "stc3_dch": 0.08,
+}
+"""Default share of each training batch drawn from each source (train tier only)."""
+
+
+@dataclass
+class ExtraData:
+    """A researcher's own data, added by configuration alone."""
+
+    path: str = field(metadata={"help": "Local JSONL/CSV/Parquet file, or a Hugging Face dataset name."})
+    format: str = field(
+        default="auto",
+        metadata={"help": "'conversations' (project JSONL), 'texts' (text + labels columns) or 'auto'."},
+    )
+    lang: str | None = field(default=None, metadata={"help": "Language when the rows do not say (zh or ru)."})
+    share: float = field(default=0.1, metadata={"help": "Share of each batch drawn from this data."})
+    split: str = field(default="train", metadata={"help": "Split to read from a hub dataset."})
+    name: str | None = field(default=None, metadata={"help": "Source name in reports (default: file stem)."})
+
+    def __post_init__(self) -> None:
+        if self.format not in ("auto", "conversations", "texts"):
+            raise ValueError(f"extra data format must be auto, conversations or texts, not {self.format!r}")
+        if self.share <= 0:
+            raise ValueError(f"extra data share must be > 0, got {self.share}")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data mix, model shape, optimisation, calibration and outputs."""
+
+    output_dir: str = field(default="runs/default", metadata={"help": "Where the model directory is written."})
+    base_model: str = field(
+        default=DEFAULT_BASE_MODEL,
+        metadata={"help": "Base encoder: the offline default, a Hugging Face id, or a local path."},
+    )
+    data_root: str | None = field(default=None, metadata={"help": "Data root of the third-party datasets."})
+    source_shares: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_SOURCE_SHARES),
+        metadata={"help": "Share of each batch drawn from each source; sources not listed are not trained on."},
+    )
+    max_records_per_source: int = field(
+        default=20000, metadata={"help": "Cap on records read per public source (random subset, fixed seed)."}
+    )
+    allow_eval_tier: bool = field(
+        default=False,
+        metadata={"help": "Allow eval-tier sources (unclear licenses) in training: research runs only, never shipped."},
+    )
+    extra_data: list[ExtraData] = field(default_factory=list, metadata={"help": "Researcher-provided datasets."})
+    validation_fraction: float = field(
+        default=0.15,
+        metadata={"help": "Share of callcenter_train conversations held out for early stopping and calibration."},
+    )
+    num_hidden_layers: int = field(default=12, metadata={"help": "Encoder layers kept (the first N)."})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens of turn + context."})
+    max_turn_tokens: int = field(default=64, metadata={"help": "Maximum tokens of the labelled turn itself."})
+    max_context_turns: int = field(default=4, metadata={"help": "Preceding turns read as context."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"],
+        metadata={"help": "Encoder Linear modules that get LoRA factors."},
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout before the heads."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per optimisation step."})
+    max_steps: int = field(default=600, metadata={"help": "Optimisation steps."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate of the LoRA factors."})
+    head_learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of the heads."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_steps: int = field(default=40, metadata={"help": "Linear warm-up steps, then linear decay."})
+    escalation_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the escalation loss."})
+    class_balance: float = field(
+        default=0.5,
+        metadata={"help": "Emotion class weights = (1 / frequency) ** class_balance on exact labels; 0 = none."},
+    )
+    eval_every: int = field(default=100, metadata={"help": "Steps between validation runs (best model is kept)."})
+    checkpoint_every: int = field(default=50, metadata={"help": "Steps between resumable checkpoints."})
+    log_every: int = field(default=10, metadata={"help": "Steps between progress lines."})
+    seed: int = field(default=20261122, metadata={"help": "Seed of sampling, splits and initialisation."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+    device: str = field(default="auto", metadata={"help": "'auto' (CUDA when present), 'cpu' or 'cuda'."})
+    evaluate: bool = field(default=True, metadata={"help": "Write the evaluation report after training."})
+    model_name: str = field(default="tonewatch-default", metadata={"help": "Name written to the model card."})
+
+    def __post_init__(self) -> None:
+        self.extra_data = [item if isinstance(item, ExtraData) else ExtraData(**item) for item in self.extra_data]
+        for name, value in self.source_shares.items():
+            if value < 0:
+                raise ValueError(f"source_shares[{name!r}] must be >= 0, got {value}")
+        if not self.source_shares and not self.extra_data:
+            raise ValueError("nothing to train on: source_shares and extra_data are both empty")
+        positive = {
+            "batch_size": self.batch_size,
+            "max_steps": self.max_steps,
+            "num_hidden_layers": self.num_hidden_layers,
+            "lora_r": self.lora_r,
+            "eval_every": self.eval_every,
+            "checkpoint_every": self.checkpoint_every,
+            "log_every": self.log_every,
+            "max_records_per_source": self.max_records_per_source,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.max_length < self.max_turn_tokens + 2:
+            raise ValueError("max_length must leave room for the turn and two special tokens")
+        if self.learning_rate <= 0 or self.head_learning_rate <= 0:
+            raise ValueError("learning rates must be > 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0.0 <= self.class_balance <= 1.0:
+            raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
+        from tonewatch.data.sources import SOURCES
+
+        unknown = [name for name in self.source_shares if name not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown sources in source_shares: {unknown}; known: {', '.join(SOURCES)}")
+        if "callcenter_dev" in self.source_shares:
+            raise ValueError("callcenter_dev is the validation set and is never trained on")
+        eval_tier = [name for name in self.source_shares if SOURCES[name].tier == "eval"]
+        if eval_tier and not self.allow_eval_tier:
+            raise ValueError(
+                f"sources {eval_tier} are eval-tier (unclear licenses): set allow_eval_tier = true for a research run"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def from_file(cls, path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+        """Load a TOML (or JSON) file, apply ``key=value`` overrides, validate."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            text = Path(path).read_text()
+            values = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
+        for override in overrides or []:
+            key, value = parse_override(override)
+            if "." in key:
+                table, sub = key.split(".", 1)
+                values.setdefault(table, {})[sub] = value
+            else:
+                values[key] = value
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}; see `tonewatch train --show-fields`")
+        return cls(**{key: coerce(cls, key, value) for key, value in values.items()})
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as TOML (numbers, booleans, lists, quoted strings) or a bare string."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not key=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, raw
+
+
+def coerce(cls: type, key: str, value: Any) -> Any:
+    """Convert a TOML value to the field's declared scalar type (e.g. ``1`` for a float field)."""
+    hints = typing.get_type_hints(cls)
+    hint = hints[key]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {value!r}")
+    if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def field_help(cls: type = TrainConfig) -> list[tuple[str, str, str]]:
+    """``(name, default, help)`` of every field, for ``--show-fields``."""
+    rows = []
+    for item in dataclasses.fields(cls):
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+        rows.append((item.name, json.dumps(default, ensure_ascii=False, default=str), item.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,229 @@
+"""Records -> Hugging Face ``datasets.Dataset`` of tokenised examples, and the training mix.
+
+The training set is every ``train``-tier source named in the config's
+``source_shares`` (plus the researcher's ``extra_data``). Validation data
+never overlaps it:
+
+- ``callcenter_train`` is split by conversation: ``validation_fraction`` of its
+  conversations are held out for early stopping and calibration;
+- public sources with an official dev/valid file beside a train file hold
+  that file out; single-file sources are split by conversation (fixed seed);
+- ``callcenter_dev`` is never trained on; it is the evaluation set.
+
+Examples keep their labels as tensors-to-be: ``emotion_allowed`` (a 0/1 mask
+over the labels; all zero = missing), ``emotion_exact`` (label id or -1),
+``escalate`` (1.0, 0.0, or -1.0 = missing) and ``weight``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tonewatch.data.conversations import conversation_records, read_conversations
+from tonewatch.data.custom import rows_to_records
+from tonewatch.data.records import Record
+from tonewatch.data.sources import get_source, load_source
+from tonewatch.data.splits import split_by_conversation
+from tonewatch.labels import EMOTION_LABELS, LABEL2ID
+from tonewatch.model.inputs import InputLimits, encode_turn
+from tonewatch.training.config import ExtraData, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+IN_DOMAIN_SOURCE = "callcenter_train"
+EVALUATION_SOURCE = "callcenter_dev"
+HELD_OUT_SPLITS = ("dev", "valid", "validation", "eval")
+PUBLIC_VALIDATION_FRACTION = 0.1
+
+
+@dataclass
+class TrainingData:
+    """Records of each source, split into training and validation."""
+
+    train: dict[str, list[Record]]
+    validation: dict[str, list[Record]]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {"train": len(self.train.get(name, [])), "validation": len(self.validation.get(name, []))}
+            for name in sorted(set(self.train) | set(self.validation))
+        }
+
+
+def is_labelled(record: Record) -> bool:
+    return record.has_emotion or record.escalate is not None
+
+
+def split_source(records: list[Record], name: str, seed: int, validation_fraction: float) -> tuple[list, list]:
+    """Training and validation records of one source (see the module docstring)."""
+    if name == IN_DOMAIN_SOURCE:
+        return split_by_conversation(records, validation_fraction, seed)
+    splits = {record.origin_split for record in records}
+    if len(splits) > 1 and splits & set(HELD_OUT_SPLITS):
+        train = [record for record in records if record.origin_split not in HELD_OUT_SPLITS]
+        validation = [record for record in records if record.origin_split in HELD_OUT_SPLITS]
+        return train, validation
+    return split_by_conversation(records, PUBLIC_VALIDATION_FRACTION, seed)
+
+
+def cap_records(records: list[Record], cap: int, seed: int) -> list[Record]:
+    """At most ``cap`` records, a random subset by whole conversations (fixed seed), in original order."""
+    if len(records) <= cap:
+        return records
+    by_conversation: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_conversation[record.conversation_id].append(record)
+    conversations = sorted(by_conversation)
+    random.Random(seed).shuffle(conversations)
+    kept: set[str] = set()
+    total = 0
+    for conversation_id in conversations:
+        if total >= cap:
+            break
+        kept.add(conversation_id)
+        total += len(by_conversation[conversation_id])
+    return [record for record in records if record.conversation_id in kept]
+
+
+def load_extra(extra: ExtraData) -> list[Record]:
+    """Records of one ``extra_data`` entry: project-format conversations, or a table of texts with labels."""
+    path = Path(extra.path)
+    name = extra.name or (path.stem if path.exists() else extra.path.replace("/", "_"))
+    kind = extra.format
+    if kind == "auto":
+        kind = "conversations" if path.suffix == ".jsonl" and _looks_like_conversations(path) else "texts"
+    if kind == "conversations":
+        return [
+            record
+            for conversation in read_conversations(path)
+            for record in conversation_records(conversation, source=name, tier="train", default_lang=extra.lang)
+        ]
+    import datasets
+
+    if path.exists():
+        builder = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"extra data {path}: unsupported file type {path.suffix!r} (csv, jsonl, json, parquet)")
+        table = datasets.load_dataset(builder, data_files=str(path), split="train")
+    else:
+        table = datasets.load_dataset(extra.path, split=extra.split)
+    return rows_to_records(table, source=name, lang=extra.lang)
+
+
+def _looks_like_conversations(path: Path) -> bool:
+    with open(path, encoding="utf-8-sig") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    return "turns" in json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+    return False
+
+
+def build_training_data(config: TrainConfig) -> TrainingData:
+    """Load, filter, cap and split every source of the training mix."""
+    train: dict[str, list[Record]] = {}
+    validation: dict[str, list[Record]] = {}
+    for name, share in config.source_shares.items():
+        if share <= 0:
+            continue
+        source = get_source(name)
+        if source.tier != "train" and not config.allow_eval_tier:
+            raise ValueError(f"source {name!r} is {source.tier}-tier and may not be trained on")
+        records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
+        if name != IN_DOMAIN_SOURCE:
+            records = cap_records(records, config.max_records_per_source, config.seed)
+        train[name], validation[name] = split_source(records, name, config.seed, config.validation_fraction)
+    for extra in config.extra_data:
+        records = [record for record in load_extra(extra) if is_labelled(record)]
+        name = records[0].source if records else (extra.name or extra.path)
+        train[name], validation[name] = split_by_conversation(records, config.validation_fraction, config.seed)
+    return TrainingData(train, validation)
+
+
+def source_shares(config: TrainConfig) -> dict[str, float]:
+    """The batch share of every training source, extra data included, normalised to sum to 1."""
+    shares = {name: share for name, share in config.source_shares.items() if share > 0}
+    for extra in config.extra_data:
+        shares[extra.name or Path(extra.path).stem] = extra.share
+    total = sum(shares.values())
+    return {name: share / total for name, share in shares.items()}
+
+
+def record_to_example(record: Record) -> dict:
+    """The label fields of one record as plain values (the text fields are tokenised later)."""
+    allowed = [record.emotion] if record.emotion is not None else list(record.emotion_among)
+    return {
+        "id": record.id,
+        "text": record.text,
+        "context_speakers": [turn.speaker for turn in record.context],
+        "context_texts": [turn.text for turn in record.context],
+        "lang": record.lang,
+        "source": record.source,
+        "conversation_id": record.conversation_id,
+        "emotion_allowed": [int(label in allowed) for label in EMOTION_LABELS],
+        "emotion_exact": LABEL2ID[record.emotion] if record.emotion is not None else -1,
+        "escalate": -1.0 if record.escalate is None else float(record.escalate),
+        "weight": float(record.weight),
+    }
+
+
+def tokenize_batch(batch: dict, tokenizer, limits: InputLimits) -> dict:
+    """``datasets.map`` function: encoder inputs for a batch of examples."""
+    input_ids, token_type_ids = [], []
+    for text, speakers, texts in zip(batch["text"], batch["context_speakers"], batch["context_texts"], strict=True):
+        encoded = encode_turn(tokenizer, text, list(zip(speakers, texts, strict=True)), limits)
+        input_ids.append(encoded.input_ids)
+        token_type_ids.append(encoded.token_type_ids)
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids}
+
+
+def to_dataset(records: list[Record], tokenizer, limits: InputLimits, cache_dir: Path | None = None):
+    """A tokenised ``datasets.Dataset`` of ``records``; cached on disk by content when ``cache_dir`` is given."""
+    import datasets
+
+    examples = [record_to_example(record) for record in records]
+    dataset = datasets.Dataset.from_list(examples) if examples else _empty_dataset()
+    cache_file = None
+    if cache_dir is not None and examples:
+        fingerprint = hashlib.sha256(
+            json.dumps([examples, limits.__dict__, tokenizer.name_or_path, len(tokenizer)], ensure_ascii=False).encode()
+        ).hexdigest()[:24]
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_file = str(cache_dir / f"tokenized-{fingerprint}.arrow")
+    return dataset.map(
+        tokenize_batch,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "limits": limits},
+        cache_file_name=cache_file,
+        load_from_cache_file=cache_file is not None,
+        desc="tokenising",
+    )
+
+
+def _empty_dataset():
+    import datasets
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "context_speakers": datasets.Sequence(datasets.Value("string")),
+            "context_texts": datasets.Sequence(datasets.Value("string")),
+            "lang": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "conversation_id": datasets.Value("string"),
+            "emotion_allowed": datasets.Sequence(datasets.Value("int64")),
+            "emotion_exact": datasets.Value("int64"),
+            "escalate": datasets.Value("float64"),
+            "weight": datasets.Value("float64"),
+        }
+    )
+    return datasets.Dataset.from_dict({name: [] for name in features}, features=features)

@@ -1,0 +1,339 @@
+"""``tonewatch evaluate MODEL_DIR``: the evaluation report (JSON, Markdown, PNG plots).
+
+What is measured, and on what:
+
+- ``callcenter_dev`` (in-domain conversations, never trained on): emotion
+  macro-F1 and per-class precision/recall per language, confusion matrices,
+  calibration (ECE and a reliability diagram), escalation precision/recall/F1
+  and PR-AUC, and how early or late the first escalation alert fires against
+  the gold first escalation turn of each conversation.
+- Public held-out splits (the same split rules as training, so nothing here
+  was trained on) and the eval-tier sources: per source, exact-label metrics
+  where the source has exact labels, the share of predictions inside the
+  allowed set where it only has partial evidence, and abusive-vs-rest
+  macro-F1 where it separates abusive from non-abusive text (COLD dev).
+- A baseline trained in the same run on the same training records:
+  character n-gram TF-IDF + logistic regression (scikit-learn), one model for
+  emotion (turn text) and one for escalation (turn + preceding turns), so
+  every in-domain figure has a comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tonewatch.data.records import Record
+from tonewatch.data.sources import SOURCES, load_source
+from tonewatch.labels import EMOTION_LABELS, LABEL2ID
+from tonewatch.model.classifier import Classifier, TurnInput
+from tonewatch.training import metrics
+from tonewatch.training.config import TrainConfig
+from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
+
+logger = logging.getLogger(__name__)
+
+ABUSIVE = LABEL2ID["abusive"]
+
+
+@dataclass
+class EvalConfig:
+    """What ``tonewatch evaluate`` measures."""
+
+    data_root: str | None = field(default=None, metadata={"help": "Data root of the third-party datasets."})
+    output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: MODEL_DIR)."})
+    max_records_per_source: int = field(
+        default=2000, metadata={"help": "Cap per public source (seeded subset); COLD dev is always read whole."}
+    )
+    baseline: bool = field(default=True, metadata={"help": "Train and report the TF-IDF baseline."})
+    public_sources: bool = field(default=True, metadata={"help": "Also evaluate the public held-out splits."})
+    seed: int = field(default=20261122, metadata={"help": "Seed of the subsets."})
+
+    def __post_init__(self) -> None:
+        if self.max_records_per_source < 1:
+            raise ValueError("max_records_per_source must be >= 1")
+
+
+@dataclass
+class Predictions:
+    """Per-record predicted probabilities of one model on one record list."""
+
+    emotion: np.ndarray  # [n, 4]
+    escalation: np.ndarray  # [n]
+    escalate: np.ndarray  # [n] bool decisions
+
+
+def turn_input(record: Record) -> TurnInput:
+    return TurnInput(record.text, tuple((turn.speaker, turn.text) for turn in record.context), record.lang)
+
+
+def predict(classifier: Classifier, records: list[Record]) -> Predictions:
+    results = classifier.classify([turn_input(record) for record in records])
+    return Predictions(
+        emotion=np.array([[result.scores[label] for label in EMOTION_LABELS] for result in results]).reshape(-1, 4),
+        escalation=np.array([result.escalate_score for result in results]),
+        escalate=np.array([result.escalate for result in results], dtype=bool),
+    )
+
+
+# ----------------------------------------------------------------------------- metrics of one record set
+
+
+def emotion_report(records: list[Record], predictions: Predictions) -> dict:
+    """Exact-label metrics (macro-F1, per class, confusion, ECE) and partial-label consistency."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    report: dict = {"n": len(records)}
+    predicted = predictions.emotion.argmax(-1) if len(records) else np.array([], dtype=int)
+    exact = np.array([LABEL2ID[r.emotion] if r.emotion else -1 for r in records], dtype=int)
+    known = exact >= 0
+    if known.any():
+        y_true, y_pred = exact[known], predicted[known]
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=range(len(EMOTION_LABELS)), zero_division=0
+        )
+        confidence = predictions.emotion[known].max(-1)
+        report["exact"] = {
+            "n": int(known.sum()),
+            "macro_f1": metrics.macro_f1(y_true, y_pred, len(EMOTION_LABELS)),
+            "accuracy": float((y_true == y_pred).mean()),
+            "per_class": {
+                label: {
+                    "precision": float(precision[i]),
+                    "recall": float(recall[i]),
+                    "f1": float(f1[i]),
+                    "support": int(support[i]),
+                }
+                for i, label in enumerate(EMOTION_LABELS)
+            },
+            "confusion": confusion_matrix(y_true, y_pred, labels=range(len(EMOTION_LABELS))).tolist(),
+            "ece": metrics.expected_calibration_error(confidence, y_true == y_pred),
+            "reliability": metrics.reliability_bins(confidence, y_true == y_pred),
+        }
+    partial = np.array([bool(r.emotion_among) for r in records], dtype=bool)
+    if partial.any():
+        inside = [
+            EMOTION_LABELS[p] in r.emotion_among
+            for r, p, is_partial in zip(records, predicted, partial, strict=True)
+            if is_partial
+        ]
+        report["partial"] = {"n": int(partial.sum()), "prediction_in_allowed_set": float(np.mean(inside))}
+    abusive_true, abusive_pred = abusive_vs_rest(records, predicted)
+    if len(abusive_true) and abusive_true.any() and (~abusive_true).any():
+        from sklearn.metrics import f1_score, precision_score, recall_score
+
+        report["abusive_vs_rest"] = {
+            "n": len(abusive_true),
+            "macro_f1": float(f1_score(abusive_true, abusive_pred, average="macro")),
+            "precision": float(precision_score(abusive_true, abusive_pred, zero_division=0)),
+            "recall": float(recall_score(abusive_true, abusive_pred, zero_division=0)),
+        }
+    return report
+
+
+def abusive_vs_rest(records: list[Record], predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gold and predicted "abusive?" over records whose evidence decides it (exact, or a set without abusive)."""
+    truth, guess = [], []
+    for record, label in zip(records, predicted, strict=True):
+        if record.emotion is not None:
+            truth.append(record.emotion == "abusive")
+        elif record.emotion_among and "abusive" not in record.emotion_among:
+            truth.append(False)
+        else:
+            continue
+        guess.append(int(label) == ABUSIVE)
+    return np.array(truth, dtype=bool), np.array(guess, dtype=bool)
+
+
+def escalation_report(records: list[Record], predictions: Predictions) -> dict | None:
+    known = np.array([r.escalate is not None for r in records], dtype=bool)
+    if not known.any():
+        return None
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    truth = np.array([bool(r.escalate) for r in records])[known]
+    decided = predictions.escalate[known]
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, decided, average="binary", zero_division=0)
+    scores = predictions.escalation[known]
+    return {
+        "n": int(known.sum()),
+        "positives": int(truth.sum()),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "pr_auc": float(average_precision_score(truth, scores)) if truth.any() and (~truth).any() else None,
+        "ece": metrics.expected_calibration_error(scores, truth),
+    }
+
+
+def alert_timing(records: list[Record], predictions: Predictions) -> dict:
+    """First predicted vs gold escalation turn per conversation, counted in customer turns."""
+    by_conversation: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_conversation[record.conversation_id].append(index)
+    offsets, missed, false_alarms, quiet = [], 0, 0, 0
+    for indices in by_conversation.values():
+        gold = [k for k, index in enumerate(indices) if records[index].escalate]
+        fired = [k for k, index in enumerate(indices) if predictions.escalate[index]]
+        if gold and fired:
+            offsets.append(fired[0] - gold[0])
+        elif gold:
+            missed += 1
+        elif fired:
+            false_alarms += 1
+        else:
+            quiet += 1
+    offsets_array = np.array(offsets)
+    return {
+        "conversations": len(by_conversation),
+        "with_gold_escalation": len(offsets) + missed,
+        "on_time": int((offsets_array == 0).sum()),
+        "early": int((offsets_array < 0).sum()),
+        "late": int((offsets_array > 0).sum()),
+        "missed": missed,
+        "false_alarm_conversations": false_alarms,
+        "correctly_quiet": quiet,
+        "mean_offset_turns": float(offsets_array.mean()) if len(offsets) else None,
+        "offset_histogram": {
+            str(k): int(v) for k, v in zip(*np.unique(offsets_array, return_counts=True), strict=True)
+        },
+    }
+
+
+def set_report(records: list[Record], predictions: Predictions, conversations: bool = False) -> dict:
+    report = {"emotion": emotion_report(records, predictions), "escalation": escalation_report(records, predictions)}
+    by_lang = defaultdict(list)
+    for index, record in enumerate(records):
+        by_lang[record.lang].append(index)
+    if len(by_lang) > 1 or conversations:
+        report["by_language"] = {}
+        for lang, indices in sorted(by_lang.items()):
+            subset = [records[i] for i in indices]
+            sub_predictions = Predictions(
+                predictions.emotion[indices], predictions.escalation[indices], predictions.escalate[indices]
+            )
+            report["by_language"][lang] = {
+                "emotion": emotion_report(subset, sub_predictions),
+                "escalation": escalation_report(subset, sub_predictions),
+            }
+            if conversations:
+                report["by_language"][lang]["alert_timing"] = alert_timing(subset, sub_predictions)
+    if conversations:
+        report["alert_timing"] = alert_timing(records, predictions)
+    return report
+
+
+# ----------------------------------------------------------------------------- the baseline
+
+
+class TfidfBaseline:
+    """Character n-gram TF-IDF + logistic regression: one model per head."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    @staticmethod
+    def _with_context(record: Record) -> str:
+        previous = " ".join(f"{turn.speaker}: {turn.text}" for turn in record.context[-2:])
+        return f"{record.text} || {previous}"
+
+    def fit(self, records: list[Record]) -> TfidfBaseline:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        emotion_records = [r for r in records if r.emotion is not None]
+        self.emotion_model = make_pipeline(
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=200000),
+            LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=self.seed),
+        ).fit([r.text for r in emotion_records], [LABEL2ID[r.emotion] for r in emotion_records])
+        escalation_records = [r for r in records if r.escalate is not None]
+        self.escalation_model = make_pipeline(
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=200000),
+            LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=self.seed),
+        ).fit([self._with_context(r) for r in escalation_records], [bool(r.escalate) for r in escalation_records])
+        return self
+
+    def predict(self, records: list[Record]) -> Predictions:
+        probabilities = np.zeros((len(records), len(EMOTION_LABELS)))
+        if records:
+            raw = self.emotion_model.predict_proba([r.text for r in records])
+            probabilities[:, self.emotion_model.classes_] = raw
+            escalation = self.escalation_model.predict_proba([self._with_context(r) for r in records])[:, 1]
+        else:
+            escalation = np.zeros(0)
+        return Predictions(probabilities, escalation, escalation >= 0.5)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def evaluation_sets(config: EvalConfig, train_config: TrainConfig) -> dict[str, list[Record]]:
+    """callcenter_dev first, then the held-out part of every other source (capped)."""
+    sets = {EVALUATION_SOURCE: load_source(EVALUATION_SOURCE, config.data_root)}
+    if not config.public_sources:
+        return sets
+    for name, source in SOURCES.items():
+        if source.in_repo:
+            continue
+        records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
+        if source.tier == "train":
+            _, records = split_source(records, name, train_config.seed, train_config.validation_fraction)
+        if name != "cold":
+            records = _subset(records, config.max_records_per_source, config.seed)
+        if records:
+            sets[name] = records
+    return sets
+
+
+def _subset(records: list[Record], cap: int, seed: int) -> list[Record]:
+    if len(records) <= cap:
+        return records
+    return sorted(random.Random(seed).sample(records, cap), key=records.index)
+
+
+def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
+    """Evaluate the model in ``model_dir``; write report.json, report.md and plots; return the report."""
+    started = time.perf_counter()
+    directory = Path(model_dir)
+    output = Path(config.output_dir) if config.output_dir else directory
+    output.mkdir(parents=True, exist_ok=True)
+    classifier = Classifier.from_pretrained(directory)
+    train_config_path = directory / "training_config.json"
+    train_config = TrainConfig.from_file(train_config_path) if train_config_path.exists() else TrainConfig()
+    train_config.data_root = config.data_root or train_config.data_root
+    sets = evaluation_sets(config, train_config)
+
+    baseline = None
+    if config.baseline:
+        logger.info("training the TF-IDF baseline")
+        training = build_training_data(train_config)
+        baseline = TfidfBaseline(config.seed).fit([r for records in training.train.values() for r in records])
+
+    report: dict = {"model": str(directory), "model_name": classifier.config.name, "sets": {}}
+    for name, records in sets.items():
+        logger.info("evaluating %s (%d records)", name, len(records))
+        is_conversations = name == EVALUATION_SOURCE
+        entry = {
+            "source": name,
+            "tier": SOURCES[name].tier,
+            "model": set_report(records, predict(classifier, records), conversations=is_conversations),
+        }
+        if baseline is not None:
+            entry["baseline"] = set_report(records, baseline.predict(records), conversations=is_conversations)
+        report["sets"][name] = entry
+    report["calibration"] = classifier.config.calibration.__dict__
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    from tonewatch.training.report import write_markdown, write_plots
+
+    plots = write_plots(report, output)
+    (output / "report.md").write_text(write_markdown(report, plots))
+    return report

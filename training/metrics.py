@@ -1,0 +1,60 @@
+"""Metric functions shared by training-time validation and the evaluation report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-F1 over the classes present in ``y_true`` or ``y_pred`` (0.0 for no examples)."""
+    if len(y_true) == 0:
+        return 0.0
+    from sklearn.metrics import f1_score
+
+    labels = sorted(set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist()))
+    labels = [label for label in labels if 0 <= label < n_classes]
+    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+
+
+def binary_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """F1 of the positive class (0.0 when there are no positives predicted or true)."""
+    if len(y_true) == 0:
+        return 0.0
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool), zero_division=0))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the bin-weighted gap between confidence and accuracy over ``n_bins`` equal-width bins."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidence) == 0:
+        return 0.0
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    error = 0.0
+    for index in range(n_bins):
+        members = bins == index
+        if members.any():
+            error += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(error)
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> list[dict]:
+    """Per-bin mean confidence, accuracy and count (for the reliability diagram)."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    rows = []
+    for index in range(n_bins):
+        members = bins == index
+        rows.append(
+            {
+                "low": index / n_bins,
+                "high": (index + 1) / n_bins,
+                "count": int(members.sum()),
+                "confidence": float(confidence[members].mean()) if members.any() else None,
+                "accuracy": float(correct[members].mean()) if members.any() else None,
+            }
+        )
+    return rows

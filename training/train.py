@@ -1,0 +1,417 @@
+"""``train(config) -> metrics``: LoRA fine-tuning of the two-head classifier, calibration, export, report.
+
+The loop is plain PyTorch so the two partial-label losses stay visible:
+
+- emotion: exact labels use cross-entropy; partial evidence (``emotion_among``)
+  uses ``-log sum_{y in allowed} p(y)``; records without emotion evidence are
+  masked out. Exact labels are class-weighted by ``(1/frequency)**class_balance``.
+- escalation: binary cross-entropy, masked where the label is missing.
+
+Each batch is drawn from the sources in the proportions of ``source_shares``
+(sampling with replacement, fixed seed), so a large public set cannot drown
+the in-domain conversations. Checkpoints (trainable tensors and optimiser
+state as safetensors, counters as JSON) are written every
+``checkpoint_every`` steps; ``resume=True`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tonewatch.labels import EMOTION_LABELS
+from tonewatch.model.classifier import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    Calibration,
+    Classifier,
+    ModelConfig,
+    build_network,
+)
+from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
+from tonewatch.model.inputs import InputLimits
+from tonewatch.model.modeling import TRAINED_ENCODER_PARAMETERS
+from tonewatch.training import metrics as metric_functions
+from tonewatch.training.calibration import fit_calibration
+from tonewatch.training.config import TrainConfig
+from tonewatch.training.dataset import build_training_data, source_shares, to_dataset
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    emotion_allowed: torch.Tensor
+    emotion_exact: torch.Tensor
+    escalate: torch.Tensor
+    weight: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(**{name: value.to(device) for name, value in self.__dict__.items()})
+
+
+def collate(rows: list[dict], pad_id: int) -> Batch:
+    """Pad a list of tokenised examples to the longest one."""
+    width = max(len(row["input_ids"]) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        length = len(row["input_ids"])
+        ids[index, :length] = torch.tensor(row["input_ids"])
+        types[index, :length] = torch.tensor(row["token_type_ids"])
+        mask[index, :length] = 1
+    return Batch(
+        input_ids=ids,
+        attention_mask=mask,
+        token_type_ids=types,
+        emotion_allowed=torch.tensor([row["emotion_allowed"] for row in rows], dtype=torch.bool),
+        emotion_exact=torch.tensor([row["emotion_exact"] for row in rows], dtype=torch.long),
+        escalate=torch.tensor([row["escalate"] for row in rows], dtype=torch.float),
+        weight=torch.tensor([row["weight"] for row in rows], dtype=torch.float),
+    )
+
+
+def emotion_loss(logits: torch.Tensor, batch: Batch, class_weights: torch.Tensor) -> torch.Tensor:
+    """Weighted partial-label negative log-likelihood, averaged over records with emotion evidence."""
+    has_label = batch.emotion_allowed.any(dim=-1)
+    log_probabilities = torch.log_softmax(logits.float(), dim=-1)
+    allowed_log_mass = torch.logsumexp(log_probabilities.masked_fill(~batch.emotion_allowed, -1e9), dim=-1)
+    exact = batch.emotion_exact >= 0
+    class_weight = torch.where(exact, class_weights[batch.emotion_exact.clamp(min=0)], torch.ones_like(batch.weight))
+    weights = batch.weight * class_weight * has_label
+    return -(allowed_log_mass * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def escalation_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Weighted binary cross-entropy over records with an escalation label."""
+    known = batch.escalate >= 0
+    weights = batch.weight * known
+    losses = nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), batch.escalate.clamp(min=0.0), reduction="none"
+    )
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def class_weights_from(dataset, balance: float) -> torch.Tensor:
+    """``(1/frequency)**balance`` of the exact emotion labels, normalised to mean 1."""
+    counts = np.bincount([label for label in dataset["emotion_exact"] if label >= 0], minlength=len(EMOTION_LABELS))
+    frequencies = np.maximum(counts, 1) / max(counts.sum(), 1)
+    weights = frequencies**-balance
+    return torch.tensor(weights / weights.mean(), dtype=torch.float)
+
+
+def sample_plan(source_of_example: list[str], shares: dict[str, float], steps: int, batch_size: int, seed: int):
+    """Example indices of every step: each draw picks a source by share, then an example of it uniformly."""
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, np.ndarray] = {}
+    for index, source in enumerate(source_of_example):
+        by_source.setdefault(source, []).append(index)  # type: ignore[attr-defined]
+    names = [name for name in shares if name in by_source]
+    if not names:
+        raise ValueError("no training examples in any configured source")
+    probabilities = np.array([shares[name] for name in names])
+    probabilities = probabilities / probabilities.sum()
+    pools = [np.array(by_source[name]) for name in names]
+    choice = rng.choice(len(names), size=(steps, batch_size), p=probabilities)
+    plan = np.empty((steps, batch_size), dtype=np.int64)
+    for position, pool in enumerate(pools):
+        where = choice == position
+        plan[where] = pool[rng.integers(0, len(pool), size=int(where.sum()))]
+    return plan
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device = cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def add_lora(network, config: TrainConfig):
+    """Wrap the encoder with LoRA factors (peft); train those, the token-type embeddings and the heads."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        bias="none",
+    )
+    network.encoder = get_peft_model(network.encoder, lora)
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad = "lora_" in name or name.startswith(("emotion_head", "escalation_head"))
+        if _plain_name(name) in TRAINED_ENCODER_PARAMETERS:
+            parameter.requires_grad = True
+    return network
+
+
+def _plain_name(name: str) -> str:
+    """A parameter name without peft's wrapping (``encoder.base_model.model.`` -> ``encoder.``)."""
+    return name.replace("base_model.model.", "").replace(".default", "")
+
+
+def trainable_state(network) -> dict[str, torch.Tensor]:
+    """The tensors a model directory stores, under the names the loader expects."""
+    state = {}
+    for name, parameter in network.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        plain = _plain_name(name)
+        if ".lora_A" in plain or ".lora_B" in plain:
+            plain = plain.removesuffix(".weight")
+        state[plain] = parameter.detach().to("cpu", torch.float32).contiguous()
+    return state
+
+
+def model_config_for(config: TrainConfig, encoder_config, calibration: Calibration | None = None) -> ModelConfig:
+    return ModelConfig(
+        base_model=config.base_model,
+        num_hidden_layers=config.num_hidden_layers,
+        hidden_size=encoder_config.hidden_size,
+        limits=InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns),
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_target_modules=tuple(config.lora_target_modules),
+        calibration=calibration or Calibration(),
+        name=config.model_name,
+        base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
+    )
+
+
+def write_model_dir(directory: Path, state: dict[str, torch.Tensor], model_config: ModelConfig, tokenizer) -> None:
+    """Write a loadable model directory (config, weights, tokenizer)."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    (directory / CONFIG_NAME).write_text(json.dumps(model_config.to_json(), indent=2, ensure_ascii=False) + "\n")
+    tokenizer.save_pretrained(str(directory))
+
+
+def save_checkpoint(directory: Path, network, optimizer, scheduler, step: int, best: dict) -> None:
+    """Trainable tensors and AdamW state as safetensors, counters as JSON; replaced atomically."""
+    from safetensors.torch import save_file
+
+    staging = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    names = [name for name, parameter in network.named_parameters() if parameter.requires_grad]
+    save_file(
+        {name: network.get_parameter(name).detach().cpu().contiguous() for name in names},
+        str(staging / "trainable.safetensors"),
+    )
+    optimizer_state = optimizer.state_dict()
+    tensors, steps = {}, {}
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                steps[f"{index}.{key}"] = float(value)
+    save_file(tensors, str(staging / "optimizer.safetensors"))
+    counters = {"step": step, "best": best, "optimizer_scalars": steps, "scheduler": scheduler.state_dict()}
+    (staging / "state.json").write_text(json.dumps(counters, indent=2, default=float))
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+
+
+def load_checkpoint(directory: Path, network, optimizer, scheduler) -> tuple[int, dict]:
+    from safetensors.torch import load_file
+
+    trainable = load_file(str(directory / "trainable.safetensors"))
+    with torch.no_grad():
+        for name, value in trainable.items():
+            network.get_parameter(name).copy_(value)
+    counters = json.loads((directory / "state.json").read_text())
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    state_dict = optimizer.state_dict()
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in counters["optimizer_scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = torch.tensor(value)
+    state_dict["state"] = state
+    optimizer.load_state_dict(state_dict)
+    scheduler.load_state_dict(counters["scheduler"])
+    return counters["step"], counters["best"]
+
+
+@torch.no_grad()
+def validation_scores(network, dataset, pad_id: int, device: torch.device, batch_size: int = 64) -> dict:
+    """Emotion macro-F1 (exact labels) and escalation F1 at 0.5 on a tokenised dataset."""
+    network.eval()
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]])
+    rows = dataset.select_columns(
+        ["input_ids", "token_type_ids", "emotion_allowed", "emotion_exact", "escalate", "weight"]
+    )
+    emotion_pred = np.empty(len(dataset), dtype=np.int64)
+    escalation_score = np.empty(len(dataset))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size].tolist()
+        batch = collate([rows[int(index)] for index in chunk], pad_id).to(device)
+        emotion_logits, escalation_logits = network(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        emotion_pred[chunk] = emotion_logits.argmax(-1).cpu().numpy()
+        escalation_score[chunk] = torch.sigmoid(escalation_logits.float()).cpu().numpy()
+    network.train()
+    exact = np.array(dataset["emotion_exact"])
+    escalate = np.array(dataset["escalate"])
+    known = exact >= 0
+    emotion_f1 = metric_functions.macro_f1(exact[known], emotion_pred[known], len(EMOTION_LABELS))
+    known_escalation = escalate >= 0
+    escalation_f1 = metric_functions.binary_f1(
+        escalate[known_escalation] > 0.5, escalation_score[known_escalation] >= 0.5
+    )
+    return {"emotion_macro_f1": emotion_f1, "escalation_f1": escalation_f1, "score": (emotion_f1 + escalation_f1) / 2}
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Train, calibrate and export a model directory to ``config.output_dir``; return its validation metrics."""
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    from tonewatch.model.classifier import _quiet_transformers
+
+    _quiet_transformers()
+    started = time.perf_counter()
+    output = Path(config.output_dir)
+    if output.exists() and (output / CONFIG_NAME).exists() and not resume:
+        raise ValueError(f"{output} already holds a model; choose another output_dir or pass --resume")
+    output.mkdir(parents=True, exist_ok=True)
+    config.save(output / "training_config.json")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+
+    base_path = resolve_base_model(config.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
+    data = build_training_data(config)
+    logger.info("records per source: %s", json.dumps(data.counts()))
+    cache = output / "cache"
+    train_records = [record for records in data.train.values() for record in records]
+    train_set = to_dataset(train_records, tokenizer, limits, cache)
+    in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
+    if len(in_domain_validation) == 0:
+        in_domain_validation = to_dataset(
+            [record for records in data.validation.values() for record in records], tokenizer, limits, cache
+        )
+
+    network = build_network(model_config_for(config, _encoder_config(base_path, config)), base_path, config.dropout)
+    network = add_lora(network, config).to(device)
+    head_parameters = [p for n, p in network.named_parameters() if p.requires_grad and "head" in n]
+    other_parameters = [p for n, p in network.named_parameters() if p.requires_grad and "head" not in n]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": other_parameters, "lr": config.learning_rate},
+            {"params": head_parameters, "lr": config.head_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    class_weights = class_weights_from(train_set, config.class_balance).to(device)
+    plan = sample_plan(train_set["source"], source_shares(config), config.max_steps, config.batch_size, config.seed)
+
+    step, best = 0, {"score": -1.0, "step": 0}
+    checkpoint = output / CHECKPOINT_DIR
+    if resume and (checkpoint / "state.json").exists():
+        step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
+        logger.info("resumed from step %d", step)
+    n_trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    logger.info(
+        "training %d parameters for %d steps on %s (%d examples)", n_trainable, config.max_steps, device, len(train_set)
+    )
+
+    network.train()
+    pad_id = tokenizer.pad_token_id
+    loop_started, running = time.perf_counter(), []
+    first_step = step
+    while step < config.max_steps:
+        rows = train_set.select(plan[step].tolist())
+        batch = collate(list(rows), pad_id).to(device)
+        emotion_logits, escalation_logits = network(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        loss = emotion_loss(emotion_logits, batch, class_weights) + config.escalation_loss_weight * escalation_loss(
+            escalation_logits, batch
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in network.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running.append(loss.item())
+        if step % config.log_every == 0 or step == config.max_steps:
+            per_step = (time.perf_counter() - loop_started) / (step - first_step)
+            logger.info(
+                "step %d/%d  loss %.4f  %.2f s/step  eta %.0f min",
+                step,
+                config.max_steps,
+                float(np.mean(running)),
+                per_step,
+                per_step * (config.max_steps - step) / 60,
+            )
+            running = []
+        if step % config.eval_every == 0 or step == config.max_steps:
+            scores = validation_scores(network, in_domain_validation, pad_id, device)
+            logger.info("validation at step %d: %s", step, json.dumps(scores))
+            if scores["score"] > best["score"]:
+                best = {**scores, "step": step}
+                _save_best(output / BEST_DIR, network)
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            save_checkpoint(checkpoint, network, optimizer, scheduler, step, best)
+
+    # Export the best validation step, calibrate it through the one loader, and write the model card.
+    from safetensors.torch import load_file
+
+    state = load_file(str(output / BEST_DIR / WEIGHTS_NAME))
+    model_config = model_config_for(config, network.encoder.config)
+    write_model_dir(output, state, model_config, tokenizer)
+    classifier = Classifier.from_pretrained(output)
+    validation_records = data.validation.get("callcenter_train", [])
+    model_config.calibration = fit_calibration(classifier, validation_records)
+    write_model_dir(output, state, model_config, tokenizer)
+    summary = {
+        "best_step": best["step"],
+        "validation": {key: value for key, value in best.items() if key != "step"},
+        "calibration": model_config.calibration.__dict__,
+        "records": data.counts(),
+        "train_minutes": round((time.perf_counter() - started) / 60, 1),
+        "device": str(device),
+        "trainable_parameters": n_trainable,
+    }
+    (output / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    logger.info("model written to %s (%.1f min)", output, summary["train_minutes"])
+    return summary
+
+
+def _encoder_config(base_path: str, config: TrainConfig):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(base_path, num_hidden_layers=config.num_hidden_layers)
+
+
+def _save_best(directory: Path, network) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(trainable_state(network), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
