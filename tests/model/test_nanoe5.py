@@ -32,7 +32,9 @@ def write_file(path, tensors: dict[str, tuple[int, bytes, int]], pieces=("<s>", 
     offset = len(head) + directory_size
     directory, payload = struct.pack("<i", len(tensors)), b""
     for name, (dtype, data, n_values) in tensors.items():
-        directory += struct.pack("<H", len(name)) + name.encode() + struct.pack("<BIQQ", dtype, n_values, offset, len(data))
+        directory += (
+            struct.pack("<H", len(name)) + name.encode() + struct.pack("<BIQQ", dtype, n_values, offset, len(data))
+        )
         payload += data
         offset += len(data)
     path.write_bytes(head + directory + payload)
