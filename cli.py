@@ -56,7 +56,9 @@ def user_errors() -> Iterator[None]:
     from tonewatch.data.paths import DataRootNotFoundError
     from tonewatch.data.sources import UnknownSourceError
     from tonewatch.data.sources.base import SourceNotFoundError
+    from tonewatch.model.classifier import ModelDirectoryError
     from tonewatch.model.encoder import BaseEncoderError
+    from tonewatch.model.labeling import LabelInputError
 
     try:
         yield
@@ -68,6 +70,8 @@ def user_errors() -> Iterator[None]:
         SourceNotFoundError,
         ConversationFormatError,
         BaseEncoderError,
+        ModelDirectoryError,
+        LabelInputError,
     ) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
@@ -206,7 +210,60 @@ def evaluate_command(
             public_sources=public,
         )
         evaluate(model_dir, settings)
+        if output is None or output == model_dir:
+            from tonewatch.training.card import write_model_card
+
+            write_model_card(model_dir)
         typer.echo(f"wrote {(output or model_dir) / 'report.md'}")
+
+    _run(work)
+
+
+@app.command("label")
+def label_command(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, or CSV.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the labelled records are written.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model directory (default: the shipped model).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Turns per model call.")] = 64,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same INPUT and OUTPUT.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on the first unreadable line instead of skipping it.")] = False,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: csv for CSV->.csv, else jsonl).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0 = default).")] = 0,
+) -> None:
+    """Label every customer turn (or text) of INPUT with emotion, scores and escalation."""
+
+    def report_bad_line(bad) -> None:
+        typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
+
+    def work() -> None:
+        from tonewatch.model.classifier import Classifier
+        from tonewatch.model.labeling import label_file
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        classifier = Classifier.from_pretrained(model)
+        summary = label_file(
+            classifier,
+            input_path,
+            output,
+            batch_size=batch_size,
+            resume=resume,
+            strict=strict,
+            output_format=output_format,
+            on_bad_line=report_bad_line,
+        )
+        resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
+        typer.echo(
+            f"labelled {summary.records} {summary.kind} records ({summary.labelled_turns} turns){resumed}; "
+            f"skipped {len(summary.skipped)} unreadable -> {output}",
+            err=True,
+        )
 
     _run(work)
 

@@ -191,7 +191,10 @@ class Classifier:
         if unexpected:
             raise ModelDirectoryError(f"{weights_path} has unexpected tensors {sorted(unexpected)}")
         network.load_state_dict(rest, strict=False)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        # A shipped model directory may leave the 17 MB tokenizer to the base encoder it names.
+        base_path = resolve_base_model(config.base_model, cache_dir)
+        tokenizer_dir = directory if (directory / "tokenizer.json").is_file() else Path(base_path)
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         return cls(network, tokenizer, config, directory)
 
     def encode(self, item: TurnInput) -> EncodedInput:

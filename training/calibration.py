@@ -26,7 +26,7 @@ def fit_temperature(logits: torch.Tensor, loss_fn) -> float:
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_temperature.exp())
+    temperature = float(log_temperature.detach().exp())
     return temperature if np.isfinite(temperature) and 0.05 < temperature < 20 else 1.0
 
 

@@ -400,6 +400,13 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "trainable_parameters": n_trainable,
     }
     (output / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if config.evaluate:
+        from tonewatch.training.evaluate import EvalConfig, evaluate
+
+        evaluate(output, EvalConfig(data_root=config.data_root, seed=config.seed))
+    from tonewatch.training.card import write_model_card
+
+    write_model_card(output)
     logger.info("model written to %s (%.1f min)", output, summary["train_minutes"])
     return summary
 

@@ -99,3 +99,17 @@ def test_checksum_mismatch_of_the_source_file_is_an_error(tmp_path, monkeypatch)
     with pytest.raises(encoder.BaseEncoderError, match="sha256"):
         encoder.materialize_base_encoder(tmp_path / "cache", force=True)
     assert not (tmp_path / "cache" / "base").exists() or not any((tmp_path / "cache" / "base").iterdir())
+
+
+def test_materialised_tokenizer_matches_the_original_tokenizer_json(base_dir):
+    """The rebuilt tokenizer survives save_pretrained/from_pretrained with the original's ids."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        reference = Tokenizer.from_file(str(encoder.reference_tokenizer_file()))
+    except encoder.BaseEncoderError as error:
+        pytest.skip(f"reference tokenizer not installed: {error}")
+    rebuilt = AutoTokenizer.from_pretrained(base_dir)
+    for text in ["您好，請問帳單為什麼多扣了錢？", "Ну сколько можно!!! Позовите старшего", "  ＡＢＣ 123 ñ й"]:
+        assert rebuilt(text)["input_ids"] == reference.encode(text).ids, text

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from tonewatch.labels import EMOTION_LABELS
+from tonewatch.model.classifier import Classifier, ModelDirectoryError, TurnInput, read_model_config
+from tonewatch.model.modeling import merge_lora
+
+CONVERSATION = {
+    "id": "c1",
+    "lang": "ru",
+    "turns": [
+        {"speaker": "agent", "text": "здравствуйте"},
+        {"speaker": "customer", "text": "опять не работает"},
+        {"speaker": "agent", "text": "извините"},
+        {"speaker": "customer", "text": "позовите руководителя!"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return Classifier.from_pretrained(tiny_model_dir)
+
+
+def test_config_carries_the_label_maps(tiny_model_dir):
+    data = json.loads((tiny_model_dir / "config.json").read_text())
+    assert [data["id2label"][str(i)] for i in range(4)] == list(EMOTION_LABELS)
+    assert data["label2id"] == {label: i for i, label in enumerate(EMOTION_LABELS)}
+    assert read_model_config(tiny_model_dir).limits.max_length == 48
+
+
+def test_predictions_are_probabilities_and_reproducible(classifier, tiny_model_dir):
+    items = ["你好 请问", TurnInput("опять!!!", (("agent", "здравствуйте"),), "ru"), "abc"]
+    first = classifier.classify(items)
+    assert len(first) == 3
+    for prediction in first:
+        assert set(prediction.scores) == set(EMOTION_LABELS)
+        assert sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert prediction.emotion == max(prediction.scores, key=prediction.scores.get)
+        assert 0.0 <= prediction.escalate_score <= 1.0
+    again = Classifier.from_pretrained(tiny_model_dir).classify(items)
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in first]
+
+
+def test_batching_and_order_do_not_change_predictions(classifier):
+    items = ["a", "abcabcabc abc", "你好", "опять не работает совсем"]
+    one_by_one = [classifier.classify([item])[0].scores for item in items]
+    batched = [p.scores for p in classifier.classify(items, batch_size=3)]
+    for single, together in zip(one_by_one, batched, strict=True):
+        for label in EMOTION_LABELS:
+            assert together[label] == pytest.approx(single[label], abs=1e-5)
+
+
+def test_context_changes_the_input(classifier):
+    alone = classifier.classify([TurnInput("да", (), "ru")])[0]
+    in_context = classifier.classify([TurnInput("да", (("agent", "извините"), ("customer", "позовите")), "ru")])[0]
+    assert alone.scores != in_context.scores
+
+
+def test_conversation_gives_one_prediction_per_customer_turn(classifier):
+    predictions = classifier.classify_conversation(CONVERSATION)
+    assert len(predictions) == 2
+    assert classifier.classify([]) == []
+
+
+def test_thresholds_decide_escalation(classifier):
+    calibration = classifier.config.calibration
+    original = (calibration.escalation_threshold, dict(calibration.escalation_thresholds))
+    try:
+        calibration.escalation_threshold, calibration.escalation_thresholds = 0.0, {}
+        assert all(p.escalate for p in classifier.classify(["a", "b"]))
+        calibration.escalation_thresholds = {"ru": 1.01}
+        assert not classifier.classify([TurnInput("a", (), "ru")])[0].escalate
+        assert classifier.classify([TurnInput("a", (), "zh")])[0].escalate
+    finally:
+        calibration.escalation_threshold, calibration.escalation_thresholds = original
+
+
+def test_merge_lora_adds_the_scaled_product():
+    encoder = nn.Module()
+    encoder.proj = nn.Linear(3, 2, bias=False)
+    before = encoder.proj.weight.detach().clone()
+    lora_a, lora_b = torch.randn(4, 3), torch.randn(2, 4)
+    assert merge_lora(encoder, {"proj.lora_A": lora_a, "proj.lora_B": lora_b}, scaling=0.5) == 1
+    torch.testing.assert_close(encoder.proj.weight, before + 0.5 * lora_b @ lora_a)
+    with pytest.raises(KeyError, match="missing"):
+        merge_lora(encoder, {"missing.lora_A": lora_a, "missing.lora_B": lora_b}, 1.0)
+
+
+def test_directory_without_label_maps_is_refused(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    data = json.loads((copy / "config.json").read_text())
+    del data["id2label"]
+    (copy / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelDirectoryError, match="label maps"):
+        Classifier.from_pretrained(copy)
+
+
+def test_other_label_schemes_and_non_models_are_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelDirectoryError, match="not a tonewatch model directory"):
+        Classifier.from_pretrained(tmp_path)
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    data = json.loads((copy / "config.json").read_text())
+    data["id2label"] = {"0": "positive", "1": "negative", "2": "neutral", "3": "other"}
+    (copy / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ModelDirectoryError, match="differ"):
+        Classifier.from_pretrained(copy)
+
+
+def test_missing_head_tensors_are_an_error(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    state = load_file(str(copy / "model.safetensors"))
+    del state["emotion_head.weight"]
+    save_file(state, str(copy / "model.safetensors"))
+    with pytest.raises(ModelDirectoryError, match=r"emotion_head\.weight"):
+        Classifier.from_pretrained(copy)

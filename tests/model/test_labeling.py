@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tonewatch.cli import app
+from tonewatch.model.classifier import Classifier
+from tonewatch.model.labeling import LabelInputError, detect_kind, label_file
+
+CONVERSATIONS = [
+    {"id": f"c{i}", "lang": "zh", "channel": "chat", "turns": [
+        {"speaker": "agent", "text": "您好"},
+        {"speaker": "customer", "text": f"我的网络又断了 {i}", "emotion": "frustrated", "escalate": False},
+        {"speaker": "agent", "text": "抱歉"},
+        {"speaker": "customer", "text": "找你们经理!"},
+    ]}
+    for i in range(7)
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_dir):
+    return Classifier.from_pretrained(tiny_model_dir)
+
+
+def write_jsonl(path, records, extra_lines=()):
+    lines = [json.dumps(record, ensure_ascii=False) for record in records] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_conversations_keep_every_field_and_gain_predictions_on_customer_turns(classifier, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    summary = label_file(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=4)
+    output = read_jsonl(tmp_path / "out.jsonl")
+    assert summary.kind == "conversations" and summary.records == 7 and summary.labelled_turns == 14
+    assert [record["id"] for record in output] == [c["id"] for c in CONVERSATIONS]
+    for original, labelled in zip(CONVERSATIONS, output, strict=True):
+        assert labelled["channel"] == "chat"
+        for before, after in zip(original["turns"], labelled["turns"], strict=True):
+            assert {k: v for k, v in after.items() if k != "prediction"} == before
+            assert ("prediction" in after) == (before["speaker"] == "customer")
+        prediction = labelled["turns"][1]["prediction"]
+        assert set(prediction) == {"emotion", "scores", "escalate", "escalate_score"}
+        assert prediction["emotion"] in prediction["scores"]
+    assert not (tmp_path / "out.jsonl.partial").exists() and not (tmp_path / "out.jsonl.progress").exists()
+
+
+def test_texts_and_csv_inputs(classifier, tmp_path):
+    write_jsonl(
+        tmp_path / "texts.jsonl", [{"id": 1, "text": "опять не работает", "lang": "ru"}, {"id": 2, "text": "ok"}]
+    )
+    label_file(classifier, tmp_path / "texts.jsonl", tmp_path / "texts.out.jsonl")
+    texts = read_jsonl(tmp_path / "texts.out.jsonl")
+    assert [t["id"] for t in texts] == [1, 2] and all("prediction" in t for t in texts)
+
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ticket", "text"])
+        writer.writerows([["a1", "你们是骗子"], ["a2", "谢谢, 好的"]])
+    label_file(classifier, tmp_path / "in.csv", tmp_path / "out.csv")
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["ticket"] for row in rows] == ["a1", "a2"]
+    assert json.loads(rows[0]["prediction"])["emotion"] in ("calm", "frustrated", "angry", "abusive")
+    label_file(classifier, tmp_path / "in.csv", tmp_path / "csv.jsonl")
+    assert read_jsonl(tmp_path / "csv.jsonl")[1]["text"] == "谢谢, 好的"
+
+
+def test_unreadable_lines_are_reported_with_line_numbers_and_skipped_or_fatal(classifier, tmp_path):
+    bad_conversation = json.dumps({"id": "x", "turns": [{"speaker": "robot", "text": "hi"}]})
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:2], extra_lines=["{broken", bad_conversation])
+    seen = []
+    summary = label_file(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl", on_bad_line=seen.append)
+    assert [bad.line_number for bad in seen] == [3, 4] and "invalid JSON" in seen[0].reason
+    assert "speaker" in seen[1].reason and len(summary.skipped) == 2
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 2
+    with pytest.raises(LabelInputError, match=r"in\.jsonl:3"):
+        label_file(classifier, tmp_path / "in.jsonl", tmp_path / "strict.jsonl", strict=True)
+
+
+class FailingAfter:
+    """A classifier that dies after ``calls`` model calls, like an interrupted run."""
+
+    def __init__(self, inner, calls):
+        self.inner, self.calls = inner, calls
+
+    def classify(self, items, batch_size=64):
+        if self.calls == 0:
+            raise KeyboardInterrupt
+        self.calls -= 1
+        return self.inner.classify(items, batch_size)
+
+
+def test_resume_neither_loses_nor_duplicates_records(classifier, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    label_file(classifier, tmp_path / "in.jsonl", tmp_path / "clean.jsonl", batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        label_file(FailingAfter(classifier, 2), tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=4)
+    assert not (tmp_path / "out.jsonl").exists()
+    partial = tmp_path / "out.jsonl.partial"
+    with open(partial, "a", encoding="utf-8") as handle:
+        handle.write('{"id": "half-written')  # a batch cut off mid-write
+    summary = label_file(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=4, resume=True)
+    assert summary.resumed_from == 4
+    assert (tmp_path / "out.jsonl").read_text() == (tmp_path / "clean.jsonl").read_text()
+
+
+def test_kind_detection_errors(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(LabelInputError, match="empty"):
+        detect_kind(tmp_path / "empty.jsonl")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(LabelInputError, match="no 'text' column"):
+        detect_kind(tmp_path / "x.csv")
+    (tmp_path / "y.jsonl").write_text('{"foo": 1}\n')
+    with pytest.raises(LabelInputError, match="'turns'"):
+        detect_kind(tmp_path / "y.jsonl")
+
+
+def test_cli_label_with_a_model_dir_and_error_exit_code(tiny_model_dir, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:2])
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["label", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", str(tiny_model_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == 2
+    missing = runner.invoke(
+        app, ["label", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o2.jsonl"), "--model", str(tiny_model_dir)]
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    not_a_model = runner.invoke(
+        app, ["label", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o3.jsonl"), "--model", str(tmp_path)]
+    )
+    assert not_a_model.exit_code == 2 and "not a tonewatch model directory" in not_a_model.output

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tonewatch.data.records import NOT_ABUSIVE, Record
+from tonewatch.training import metrics
+from tonewatch.training.evaluate import EvalConfig, Predictions, alert_timing, emotion_report, evaluate
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_model_dir, tiny_base_dir, tmp_path_factory, make_tiny_config):
+    directory = tmp_path_factory.mktemp("eval") / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    make_tiny_config(tiny_base_dir, directory).save(directory / "training_config.json")
+    report = evaluate(directory, EvalConfig(public_sources=False))
+    return directory, report
+
+
+def test_report_files_and_in_domain_sections(evaluated):
+    directory, report = evaluated
+    for name in ("report.json", "report.md", "confusion.png", "reliability.png"):
+        assert (directory / name).is_file(), name
+    entry = report["sets"]["callcenter_dev"]
+    model = entry["model"]
+    assert model["emotion"]["exact"]["n"] == 810
+    assert set(model["by_language"]) == {"zh", "ru"}
+    assert model["alert_timing"]["conversations"] == 200
+    assert 0.0 <= model["escalation"]["pr_auc"] <= 1.0
+    # The baseline is trained in the same run and scored on the same turns.
+    assert entry["baseline"]["emotion"]["exact"]["n"] == 810
+    assert entry["baseline"]["emotion"]["exact"]["macro_f1"] > 0.3
+    markdown = (directory / "report.md").read_text()
+    assert "| emotion macro-F1 | zh |" in markdown and "baseline" in markdown
+    assert json.loads((directory / "report.json").read_text())["sets"].keys() == {"callcenter_dev"}
+
+
+def record(i, conversation, **labels):
+    return Record(id=f"r{i}", text="t", lang="zh", source="s", tier="eval", conversation_id=conversation, **labels)
+
+
+def test_alert_timing_counts_early_late_missed_and_false_alarms():
+    records = [
+        record(0, "a", escalate=False), record(1, "a", escalate=True), record(2, "a", escalate=True),
+        record(3, "b", escalate=False), record(4, "b", escalate=True),
+        record(5, "c", escalate=False), record(6, "c", escalate=False),
+        record(7, "d", escalate=True),
+    ]  # fmt: skip
+    fired = np.array([True, True, True, False, False, False, True, False])
+    timing = alert_timing(records, Predictions(np.zeros((8, 4)), fired.astype(float), fired))
+    assert timing["early"] == 1 and timing["missed"] == 2 and timing["false_alarm_conversations"] == 1
+    assert timing["offset_histogram"] == {"-1": 1}
+
+
+def test_emotion_report_exact_partial_and_abusive_vs_rest():
+    records = [
+        record(0, "a", emotion="abusive"),
+        record(1, "b", emotion="calm"),
+        record(2, "c", emotion_among=NOT_ABUSIVE),
+    ]
+    probabilities = np.array([[0, 0, 0, 1.0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
+    report = emotion_report(records, Predictions(probabilities, np.zeros(3), np.zeros(3, dtype=bool)))
+    assert report["exact"]["accuracy"] == 0.5
+    assert report["partial"]["prediction_in_allowed_set"] == 0.0
+    assert report["abusive_vs_rest"]["precision"] == 0.5 and report["abusive_vs_rest"]["recall"] == 1.0
+
+
+def test_expected_calibration_error():
+    assert metrics.expected_calibration_error(np.array([0.9, 0.9]), np.array([1, 1])) == pytest.approx(0.1)
+    assert metrics.expected_calibration_error(np.array([]), np.array([])) == 0.0

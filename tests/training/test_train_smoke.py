@@ -1,0 +1,79 @@
+"""A few training steps of a tiny random model on the in-domain fixture data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tonewatch.model.classifier import Classifier
+from tonewatch.training.train import Batch, emotion_loss, escalation_loss, sample_plan, train
+
+
+def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir, tmp_path, caplog, make_tiny_config):
+    tiny_train_config = make_tiny_config
+    config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2)
+    caplog.set_level("INFO")
+    summary = train(config)
+    losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert summary["best_step"] in (2,)
+    for name in ("config.json", "model.safetensors", "training_config.json", "tokenizer.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
+    assert saved["max_steps"] == 2 and saved["base_model"] == str(tiny_base_dir)
+    predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
+    assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
+
+    # Resume: a longer run continues from the step-2 checkpoint instead of starting over.
+    caplog.clear()
+    longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4)
+    train(longer, resume=True)
+    assert any("resumed from step 2" in r.getMessage() for r in caplog.records)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4
+
+
+def test_existing_model_directory_is_not_overwritten(tiny_base_dir, tiny_model_dir, make_tiny_config):
+    with pytest.raises(ValueError, match="already holds a model"):
+        train(make_tiny_config(tiny_base_dir, tiny_model_dir))
+
+
+def batch(allowed, exact, escalate, weight=None):
+    n = len(exact)
+    return Batch(
+        input_ids=torch.zeros((n, 1), dtype=torch.long),
+        attention_mask=torch.ones((n, 1), dtype=torch.long),
+        token_type_ids=torch.zeros((n, 1), dtype=torch.long),
+        emotion_allowed=torch.tensor(allowed, dtype=torch.bool),
+        emotion_exact=torch.tensor(exact),
+        escalate=torch.tensor(escalate, dtype=torch.float),
+        weight=torch.tensor(weight or [1.0] * n),
+    )
+
+
+def test_partial_labels_reward_mass_on_the_allowed_set_and_missing_labels_are_masked():
+    logits = torch.log(torch.tensor([[0.1, 0.6, 0.2, 0.1], [0.7, 0.1, 0.1, 0.1]]))
+    ones = torch.ones(4)
+    exact = emotion_loss(logits, batch([[0, 1, 0, 0], [0, 0, 0, 0]], [1, -1], [-1, -1]), ones)
+    assert exact.item() == pytest.approx(-math.log(0.6), rel=1e-4)
+    partial = emotion_loss(logits, batch([[0, 1, 1, 0], [0, 0, 0, 0]], [-1, -1], [-1, -1]), ones)
+    assert partial.item() == pytest.approx(-math.log(0.8), rel=1e-4)
+    nothing = emotion_loss(logits, batch([[0, 0, 0, 0], [0, 0, 0, 0]], [-1, -1], [-1, -1]), ones)
+    assert nothing.item() == 0.0
+
+
+def test_escalation_loss_ignores_missing_labels():
+    logits = torch.tensor([0.0, 100.0])
+    only_first = escalation_loss(logits, batch([[0] * 4] * 2, [-1, -1], [1.0, -1.0]))
+    assert only_first.item() == pytest.approx(math.log(2), rel=1e-4)
+
+
+def test_sample_plan_follows_the_shares():
+    sources = ["a"] * 10 + ["b"] * 1000
+    plan = sample_plan(sources, {"a": 0.5, "b": 0.5}, steps=200, batch_size=10, seed=0)
+    from_a = (plan < 10).mean()
+    assert 0.4 < from_a < 0.6
+    assert (plan == sample_plan(sources, {"a": 0.5, "b": 0.5}, 200, 10, seed=0)).all()
