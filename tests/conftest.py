@@ -9,6 +9,23 @@ import pytest
 from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def offline_cache(tmp_path_factory) -> Path:
+    """Every test runs offline, with the base encoder cache in a session temporary directory."""
+    import os
+
+    cache = tmp_path_factory.mktemp("tonewatch-cache")
+    saved = {name: os.environ.get(name) for name in ("TONEWATCH_CACHE", "HF_HUB_OFFLINE")}
+    os.environ["TONEWATCH_CACHE"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield cache
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data root (``../shared/datasets`` or ``$TONEWATCH_DATA``); skips the test when there is none."""

@@ -19,8 +19,8 @@ UNRELATED = ("今天的天气很好，我们去公园散步吧", "Сегодня
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    return encoder.materialize_base_encoder(tmp_path_factory.mktemp("cache"))
+def base_dir(offline_cache):
+    return encoder.materialize_base_encoder(offline_cache)
 
 
 def test_materialised_directory_is_a_verified_transformers_model(base_dir):
@@ -45,8 +45,7 @@ def test_corrupted_weights_are_rebuilt(tmp_path):
     assert encoder.sha256_file(directory / "model.safetensors") == encoder.WEIGHTS_SHA256
 
 
-def test_encoder_is_real_translations_are_closest(base_dir, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_encoder_is_real_translations_are_closest(base_dir):
     torch = pytest.importorskip("torch")
     from transformers import AutoModel, AutoTokenizer
 

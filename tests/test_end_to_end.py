@@ -1,0 +1,61 @@
+"""End-to-end checks on the shipped default model (offline; the base encoder is rebuilt into a temp cache)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tonewatch.cli import app
+from tonewatch.model import DEFAULT_MODEL_DIR, Classifier
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="no shipped default model in model/default"
+)
+
+
+@pytest.fixture(scope="module")
+def default_classifier():
+    return Classifier.from_pretrained()
+
+
+def test_readme_label_command_on_the_example_file(tmp_path):
+    result = CliRunner().invoke(
+        app, ["label", str(ROOT / "examples" / "conversations.jsonl"), "-o", str(tmp_path / "labelled.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "labelled.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["example-zh-1", "example-ru-1", "example-ru-2"]
+    last = {r["id"]: [t for t in r["turns"] if t["speaker"] == "customer"][-1]["prediction"] for r in records}
+    assert last["example-ru-1"]["emotion"] == "calm" and not last["example-ru-1"]["escalate"]
+    assert last["example-ru-2"]["emotion"] == "abusive" and last["example-ru-2"]["escalate"]
+    assert last["example-zh-1"]["emotion"] in ("angry", "abusive") and last["example-zh-1"]["escalate"]
+
+
+def test_clear_cases_in_both_languages(default_classifier):
+    texts = ["好的，谢谢您的帮助", "Спасибо, всё понятно", "你是猪吗，傻X客服", "Ты тупая что ли? Идиотка"]
+    labels = [p.emotion for p in default_classifier.classify(texts)]
+    assert labels == ["calm", "calm", "abusive", "abusive"]
+
+
+def test_shipped_model_is_small_and_complete():
+    weights = sum(path.stat().st_size for path in DEFAULT_MODEL_DIR.glob("*.safetensors"))
+    assert weights <= 16 * 1024 * 1024
+    for name in ("config.json", "README.md", "report.md", "report.json", "training_config.json"):
+        assert (DEFAULT_MODEL_DIR / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_in_domain_accuracy_of_the_default_model(default_classifier):
+    """callcenter_dev (never trained on): the figures of the shipped report, with a small margin."""
+    from tonewatch.data.sources import load_source
+    from tonewatch.training.evaluate import predict, set_report
+
+    records = load_source("callcenter_dev")
+    report = set_report(records, predict(default_classifier, records), conversations=True)
+    for lang in ("zh", "ru"):
+        assert report["by_language"][lang]["emotion"]["exact"]["macro_f1"] >= 0.70, lang
+    assert report["escalation"]["f1"] >= 0.70
