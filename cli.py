@@ -268,6 +268,28 @@ def label_command(
     _run(work)
 
 
+@app.command("serve")
+def serve_command(
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model directory (default: the shipped model).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).", show_default=False)] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of ServeConfig fields.", show_default=False)
+    ] = None,
+) -> None:
+    """Start the HTTP server: live conversations, supervisor alerts (SSE) and the dashboard at /."""
+
+    def work() -> None:
+        from tonewatch.serve.app import run_server
+        from tonewatch.serve.config import ServeConfig
+
+        run_server(ServeConfig.from_toml(config, model_dir=str(model) if model else None, host=host, port=port))
+
+    _run(work)
+
+
 def run() -> None:
     """Entry point for ``python -m tonewatch``."""
     app(prog_name="tonewatch")

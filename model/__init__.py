@@ -9,9 +9,15 @@ from tonewatch.model.classifier import (
     Prediction,
     TurnInput,
 )
+from tonewatch.model.tracker import AlertEvent, AlertPolicy, ConversationState, ConversationTracker, TurnUpdate
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
+    "AlertEvent",
+    "AlertPolicy",
+    "ConversationState",
+    "ConversationTracker",
+    "TurnUpdate",
     "Calibration",
     "Classifier",
     "ModelConfig",

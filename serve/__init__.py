@@ -1,0 +1,11 @@
+"""The real-time service: predictions -> HTTP, live conversations, supervisor alerts, dashboard.
+
+Nothing is built at import time: ``tonewatch.serve.app.create_app(config)``
+builds an app from a :class:`tonewatch.serve.config.ServeConfig`, and
+``tonewatch.serve.app.run_server(config)`` serves it with uvicorn. Modules:
+``config`` (settings), ``app`` (endpoints), ``batching`` (micro-batcher),
+``state`` (live conversations, idle expiry), ``alerts`` (pub/sub for the SSE
+stream), ``auth`` (API keys and scopes), ``errors`` (typed errors),
+``metrics`` (Prometheus), ``static/`` (the dashboard). The server imports
+nothing from ``tonewatch.training``.
+"""

@@ -1,0 +1,128 @@
+"""Publish/subscribe of supervisor events (alert raised, all clear, conversation ended) for the SSE stream.
+
+Each subscriber has a bounded buffer: a client that does not keep up loses
+its oldest events (and is told how many), never the server's memory. Events
+are handed to a subscriber on its own event loop with ``call_soon_threadsafe``,
+so publishing is safe from any thread or loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from tonewatch.model.tracker import AlertEvent, ConversationState, ConversationTracker
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    """Which events a subscriber wants: all, or those of one queue and/or one team."""
+
+    queue: str | None = None
+    team: str | None = None
+
+    def matches(self, event: AlertEvent | ConversationState | ConversationTracker) -> bool:
+        """Whether ``event`` (or a conversation) belongs to the wanted queue and team."""
+        return (self.queue is None or event.queue == self.queue) and (self.team is None or event.team == self.team)
+
+
+class Subscription:
+    """One stream client's bounded buffer of events."""
+
+    def __init__(self, hub: AlertHub, event_filter: EventFilter, size: int, loop: asyncio.AbstractEventLoop):
+        self._hub = hub
+        self.filter = event_filter
+        self._loop = loop
+        self._buffer: deque[AlertEvent] = deque(maxlen=size)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def offer(self, event: AlertEvent) -> None:
+        """Hand ``event`` to the subscriber (from any thread)."""
+        if self.closed or not self.filter.matches(event):
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, event)
+        except RuntimeError:  # the subscriber's loop is closed: it is gone (unsubscribed by its stream's cleanup)
+            self.closed = True
+
+    def _deliver(self, event: AlertEvent) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        self._buffer.append(event)
+        self._ready.set()
+
+    async def next(self, timeout: float) -> AlertEvent | None:
+        """The next event, or ``None`` after ``timeout`` seconds without one."""
+        if not self._buffer:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._buffer.popleft() if self._buffer else None
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+    def close(self) -> None:
+        self.closed = True
+        self._hub.unsubscribe(self)
+
+
+class AlertHub:
+    """Numbers events, keeps the latest ``recent`` of them, and fans them out to subscribers."""
+
+    def __init__(
+        self, queue_size: int = 100, recent: int = 200, on_publish: Callable[[AlertEvent], None] | None = None
+    ):
+        self.queue_size = queue_size
+        self._recent: deque[AlertEvent] = deque(maxlen=recent)
+        self._subscribers: set[Subscription] = set()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._on_publish = on_publish
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len(self._subscribers)
+
+    def publish(self, event: AlertEvent) -> AlertEvent:
+        """Number ``event``, keep it, and send it to every matching subscriber; returns the numbered event."""
+        with self._lock:  # offering under the lock keeps every subscriber's events in id order
+            event = dataclasses.replace(event, id=next(self._ids))
+            self._recent.append(event)
+            for subscription in list(self._subscribers):
+                subscription.offer(event)
+        if self._on_publish is not None:
+            self._on_publish(event)
+        return event
+
+    def recent(self, event_filter: EventFilter | None = None, after_id: int = 0, limit: int | None = None):
+        """Kept events (oldest first) matching ``event_filter`` with an id above ``after_id``; the last ``limit``."""
+        event_filter = event_filter or EventFilter()
+        with self._lock:
+            events = [event for event in self._recent if event.id > after_id and event_filter.matches(event)]
+        return events[-limit:] if limit else events
+
+    def subscribe(self, event_filter: EventFilter | None = None, after_id: int | None = None) -> Subscription:
+        """A subscription on the running event loop; ``after_id`` replays kept events newer than it first."""
+        subscription = Subscription(self, event_filter or EventFilter(), self.queue_size, asyncio.get_running_loop())
+        with self._lock:
+            self._subscribers.add(subscription)
+            if after_id is not None:
+                for event in self._recent:
+                    if event.id > after_id:
+                        subscription.offer(event)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscribers.discard(subscription)

@@ -1,0 +1,244 @@
+"""Typed configuration of the server, loadable from TOML.
+
+Example ``serve.toml``::
+
+    model_dir = "runs/default"
+    host = "0.0.0.0"
+    port = 8000
+    idle_timeout_s = 900
+
+    [[api_keys]]
+    name = "telephony"
+    key = "..."            # at least 16 characters
+    scopes = ["write"]
+
+    [[api_keys]]
+    name = "supervisors"
+    key = "..."
+    scopes = ["read"]
+
+    [alert]                # tonewatch.model.AlertPolicy
+    hysteresis = 0.15
+    cooldown_turns = 3
+    escalation_thresholds = { zh = 0.55 }
+
+Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tonewatch.model.tracker import AlertPolicy
+
+SCOPES: tuple[str, ...] = ("read", "write")
+"""API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations and the dashboard."""
+
+LOCALHOST = "127.0.0.1"
+MIN_KEY_LENGTH = 16
+
+
+@dataclass
+class ApiKey:
+    """One API key and what it may do."""
+
+    key: str = field(metadata={"help": f"The secret, sent as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
+                                       f"(at least {MIN_KEY_LENGTH} characters)."})  # fmt: skip
+    scopes: list[str] = field(default_factory=lambda: ["read"], metadata={"help": f"Some of {SCOPES}."})
+    name: str = field(default="", metadata={"help": "Who holds the key (shown in logs instead of the key)."})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or len(self.key) < MIN_KEY_LENGTH:
+            raise ValueError(f"API key {self.name!r}: a key needs at least {MIN_KEY_LENGTH} characters")
+        if not self.key.isascii() or not self.key.isprintable() or " " in self.key:
+            raise ValueError(f"API key {self.name!r}: a key is printable ASCII without spaces")
+        self.scopes = list(self.scopes)
+        unknown = [scope for scope in self.scopes if scope not in SCOPES]
+        if unknown or not self.scopes:
+            raise ValueError(f"API key {self.name!r}: scopes must be some of {SCOPES}, got {self.scopes}")
+
+
+@dataclass
+class ServeConfig:
+    """The HTTP server: model, network, limits, batching, live conversations, alerts, keys."""
+
+    model_dir: str | None = field(default=None, metadata={"help": "Model directory (default: the shipped model)."})
+    host: str = field(default=LOCALHOST, metadata={"help": "Address to listen on (127.0.0.1 without api_keys)."})
+    port: int = field(default=8000, metadata={"help": "TCP port to listen on."})
+    api_keys: list[ApiKey] = field(
+        default_factory=list, metadata={"help": "API keys with scopes; none = no authentication, localhost only."}
+    )
+    max_text_chars: int = field(default=2000, metadata={"help": "Longest accepted turn or text, in characters."})
+    max_items: int = field(default=256, metadata={"help": "Most texts or conversations in one /v1/classify request."})
+    max_conversation_turns: int = field(
+        default=500, metadata={"help": "Most turns of one conversation in a /v1/classify request."}
+    )
+    max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
+    batch_max_size: int = field(
+        default=32, metadata={"help": "Most turns in one model call when concurrent requests are batched."}
+    )
+    batch_max_wait_ms: float = field(
+        default=5.0, metadata={"help": "Longest a request waits for others to join its model call, in ms."}
+    )
+    torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+    idle_timeout_s: float = field(
+        default=900.0, metadata={"help": "A live conversation without a new turn for this long ends (expires)."}
+    )
+    sweep_interval_s: float = field(default=5.0, metadata={"help": "How often idle conversations are looked for."})
+    max_conversations: int = field(
+        default=10_000, metadata={"help": "Most live conversations held at once; more are refused with 503."}
+    )
+    keep_turns: int = field(default=10, metadata={"help": "Latest turns kept per live conversation for display."})
+    alert: AlertPolicy = field(
+        default_factory=AlertPolicy, metadata={"help": "Alert policy (thresholds default to the model's calibration)."}
+    )
+    alert_text: bool = field(
+        default=True, metadata={"help": "Include the turn's text in alerts and conversation states served by the API."}
+    )
+    sse_queue_size: int = field(
+        default=100, metadata={"help": "Events buffered per alert-stream client; older ones are dropped beyond it."}
+    )
+    sse_keepalive_s: float = field(default=15.0, metadata={"help": "Seconds between keep-alive comments on a stream."})
+    sse_max_duration_s: float = field(
+        default=3600.0,
+        metadata={"help": "A stream is closed after this long; clients reconnect with Last-Event-ID and miss nothing."},
+    )
+    recent_events: int = field(
+        default=200, metadata={"help": "Recent events kept for /v1/alerts and for stream clients that reconnect."}
+    )
+    log_transcripts: bool = field(
+        default=False, metadata={"help": "DEBUG ONLY: write turn texts to the logs (they never are otherwise)."}
+    )
+    log_level: str = field(default="info", metadata={"help": "Log level: debug, info, warning or error."})
+
+    def __post_init__(self) -> None:
+        _check_scalar_types(self)
+        try:
+            self.api_keys = [
+                key if isinstance(key, ApiKey) else ApiKey(**_table(key, "api_keys")) for key in self.api_keys
+            ]
+            if not isinstance(self.alert, AlertPolicy):
+                self.alert = AlertPolicy(**_table(self.alert, "alert"))
+        except TypeError as error:  # a value of the wrong type compared or iterated
+            raise ValueError(f"invalid api_keys or alert setting: {error}") from None
+        keys = [key.key for key in self.api_keys]
+        if len(set(keys)) != len(keys):
+            raise ValueError("api_keys: the same key is configured twice")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError("host must be a non-empty string")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        positive = {
+            "max_text_chars": self.max_text_chars,
+            "max_items": self.max_items,
+            "max_conversation_turns": self.max_conversation_turns,
+            "max_body_bytes": self.max_body_bytes,
+            "batch_max_size": self.batch_max_size,
+            "max_conversations": self.max_conversations,
+            "keep_turns": self.keep_turns,
+            "sse_queue_size": self.sse_queue_size,
+            "recent_events": self.recent_events,
+        }
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 <= self.batch_max_wait_ms <= 1000:
+            raise ValueError(f"batch_max_wait_ms must be in [0, 1000], got {self.batch_max_wait_ms}")
+        for name in ("idle_timeout_s", "sweep_interval_s", "sse_keepalive_s", "sse_max_duration_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def bind_host(self) -> tuple[str, str | None]:
+        """The address to listen on, and a notice to print when it is not the configured one."""
+        if self.auth_enabled:
+            return self.host, None
+        if _is_loopback(self.host):
+            return self.host, "no API keys configured: authentication is off and the server listens on localhost only"
+        return LOCALHOST, (
+            f"no API keys configured: listening on {LOCALHOST} only, not on {self.host}; "
+            "configure api_keys to accept other hosts"
+        )
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None, **overrides: Any) -> ServeConfig:
+        """Load ``path`` (TOML; none = defaults), then apply ``overrides`` that are not ``None``; validate."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ValueError(f"config file {path} does not exist") from None
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"{path} is not valid TOML: {error}") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"unknown serve config fields {unknown}; known: {[f.name for f in dataclasses.fields(cls)]}"
+            )
+        return cls(**values)
+
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """The resolved configuration; API keys are redacted unless ``redact=False``."""
+        data = dataclasses.asdict(self)
+        if redact:
+            for key in data["api_keys"]:
+                key["key"] = "***"
+        return data
+
+
+def _check_scalar_types(config: ServeConfig) -> None:
+    """TOML and JSON give any type: check the scalar fields before comparing them."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value, hint = getattr(config, item.name), hints[item.name]
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+        if optional:
+            if value is None:
+                continue
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, item.name, float(value))
+        elif hint in (int, float) and (isinstance(value, bool) or not isinstance(value, hint)):
+            raise ValueError(f"{item.name} must be a number, got {value!r}")
+        elif hint in (str, bool) and not isinstance(value, hint):
+            raise ValueError(f"{item.name} must be {'a string' if hint is str else 'true or false'}, got {value!r}")
+        elif typing.get_origin(hint) is list and not isinstance(value, list | tuple):
+            raise ValueError(f"{item.name} must be a list, got {value!r}")
+
+
+def _table(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: expected a table, got {type(value).__name__}")
+    allowed = {
+        "api_keys": {item.name for item in dataclasses.fields(ApiKey)},
+        "alert": {item.name for item in dataclasses.fields(AlertPolicy)},
+    }[name]
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ValueError(f"{name}: unknown fields {unknown}; known: {sorted(allowed)}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

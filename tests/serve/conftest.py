@@ -1,0 +1,136 @@
+"""Fixtures of the server tests: a scripted classifier, the tiny real model, a fake clock, API keys."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from tonewatch.labels import EMOTION_LABELS
+from tonewatch.model.classifier import Calibration, ModelConfig, Prediction, TurnInput
+from tonewatch.model.inputs import InputLimits
+
+SCRIPT_PATTERN = re.compile(r"\[(calm|frustrated|angry|abusive) ([01](?:\.\d+)?)\]")
+
+
+def scripted_prediction(label: str, escalate_score: float, threshold: float = 0.5) -> Prediction:
+    """A prediction with ``label`` on top (probability 0.7) and the given escalation score."""
+    rest = 0.3 / (len(EMOTION_LABELS) - 1)
+    scores = {name: (0.7 if name == label else rest) for name in EMOTION_LABELS}
+    return Prediction(label, scores, escalate_score >= threshold, escalate_score)
+
+
+class ScriptedClassifier:
+    """A stand-in for :class:`Classifier`: the label and score come from the text.
+
+    A text holding ``[angry 0.8]`` is ``angry`` with escalation score 0.8; ``script`` maps whole
+    texts to ``(label, score)``; anything else is ``calm`` with 0.05. Counts model calls and
+    records every input, so tests can check batching and the context the tracker sends.
+    """
+
+    def __init__(self, script: dict[str, tuple[str, float]] | None = None, delay_s: float = 0.0):
+        self.script = dict(script or {})
+        self.delay_s = delay_s
+        self.config = ModelConfig(
+            base_model="scripted",
+            num_hidden_layers=1,
+            hidden_size=8,
+            limits=InputLimits(max_length=64, max_turn_tokens=32, max_context_turns=3),
+            calibration=Calibration(escalation_threshold=0.5, escalation_thresholds={"zh": 0.6}),
+            name="scripted",
+            version="test",
+        )
+        self.calls: list[list[TurnInput]] = []
+        self._lock = threading.Lock()
+
+    def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        with self._lock:
+            self.calls.append(turns)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        predictions = []
+        for turn in turns:
+            label, score = self.script.get(turn.text, ("calm", 0.05))
+            match = SCRIPT_PATTERN.search(turn.text)
+            if match:
+                label, score = match.group(1), float(match.group(2))
+            predictions.append(scripted_prediction(label, score, self.config.calibration.threshold(turn.lang)))
+        return predictions
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def scripted() -> ScriptedClassifier:
+    return ScriptedClassifier()
+
+
+@pytest.fixture
+def make_scripted():
+    """``make_scripted(script=None, delay_s=0.0)``: a :class:`ScriptedClassifier` of one's own."""
+    return ScriptedClassifier
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_dir):
+    """The tiny random model, loaded once for the whole session."""
+    from tonewatch.model.classifier import Classifier
+
+    return Classifier.from_pretrained(tiny_model_dir)
+
+
+class LiveServer:
+    """A real uvicorn server for an app, in a thread, on 127.0.0.1 and a free port."""
+
+    def __init__(self, app):
+        import socket
+
+        import uvicorn
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+
+
+@pytest.fixture
+def live_server():
+    """``with live_server(app) as server: server.url``: the app served by uvicorn on loopback."""
+    return LiveServer

@@ -1,0 +1,65 @@
+"""Schemathesis fuzzes every operation of the OpenAPI schema against the app with the tiny model: no 5xx.
+
+Valid and invalid generated requests (odd Unicode, wrong types, missing
+fields) reach the real tokenizer and network through live turns and
+/v1/classify. Every error answer must also have the typed body.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install schemathesis)")
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+
+from tonewatch.serve.app import create_app  # noqa: E402
+from tonewatch.serve.config import ServeConfig  # noqa: E402
+
+EXAMPLES_PER_OPERATION = 20
+
+
+def fuzz_operation(operation, mode, failures: list[str]):
+    """A Hypothesis test of ``operation`` in ``mode`` (valid or invalid requests); records 5xx and untyped errors."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def fuzz(case):
+        response = case.call()
+        label = f"{case.method} {case.formatted_path} ({mode.value})"
+        if response.status_code >= 500:
+            failures.append(f"{label} -> {response.status_code}: {response.text[:300]}")
+        elif response.status_code >= 400 and set(response.json()) != {"error", "error_type"}:
+            failures.append(f"{label} -> untyped error body {response.text[:300]}")
+
+    return fuzz
+
+
+def test_no_operation_answers_5xx(tiny_classifier):
+    # Streams close within 0.2 s, so fuzzing the SSE endpoint cannot hang the run.
+    config = ServeConfig(sse_max_duration_s=0.2, sse_keepalive_s=0.05, max_text_chars=500)
+    app = create_app(config, classifier=tiny_classifier)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {operation.label for operation in operations} >= {
+        "POST /v1/classify",
+        "POST /v1/conversations/{conversation_id}/turns",
+        "GET /v1/alerts/stream",
+    }
+    failures: list[str] = []
+    with TestClient(app):  # runs the lifespan, as a server would
+        for operation in operations:
+            for mode in schemathesis.GenerationMode:
+                try:
+                    fuzz_operation(operation, mode, failures)()
+                except Unsatisfiable:
+                    # An operation without parameters or body has no invalid request to make.
+                    assert mode is schemathesis.GenerationMode.NEGATIVE, operation.label
+    assert not failures, "\n".join(failures[:20])
