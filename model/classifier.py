@@ -46,6 +46,9 @@ class Calibration:
     escalation_threshold: float = 0.5
     escalation_thresholds: dict[str, float] = field(default_factory=dict)
     """Per-language thresholds on the calibrated escalation probability; fall back to ``escalation_threshold``."""
+    emotion_bias: list[float] = field(default_factory=lambda: [0.0] * len(EMOTION_LABELS))
+    """Per-label log-prior shift added to the tempered logits (fitted on validation data; corrects the
+    class balance of training toward the in-domain label mix)."""
 
     def threshold(self, lang: str | None) -> float:
         return self.escalation_thresholds.get(lang or "", self.escalation_threshold)
@@ -227,7 +230,8 @@ class Classifier:
         self, emotion_logits: torch.Tensor, escalation_logits: torch.Tensor, langs: Sequence[str | None]
     ) -> list[Prediction]:
         calibration = self.config.calibration
-        probabilities = torch.softmax(emotion_logits / calibration.emotion_temperature, dim=-1)
+        bias = torch.tensor(calibration.emotion_bias, dtype=emotion_logits.dtype)
+        probabilities = torch.softmax(emotion_logits / calibration.emotion_temperature + bias, dim=-1)
         escalation = torch.sigmoid(escalation_logits / calibration.escalation_temperature)
         predictions = []
         for row, lang in enumerate(langs):

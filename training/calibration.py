@@ -42,6 +42,31 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return best
 
 
+BIAS_GRID = np.round(np.arange(-1.0, 1.51, 0.1), 2)
+
+
+def fit_emotion_bias(log_probabilities: np.ndarray, labels: np.ndarray, rounds: int = 3) -> list[float]:
+    """Per-label log-prior shifts maximising macro-F1 (coordinate ascent on a grid; ties keep the smaller shift)."""
+    from sklearn.metrics import f1_score
+
+    bias = np.zeros(log_probabilities.shape[1])
+
+    def score(candidate: np.ndarray) -> float:
+        predicted = (log_probabilities + candidate).argmax(-1)
+        return f1_score(labels, predicted, labels=range(len(candidate)), average="macro", zero_division=0)
+
+    best = score(bias)
+    for _ in range(rounds):
+        for label in range(len(bias)):
+            for value in sorted(BIAS_GRID, key=abs):
+                candidate = bias.copy()
+                candidate[label] = value
+                result = score(candidate)
+                if result > best + 1e-9:
+                    best, bias = result, candidate
+    return [float(value) for value in bias]
+
+
 def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibration:
     """Temperatures and thresholds from ``records`` (labelled validation turns with context)."""
     if not records:
@@ -51,10 +76,13 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
     exact = torch.tensor([LABEL2ID[r.emotion] if r.emotion else -1 for r in records])
     known = exact >= 0
     emotion_temperature = 1.0
+    emotion_bias = [0.0] * emotion_logits.shape[1]
     if known.any():
         emotion_temperature = fit_temperature(
             emotion_logits[known], lambda scaled: torch.nn.functional.cross_entropy(scaled, exact[known])
         )
+        log_probabilities = torch.log_softmax(emotion_logits[known] / emotion_temperature, dim=-1).numpy()
+        emotion_bias = fit_emotion_bias(log_probabilities, exact[known].numpy())
     escalate = torch.tensor([-1.0 if r.escalate is None else float(r.escalate) for r in records])
     has_escalation = escalate >= 0
     escalation_temperature = 1.0
@@ -76,6 +104,7 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
                 thresholds[lang] = best_threshold(scores[in_lang], labels[in_lang])
     return Calibration(
         emotion_temperature=emotion_temperature,
+        emotion_bias=emotion_bias,
         escalation_temperature=escalation_temperature,
         escalation_threshold=global_threshold,
         escalation_thresholds=thresholds,
