@@ -181,7 +181,8 @@ class Classifier:
         weights_path = directory / WEIGHTS_NAME
         if not weights_path.is_file():
             raise ModelDirectoryError(f"{directory} has no {WEIGHTS_NAME}")
-        network = build_network(config, resolve_base_model(config.base_model, cache_dir), dropout=0.0)
+        base_path = resolve_base_model(config.base_model, cache_dir)  # verifies the 470 MB base once
+        network = build_network(config, base_path, dropout=0.0)
         state = load_file(str(weights_path))
         lora = {key[len("encoder.") :]: value for key, value in state.items() if ".lora_" in key}
         merge_lora(network.encoder, lora, config.lora_scaling)
@@ -195,7 +196,6 @@ class Classifier:
             raise ModelDirectoryError(f"{weights_path} has unexpected tensors {sorted(unexpected)}")
         network.load_state_dict(rest, strict=False)
         # A shipped model directory may leave the 17 MB tokenizer to the base encoder it names.
-        base_path = resolve_base_model(config.base_model, cache_dir)
         tokenizer_dir = directory if (directory / "tokenizer.json").is_file() else Path(base_path)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         return cls(network, tokenizer, config, directory)
