@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
 import socket
 import statistics
@@ -33,7 +31,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from pathlib import Path
+
+from _machine import machine, percentile
 
 HOST = "127.0.0.1"  # loopback only, by design
 
@@ -46,23 +45,6 @@ model_dir, port, threads, wait_ms = sys.argv[1] or None, int(sys.argv[2]), int(s
 run_server(ServeConfig(model_dir=model_dir, host="127.0.0.1", port=port, torch_threads=threads,
                        batch_max_wait_ms=wait_ms, log_level="warning", idle_timeout_s=600))
 """
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,3 +44,14 @@ def require_file(path: Path) -> Path:
     if not path.is_file():
         raise SourceNotFoundError(f"missing data file: {path}")
     return path
+
+
+def text_group_id(source: str, text: str) -> str:
+    """A conversation id shared by every record of ``source`` with exactly this text, so duplicates never split."""
+    return f"{source}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def read_csv_rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    """The rows of a CSV (or TSV) file as dicts; a UTF-8 BOM, if any, is dropped."""
+    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))

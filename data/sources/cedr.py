@@ -54,13 +54,11 @@ news and tweet sentences).
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from pathlib import Path
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
 from tonewatch.data.sources.evidence import combine_evidence, evidence_fields, union_evidence
 from tonewatch.labels import EMOTION_LABELS
 
@@ -95,7 +93,7 @@ LABEL_EVIDENCE: dict[str, tuple[str, ...]] = {
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def parse_labels(cell: str) -> tuple[str, ...]:
@@ -164,8 +162,7 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CEDR CSV file."""
-    with open(require_file(path), encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def load(folder: Path) -> list[Record]:

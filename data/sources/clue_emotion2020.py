@@ -37,14 +37,13 @@ of the text, so exact duplicates never land in different splits.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tonewatch.data.conversations import iter_jsonl
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, require_file, text_group_id
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_row(row: dict[str, Any], split: str) -> Record | None:
@@ -120,14 +119,10 @@ def map_rows(rows: list[dict[str, Any]], split: str) -> list[Record]:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The posts of one JSON-lines file; blank lines are skipped, a broken line raises with its number."""
     rows = []
-    with open(require_file(path), encoding="utf-8-sig") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
+    for line in iter_jsonl(require_file(path)):
+        if line.error is not None:
+            raise ValueError(f"{path}:{line.line_number}: {line.error}")
+        rows.append(line.value)
     return rows
 
 

@@ -41,14 +41,12 @@ Quirks of the raw files, handled here:
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_row(row: dict[str, str], split: str, index: int) -> Record | None:
@@ -117,8 +115,7 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a COLD CSV file; the BOM is dropped, so the unnamed first column is the key ``""``."""
-    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def load(folder: Path) -> list[Record]:

@@ -49,13 +49,12 @@ and colleagues).
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import Record, Turn
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +161,7 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CPED CSV file (the BOM is dropped)."""
-    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def load(folder: Path) -> list[Record]:

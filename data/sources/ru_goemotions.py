@@ -65,13 +65,11 @@ signal), escalation, context (Reddit threads are not linked), natural Russian
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from pathlib import Path
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
 from tonewatch.data.sources.evidence import combine_evidence, evidence_fields, union_evidence
 from tonewatch.labels import EMOTION_LABELS
 
@@ -155,7 +153,7 @@ def parse_labels(cell: str, label_names: dict[int, str]) -> tuple[str, ...]:
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_rows(rows: list[dict[str, str]], split: str, label_names: dict[int, str]) -> list[Record]:
@@ -198,8 +196,7 @@ def map_rows(rows: list[dict[str, str]], split: str, label_names: dict[int, str]
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a ru-GoEmotions CSV file."""
-    with open(require_file(path), encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def read_label_names(path: Path) -> dict[int, str]:

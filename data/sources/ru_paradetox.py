@@ -64,12 +64,11 @@ conversation.
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +175,7 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a RuParaDetox TSV file (CSV quoting: some paraphrases span several lines)."""
-    with open(require_file(path), encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    return read_csv_rows(path, delimiter="\t")
 
 
 def load(folder: Path) -> list[Record]:

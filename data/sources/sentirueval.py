@@ -63,13 +63,12 @@ agent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, require_file, text_group_id
 from tonewatch.labels import EMOTION_LABELS
 
 logger = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ def evidence_fields(allowed: tuple[str, ...]) -> dict[str, object]:
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_rows(rows: list[dict[str, str]], split: str, domain: str) -> list[Record]:

@@ -42,14 +42,13 @@ text), so they never land in different splits.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, require_file, text_group_id
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_row(row: dict[str, Any], split: str, domain: str) -> Record | None:

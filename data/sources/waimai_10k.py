@@ -36,14 +36,12 @@ digest of the text, so duplicates never land in different splits.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +67,7 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 
 def text_group(text: str) -> str:
     """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return f"{NAME}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
+    return text_group_id(NAME, text)
 
 
 def map_row(row: dict[str, str], index: int) -> Record | None:
@@ -105,8 +103,7 @@ def map_rows(rows: list[dict[str, str]]) -> list[Record]:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The rows of the CSV file (a BOM, if any, is dropped)."""
-    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return read_csv_rows(path)
 
 
 def load(folder: Path) -> list[Record]:
