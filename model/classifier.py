@@ -14,12 +14,15 @@ label`` and the server all call.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID
@@ -29,6 +32,8 @@ from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "tonewatch-turn-classifier"
+logger = logging.getLogger(__name__)
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 """The shipped default model (inside the installed package)."""
 
@@ -158,26 +163,176 @@ def _quiet_transformers():
     hf_logging.disable_progress_bar()
 
 
-class Classifier:
-    """A loaded model: turns in, calibrated predictions out."""
+BACKENDS = ("auto", "onnx", "torch")
+"""``auto``: ONNX Runtime when it is installed (the ONNX model is built on first use and cached), else PyTorch."""
+BACKEND_ENV = "TONEWATCH_BACKEND"
+"""Environment variable choosing the default backend (``auto`` when unset)."""
 
-    def __init__(self, network: TurnClassifierNetwork, tokenizer, config: ModelConfig, model_dir: Path | None = None):
+
+class TorchBackend:
+    """The merged PyTorch network."""
+
+    name = "torch"
+
+    def __init__(self, network: TurnClassifierNetwork, threads: int | None = None):
         self.network = network.eval()
+        if threads:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        emotion, escalation = self.network(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+        return emotion.float().numpy(), escalation.float().numpy()
+
+
+class OnnxBackend:
+    """ONNX Runtime sessions over an exported directory (``tonewatch.model.export``).
+
+    With a re-check graph (recipe ``int8``) the classifier re-runs close calls through :meth:`run_fp32`.
+    """
+
+    name = "onnx"
+
+    def __init__(self, onnx_dir: Path, threads: int | None = None):
+        from tonewatch.model.export import FP32_NAME, META_NAME, ONNX_NAME
+
+        self.onnx_dir = onnx_dir
+        self.meta = json.loads((onnx_dir / META_NAME).read_text())
+        self.session = self.open_session(onnx_dir / ONNX_NAME, threads)
+        self.margins = self.meta.get("recheck")
+        self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads) if self.margins else None
+        self.turns = 0
+        self.rechecked = 0
+
+    @staticmethod
+    def open_session(path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def _run(session, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        emotion, escalation = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        return emotion, escalation
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.turns += len(ids)
+        return self._run(self.session, ids, mask, types)
+
+    def run_fp32(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.rechecked += len(ids)
+        return self._run(self.fp32_session, ids, mask, types)
+
+
+def calibrated_margins(
+    emotion_logits: np.ndarray,
+    escalation_logits: np.ndarray,
+    langs: Sequence[str | None],
+    calibration: Calibration,
+    pair_from: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(top, second, escalation)``: the two largest calibrated emotion logits (ranked by ``pair_from``'s
+    logits when given) and the calibrated escalation logit minus its language's threshold logit."""
+    bias = np.asarray(calibration.emotion_bias, dtype=np.float32)
+    tempered = emotion_logits / calibration.emotion_temperature + bias
+    ranking = tempered if pair_from is None else pair_from / calibration.emotion_temperature + bias
+    order = np.argsort(-ranking, axis=1)
+    rows = np.arange(len(tempered))
+    thresholds = np.clip([calibration.threshold(lang) for lang in langs], 1e-6, 1 - 1e-6)
+    escalation = escalation_logits / calibration.escalation_temperature - np.log(thresholds / (1 - thresholds))
+    return tempered[rows, order[:, 0]], tempered[rows, order[:, 1]], escalation
+
+
+def _pick_backend(backend: str | None) -> str:
+    chosen = backend or os.environ.get(BACKEND_ENV) or "auto"
+    if chosen not in BACKENDS:
+        raise ValueError(f"unknown backend {chosen!r}; choose from {BACKENDS}")
+    return chosen
+
+
+class Classifier:
+    """A loaded model: turns in, calibrated predictions out.
+
+    The model runs on one of two backends that make the same decisions: the
+    PyTorch network, or its ONNX Runtime export (fused, partly int8; faster on
+    CPUs). Tokenisation and calibration are shared.
+    """
+
+    def __init__(self, backend, tokenizer, config: ModelConfig, model_dir: Path | None = None):
+        if isinstance(backend, TurnClassifierNetwork):
+            backend = TorchBackend(backend)
+        self.backend = backend
         self.tokenizer = tokenizer
         self.config = config
         self.model_dir = model_dir
 
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def network(self) -> TurnClassifierNetwork:
+        """The PyTorch network (PyTorch backend only)."""
+        if not isinstance(self.backend, TorchBackend):
+            raise AttributeError("this classifier runs on ONNX Runtime; load it with backend='torch' for the network")
+        return self.backend.network
+
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path | None = None, *, cache_dir: str | Path | None = None) -> Classifier:
-        """Load a model directory (default: the shipped model), rebuilding its base encoder offline if needed."""
+    def from_pretrained(
+        cls,
+        model_dir: str | Path | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        backend: str | None = None,
+        threads: int | None = None,
+    ) -> Classifier:
+        """Load a model directory (default: the shipped model), rebuilding its base encoder offline if needed.
+
+        ``backend``: ``auto`` (default, or ``$TONEWATCH_BACKEND``) uses ONNX
+        Runtime when available, building the ONNX model once into the cache;
+        ``onnx`` requires it; ``torch`` forces the PyTorch path. ``threads``
+        caps the CPU threads of either runtime.
+        """
+        from tonewatch.model import export
+
+        directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        config = read_model_config(directory)
+        chosen = _pick_backend(backend)
+        if chosen == "torch" or (chosen == "auto" and not export.onnx_available()):
+            return cls._load_torch(directory, config, cache_dir, threads)
+        onnx_dir = export.find_onnx(directory, cache_dir)
+        if onnx_dir is None:
+            logger.warning("building the ONNX Runtime model of %s once (about a minute; cached)", directory)
+            torch_classifier = cls._load_torch(directory, config, cache_dir, threads)
+            try:
+                onnx_dir = export.export_onnx(directory, cache_dir=cache_dir, classifier=torch_classifier)
+            except Exception as error:  # the PyTorch path still works: say why and fall back (auto only)
+                if chosen == "onnx":
+                    raise
+                logger.warning("could not build the ONNX model (%s); using PyTorch", error)
+                return torch_classifier
+            del torch_classifier
+        from transformers import AutoTokenizer
+
+        _quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
+        return cls(OnnxBackend(onnx_dir, threads), tokenizer, config, directory)
+
+    @classmethod
+    def _load_torch(
+        cls, directory: Path, config: ModelConfig, cache_dir: str | Path | None, threads: int | None
+    ) -> Classifier:
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
         from tonewatch.model.encoder import resolve_base_model
 
         _quiet_transformers()
-        directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        config = read_model_config(directory)
         weights_path = directory / WEIGHTS_NAME
         if not weights_path.is_file():
             raise ModelDirectoryError(f"{directory} has no {WEIGHTS_NAME}")
@@ -198,33 +353,57 @@ class Classifier:
         # A shipped model directory may leave the 17 MB tokenizer to the base encoder it names.
         tokenizer_dir = directory if (directory / "tokenizer.json").is_file() else Path(base_path)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        return cls(network, tokenizer, config, directory)
+        return cls(TorchBackend(network, threads), tokenizer, config, directory)
 
     def encode(self, item: TurnInput) -> EncodedInput:
         return encode_turn(self.tokenizer, item.text, item.context, self.config.limits)
 
-    @torch.inference_mode()
-    def logits(self, encoded: Sequence[EncodedInput], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding."""
+    def pad(self, encoded: Sequence[EncodedInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask, token_type_ids)`` int64 arrays, padded to the longest item."""
+        width = max(len(item.input_ids) for item in encoded)
+        ids = np.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        types = np.zeros((len(encoded), width), dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, item in enumerate(encoded):
+            ids[row, : len(item.input_ids)] = item.input_ids
+            types[row, : len(item.token_type_ids)] = item.token_type_ids
+            mask[row, : len(item.input_ids)] = 1
+        return ids, mask, types
+
+    def encode_batch(self, items: Sequence[TurnInput | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Padded model inputs for ``items``."""
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        return self.pad([self.encode(turn) for turn in turns])
+
+    def logits(
+        self, encoded: Sequence[EncodedInput], batch_size: int = 64, langs: Sequence[str | None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding.
+
+        On the ONNX backend with a re-check graph, the turns whose int8 decision lies within the measured
+        int8 error of a boundary (``langs`` pick the escalation thresholds) are re-run in fp32.
+        """
+        langs = list(langs) if langs is not None else [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
-        emotion = torch.empty(len(encoded), len(EMOTION_LABELS))
-        escalation = torch.empty(len(encoded))
-        pad = self.tokenizer.pad_token_id
+        emotion = np.empty((len(encoded), len(EMOTION_LABELS)), dtype=np.float32)
+        escalation = np.empty(len(encoded), dtype=np.float32)
+        margins = getattr(self.backend, "margins", None)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            width = max(len(encoded[index].input_ids) for index in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            types = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, index in enumerate(chunk):
-                item = encoded[index]
-                ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
-                types[row, : len(item.token_type_ids)] = torch.tensor(item.token_type_ids)
-                mask[row, : len(item.input_ids)] = 1
-            emotion_logits, escalation_logits = self.network(ids, mask, types)
-            emotion[chunk] = emotion_logits.float()
-            escalation[chunk] = escalation_logits.float()
-        return emotion, escalation
+            items = [encoded[index] for index in chunk]
+            chunk_emotion, chunk_escalation = self.backend(*self.pad(items))
+            if margins:
+                top, second, decision = calibrated_margins(
+                    chunk_emotion, chunk_escalation, [langs[index] for index in chunk], self.config.calibration
+                )
+                close = np.flatnonzero(
+                    (top - second < margins["emotion_margin"]) | (np.abs(decision) < margins["escalation_margin"])
+                )
+                if len(close):
+                    recheck = self.backend.run_fp32(*self.pad([items[row] for row in close]))
+                    chunk_emotion[close], chunk_escalation[close] = recheck
+            emotion[chunk], escalation[chunk] = chunk_emotion, chunk_escalation
+        return torch.from_numpy(emotion), torch.from_numpy(escalation)
 
     def predictions_from_logits(
         self, emotion_logits: torch.Tensor, escalation_logits: torch.Tensor, langs: Sequence[str | None]
@@ -254,8 +433,9 @@ class Classifier:
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         if not turns:
             return []
-        emotion, escalation = self.logits([self.encode(turn) for turn in turns], batch_size)
-        return self.predictions_from_logits(emotion, escalation, [turn.lang for turn in turns])
+        langs = [turn.lang for turn in turns]
+        emotion, escalation = self.logits([self.encode(turn) for turn in turns], batch_size, langs)
+        return self.predictions_from_logits(emotion, escalation, langs)
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:
         """Predictions for every customer turn of a conversation in the project's format, in turn order."""

@@ -134,7 +134,9 @@ class Server:
 
         try:
             started = time.perf_counter()
-            classifier = Classifier.from_pretrained(self.config.model_dir)
+            classifier = Classifier.from_pretrained(
+                self.config.model_dir, backend=self.config.backend, threads=self.config.torch_threads or None
+            )
         except Exception as error:
             self.load_error = f"{type(error).__name__}: {error}"
             logger.error("could not load the model: %s", self.load_error)
@@ -277,6 +279,7 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
                 "version": classifier.config.version,
                 "base_model": classifier.config.base_model,
                 "max_context_turns": classifier.config.limits.max_context_turns,
+                "backend": classifier.backend_name,
             },
             "labels": list(EMOTION_LABELS),
             "escalation_label": ESCALATION_LABEL,
@@ -579,7 +582,9 @@ def run_server(config: ServeConfig, classifier=None) -> None:
         from tonewatch.model.classifier import Classifier
 
         logger.info("loading model %s", config.model_dir or "(the shipped default)")
-        classifier = Classifier.from_pretrained(config.model_dir)
+        classifier = Classifier.from_pretrained(
+            config.model_dir, backend=config.backend, threads=config.torch_threads or None
+        )
     if config.log_transcripts:
         logger.warning("log_transcripts is on: turn texts are written to the logs (debug only)")
     app = create_app(config, classifier)

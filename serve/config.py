@@ -87,7 +87,13 @@ class ServeConfig:
     batch_max_wait_ms: float = field(
         default=5.0, metadata={"help": "Longest a request waits for others to join its model call, in ms."}
     )
-    torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
+    torch_threads: int = field(
+        default=0, metadata={"help": "CPU threads of the model runtime, PyTorch or ONNX Runtime (0 = its default)."}
+    )
+    backend: str = field(
+        default="auto",
+        metadata={"help": "Model runtime: auto (ONNX Runtime when installed, built once and cached), onnx or torch."},
+    )
     idle_timeout_s: float = field(
         default=900.0, metadata={"help": "A live conversation without a new turn for this long ends (expires)."}
     )
@@ -156,6 +162,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be auto, onnx or torch, not {self.backend!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
 

@@ -48,6 +48,23 @@ def test_shipped_model_is_small_and_complete():
         assert (DEFAULT_MODEL_DIR / name).is_file(), name
 
 
+def test_onnx_path_keeps_the_labels_of_the_pytorch_path(default_classifier):
+    """The fast path (what label and serve use by default) against the PyTorch path over callcenter_dev."""
+    from tonewatch.data.conversations import read_conversations
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+    from tonewatch.model.classifier import conversation_turn_inputs
+
+    assert default_classifier.backend_name == "onnx"
+    conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
+    turns = [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
+    fast = default_classifier.classify(turns)
+    reference = Classifier.from_pretrained(backend="torch").classify(turns)
+    assert len(turns) > 800
+    emotion = sum(a.emotion == b.emotion for a, b in zip(fast, reference, strict=True)) / len(turns)
+    escalation = sum(a.escalate == b.escalate for a, b in zip(fast, reference, strict=True)) / len(turns)
+    assert emotion >= 0.99 and escalation >= 0.99, (emotion, escalation)
+
+
 @pytest.mark.slow
 def test_in_domain_accuracy_of_the_default_model(default_classifier):
     """callcenter_dev (never trained on): the figures of the shipped report, with a small margin."""

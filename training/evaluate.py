@@ -55,6 +55,9 @@ class EvalConfig:
     baseline: bool = field(default=True, metadata={"help": "Train and report the TF-IDF baseline."})
     public_sources: bool = field(default=True, metadata={"help": "Also evaluate the public held-out splits."})
     seed: int = field(default=20261122, metadata={"help": "Seed of the subsets."})
+    onnx: bool = field(
+        default=True, metadata={"help": "Also report the ONNX Runtime path's metrics and its agreement with PyTorch."}
+    )
 
     def __post_init__(self) -> None:
         if self.max_records_per_source < 1:
@@ -272,6 +275,29 @@ class TfidfBaseline:
         return Predictions(probabilities, escalation, escalation >= 0.5)
 
 
+def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Record]) -> dict | None:
+    """The ONNX Runtime path on the in-domain set: its metrics and how often it agrees with the PyTorch path."""
+    from tonewatch.model.export import export_onnx, onnx_available
+
+    if not onnx_available():
+        logger.warning("onnx/onnxruntime not installed: no ONNX section in the report")
+        return None
+    logger.info("building/loading the ONNX model and evaluating it on %s", EVALUATION_SOURCE)
+    onnx_dir = export_onnx(directory, classifier=torch_classifier)
+    fast = Classifier.from_pretrained(directory, backend="onnx")
+    reference, candidate = predict(torch_classifier, records), predict(fast, records)
+    return {
+        "recipe": fast.backend.meta["recipe"],
+        "onnx_mb": round(fast.backend.meta["onnx_bytes"] / 1e6, 1),
+        "path": str(onnx_dir),
+        "set": EVALUATION_SOURCE,
+        "emotion_agreement": float(np.mean(reference.emotion.argmax(1) == candidate.emotion.argmax(1))),
+        "escalation_agreement": float(np.mean(reference.escalate == candidate.escalate)),
+        "max_abs_probability_difference": float(np.abs(reference.emotion - candidate.emotion).max()),
+        "model": set_report(records, candidate, conversations=True),
+    }
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -305,7 +331,7 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     directory = Path(model_dir)
     output = Path(config.output_dir) if config.output_dir else directory
     output.mkdir(parents=True, exist_ok=True)
-    classifier = Classifier.from_pretrained(directory)
+    classifier = Classifier.from_pretrained(directory, backend="torch")  # the reference (fp32) figures
     train_config_path = directory / "training_config.json"
     train_config = TrainConfig.from_file(train_config_path) if train_config_path.exists() else TrainConfig()
     train_config.data_root = config.data_root or train_config.data_root
@@ -329,6 +355,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
         if baseline is not None:
             entry["baseline"] = set_report(records, baseline.predict(records), conversations=is_conversations)
         report["sets"][name] = entry
+    if config.onnx:
+        report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])
     report["calibration"] = classifier.config.calibration.__dict__
     report["seconds"] = round(time.perf_counter() - started, 1)
     (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

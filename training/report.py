@@ -25,32 +25,55 @@ def _get(tree: dict | None, *path):
     return tree
 
 
+HEADLINE_FIGURES = [
+    ("emotion macro-F1", ["emotion", "exact", "macro_f1"]),
+    ("abusive precision", ["emotion", "exact", "per_class", "abusive", "precision"]),
+    ("abusive recall", ["emotion", "exact", "per_class", "abusive", "recall"]),
+    ("escalation F1", ["escalation", "f1"]),
+    ("escalation PR-AUC", ["escalation", "pr_auc"]),
+    ("emotion ECE", ["emotion", "exact", "ece"]),
+]
+
+
+def _figure_rows(left: dict, right: dict | None) -> list[tuple[str, str, str, str]]:
+    scopes = [("all", [])] + [(lang, ["by_language", lang]) for lang in sorted(left.get("by_language", {}))]
+    return [
+        (figure, scope, _fmt(_get(left, *prefix, *path)), _fmt(_get(right, *prefix, *path)))
+        for figure, path in HEADLINE_FIGURES
+        for scope, prefix in scopes
+    ]
+
+
 def headline_rows(report: dict) -> list[tuple[str, str, str, str]]:
     """(figure, scope, model, baseline) rows of the in-domain summary."""
     entry = report["sets"].get(IN_DOMAIN)
     if entry is None:
         return []
-    rows = []
-    scopes = [("all", [])] + [(lang, ["by_language", lang]) for lang in sorted(entry["model"].get("by_language", {}))]
-    figures = [
-        ("emotion macro-F1", ["emotion", "exact", "macro_f1"]),
-        ("abusive precision", ["emotion", "exact", "per_class", "abusive", "precision"]),
-        ("abusive recall", ["emotion", "exact", "per_class", "abusive", "recall"]),
-        ("escalation F1", ["escalation", "f1"]),
-        ("escalation PR-AUC", ["escalation", "pr_auc"]),
-        ("emotion ECE", ["emotion", "exact", "ece"]),
+    return _figure_rows(entry["model"], entry.get("baseline"))
+
+
+def onnx_lines(report: dict) -> list[str]:
+    """The ONNX Runtime section: the fast path's figures beside the PyTorch (fp32) ones, and their agreement."""
+    onnx, entry = report.get("onnx"), report["sets"].get(IN_DOMAIN)
+    if not onnx or entry is None:
+        return []
+    recipe = onnx["recipe"]
+    quantized = ", ".join(recipe.get("quantize", [])) or "none (fp32)"
+    lines = [
+        "",
+        "## ONNX Runtime path (what `tonewatch label` and the server use)",
+        "",
+        f"Recipe `{recipe.get('name')}`: int8 (dynamic, per-channel={recipe.get('per_channel')}, "
+        f"reduce_range={recipe.get('reduce_range')}) on the MatMul groups {quantized}; the rest fp32, fused. "
+        f"{onnx.get('onnx_mb')} MB. On {onnx['set']}: emotion labels agree with PyTorch on "
+        f"{100 * onnx['emotion_agreement']:.2f} % of turns, escalation decisions on "
+        f"{100 * onnx['escalation_agreement']:.2f} %; largest probability difference "
+        f"{onnx['max_abs_probability_difference']:.3f}.",
+        "",
+        "| figure | scope | PyTorch (fp32) | ONNX |",
+        "|---|---|---|---|",
     ]
-    for figure, path in figures:
-        for scope, prefix in scopes:
-            rows.append(
-                (
-                    figure,
-                    scope,
-                    _fmt(_get(entry["model"], *prefix, *path)),
-                    _fmt(_get(entry.get("baseline"), *prefix, *path)),
-                )
-            )
-    return rows
+    return lines + [f"| {f} | {s} | {a} | {b} |" for f, s, a, b in _figure_rows(entry["model"], onnx["model"])]
 
 
 def write_markdown(report: dict, plots: list[str]) -> str:
@@ -137,6 +160,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
             f"{pair('emotion', 'exact', 'macro_f1')} | {pair('emotion', 'partial', 'prediction_in_allowed_set')} | "
             f"{pair('emotion', 'abusive_vs_rest', 'macro_f1')} | {pair('escalation', 'f1')} |"
         )
+    lines += onnx_lines(report)
     calibration = report.get("calibration", {})
     lines += [
         "",

@@ -386,7 +386,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     state = load_file(str(output / BEST_DIR / WEIGHTS_NAME))
     model_config = model_config_for(config, network.encoder.config)
     write_model_dir(output, state, model_config, tokenizer)
-    classifier = Classifier.from_pretrained(output)
+    classifier = Classifier.from_pretrained(output, backend="torch")  # calibrate the reference network
     validation_records = data.validation.get("callcenter_train", [])
     model_config.calibration = fit_calibration(classifier, validation_records)
     write_model_dir(output, state, model_config, tokenizer)

@@ -1,0 +1,399 @@
+"""The ONNX Runtime fast path: export a model directory to ONNX, fuse, quantise, cache.
+
+:func:`export_onnx` turns a tonewatch model directory into an ONNX directory::
+
+    model.onnx        the merged network (LoRA folded in), both heads, raw logits; int8 MatMuls
+    model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
+    tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
+    onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
+
+Steps: the PyTorch network (eager attention, so ONNX Runtime recognises the
+pattern) is exported with ``torch.onnx``; ONNX Runtime's transformer
+optimiser fuses embeddings + LayerNorm, attention, bias + GELU and skip +
+LayerNorm; then the MatMuls of the recipe's groups are quantised to int8
+(dynamic per-batch activation scales, per-channel 7-bit weights).
+
+Why a re-check: on this project's 2-core AVX2 machine (no VNNI), quantising
+every MatMul changed about 3 % of callcenter_dev's emotion labels, and no
+subset of layers was both label-preserving and much faster
+(``docs/benchmarks.md``). So the default recipe runs the int8 graph first and
+re-runs in fp32 only the turns whose int8 decision is close to a boundary:
+emotion labels whose top-two calibrated logits are nearer than
+``emotion_margin``, escalation scores nearer their threshold than
+``escalation_margin`` (in logits). The margins are the 99th percentile of the
+int8 graph's error on the shipped in-domain training conversations, measured
+at export, so a label can only change where int8 erred more than on 99 % of
+that text. Calibration (temperatures, bias, thresholds) stays in Python,
+shared by both backends.
+
+The directory is built on first use into the cache (``<cache>/onnx/<key>``) or
+by ``tonewatch export``; :func:`find_onnx` also accepts an ``onnx/`` directory
+next to the model whose key matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tonewatch.model.encoder import default_cache_dir
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 2
+"""Bumped when the exported graph's inputs, outputs or the export steps change."""
+
+ONNX_NAME = "model.onnx"
+FP32_NAME = "model.fp32.onnx"
+META_NAME = "onnx.json"
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
+
+QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output")
+"""MatMul groups of each encoder layer: fused QKV attention, attention output
+projection, feed-forward up projection (384→1536), down projection (1536→384)."""
+
+
+@dataclass(frozen=True)
+class OnnxRecipe:
+    """How the ONNX model is built: which MatMul groups become int8, and whether close calls are re-checked."""
+
+    quantize: tuple[str, ...] = QUANTIZABLE_GROUPS
+    per_channel: bool = True
+    reduce_range: bool = True
+    """7-bit weights: avoids the int16 saturation of AVX2's u8×s8 multiply (no VNNI)."""
+    recheck: bool = True
+    """Keep the fp32 graph and re-run the turns whose int8 decision is within the measured error of a boundary."""
+    recheck_quantile: float = 0.99
+    """Which quantile of the int8 error on calibration text becomes the re-check margin."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.quantize) - set(QUANTIZABLE_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown quantisation groups {sorted(unknown)}; choose from {QUANTIZABLE_GROUPS}")
+        if not 0.5 <= self.recheck_quantile <= 1.0:
+            raise ValueError(f"recheck_quantile must be in [0.5, 1], got {self.recheck_quantile}")
+
+    @classmethod
+    def named(cls, name: str) -> OnnxRecipe:
+        """``int8`` (default: int8 + fp32 re-check of close calls), ``int8-full`` (int8 only) or ``fp32``."""
+        if name not in RECIPES:
+            raise ValueError(f"unknown ONNX recipe {name!r}; choose from {sorted(RECIPES)}")
+        return RECIPES[name]
+
+    @property
+    def name(self) -> str:
+        for name, recipe in RECIPES.items():
+            if recipe == self:
+                return name
+        return "custom:" + "+".join(self.quantize) + ("+recheck" if self.recheck else "")
+
+
+DEFAULT_RECIPE = OnnxRecipe()
+RECIPES = {
+    "int8": DEFAULT_RECIPE,
+    "int8-full": OnnxRecipe(recheck=False),
+    "fp32": OnnxRecipe(quantize=(), recheck=False),
+}
+
+
+class OnnxUnavailable(RuntimeError):
+    """The ONNX path cannot be built or run here (a missing package, an unsupported model)."""
+
+
+def onnx_available() -> bool:
+    """Whether onnxruntime and onnx (needed to export) are importable."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_key(model_dir: str | Path, recipe: OnnxRecipe = DEFAULT_RECIPE) -> str:
+    """A key over what the ONNX model is built from: the model's config and weights, the recipe, the format."""
+    directory = Path(model_dir)
+    digest = hashlib.sha256()
+    digest.update(f"format={EXPORT_FORMAT}\n".encode())
+    digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
+    for name in ("config.json", "model.safetensors"):
+        path = directory / name
+        digest.update(f"\n{name}={_file_digest(path) if path.is_file() else '-'}".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_onnx_dir(
+    model_dir: str | Path, cache_dir: str | Path | None = None, recipe: OnnxRecipe = DEFAULT_RECIPE
+) -> Path:
+    """Where the cache keeps the ONNX directory of ``model_dir`` built with ``recipe``."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / "onnx" / export_key(model_dir, recipe)
+
+
+def _is_complete(directory: Path, key: str) -> bool:
+    meta = directory / META_NAME
+    if not (meta.is_file() and (directory / ONNX_NAME).is_file() and (directory / "tokenizer.json").is_file()):
+        return False
+    try:
+        data = json.loads(meta.read_text())
+    except json.JSONDecodeError:
+        return False
+    return data.get("key") == key and (not data.get("recheck") or (directory / FP32_NAME).is_file())
+
+
+def find_onnx(
+    model_dir: str | Path, cache_dir: str | Path | None = None, recipe: OnnxRecipe = DEFAULT_RECIPE
+) -> Path | None:
+    """An up-to-date ONNX directory for ``model_dir``: ``<model_dir>/onnx`` if its key matches, else the cache's."""
+    key = export_key(model_dir, recipe)
+    beside = Path(model_dir) / "onnx"
+    if _is_complete(beside, key):
+        return beside
+    cached = cached_onnx_dir(model_dir, cache_dir, recipe)
+    return cached if _is_complete(cached, key) else None
+
+
+def _node_groups(graph) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {group: [] for group in QUANTIZABLE_GROUPS}
+    for node in graph.node:
+        if node.op_type == "Attention":
+            groups["attention"].append(node.name)
+        elif node.op_type == "MatMul" and "/encoder/layer." in node.name:
+            if "/attention/output/" in node.name:
+                groups["attention_output"].append(node.name)
+            elif "/intermediate/" in node.name:
+                groups["ffn_input"].append(node.name)
+            elif "/output/" in node.name:
+                groups["ffn_output"].append(node.name)
+    return groups
+
+
+class _Logits:
+    """A module with the ONNX graph's signature: three int64 inputs, two logit outputs."""
+
+    @staticmethod
+    def wrap(network):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.network = network
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.network(input_ids, attention_mask, token_type_ids)
+
+        return Wrapped().eval()
+
+
+def _export_fp32(classifier, path: Path) -> None:
+    import warnings
+
+    import torch
+
+    encoder = classifier.network.encoder
+    encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
+    try:
+        example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
+        inputs = tuple(torch.from_numpy(array) for array in example)
+        dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+        dynamic |= {name: {0: "batch"} for name in OUTPUT_NAMES}
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
+            torch.onnx.export(
+                _Logits.wrap(classifier.network),
+                inputs,
+                str(path),
+                dynamo=False,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic,
+                opset_version=17,
+                do_constant_folding=True,
+            )
+    finally:
+        encoder.set_attn_implementation("sdpa")
+
+
+def _optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(
+        str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0, use_gpu=False
+    )
+    fused = {name: count for name, count in model.get_fused_operator_statistics().items() if count}
+    model.save_model_to_file(str(target))
+    return fused
+
+
+def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    groups = _node_groups(onnx.load(str(source), load_external_data=False).graph)
+    nodes = [name for group in recipe.quantize for name in groups[group]]
+    if not nodes:
+        shutil.copyfile(source, target)
+        return 0
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to the root logger
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            nodes_to_quantize=nodes,
+            weight_type=QuantType.QInt8,
+            per_channel=recipe.per_channel,
+            reduce_range=recipe.reduce_range,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
+    return len(nodes)
+
+
+def export_onnx(
+    model_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    *,
+    recipe: OnnxRecipe = DEFAULT_RECIPE,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    classifier=None,
+) -> Path:
+    """Build the ONNX directory of ``model_dir`` (default: the shipped model); returns it.
+
+    ``output_dir`` defaults to the cache. An up-to-date directory is reused
+    unless ``force``. ``classifier`` may pass an already loaded PyTorch
+    :class:`~tonewatch.model.Classifier` of the same directory.
+    """
+    from tonewatch.model.classifier import DEFAULT_MODEL_DIR, Classifier
+
+    if not onnx_available():
+        raise OnnxUnavailable("the ONNX path needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
+    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    key = export_key(model_dir, recipe)
+    target = Path(output_dir) if output_dir is not None else cached_onnx_dir(model_dir, cache_dir, recipe)
+    if not force and _is_complete(target, key):
+        return target
+    started = time.perf_counter()
+    if classifier is None or classifier.backend_name != "torch":
+        classifier = Classifier.from_pretrained(model_dir, cache_dir=cache_dir, backend="torch")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
+    try:
+        _export_fp32(classifier, work / "exported.onnx")
+        encoder_config = classifier.network.encoder.config
+        fused = _optimize(
+            work / "exported.onnx", work / "fused.onnx", encoder_config.num_attention_heads, encoder_config.hidden_size
+        )
+        quantized = _quantize(work / "fused.onnx", work / ONNX_NAME, recipe)
+        (work / "exported.onnx").unlink()
+        recheck = None
+        if recipe.recheck and quantized:
+            (work / "fused.onnx").rename(work / FP32_NAME)
+            recheck = measure_recheck_margins(classifier, work, recipe.recheck_quantile)
+        else:
+            (work / "fused.onnx").unlink()
+        classifier.tokenizer.save_pretrained(str(work))
+        meta = {
+            "format": EXPORT_FORMAT,
+            "key": key,
+            "model_dir": str(model_dir),
+            "model_name": classifier.config.name,
+            "model_version": classifier.config.version,
+            "recipe": {"name": recipe.name, **asdict(recipe)},
+            "fused_operators": fused,
+            "quantized_nodes": quantized,
+            "recheck": recheck,
+            "onnx_bytes": (work / ONNX_NAME).stat().st_size,
+            "export_seconds": round(time.perf_counter() - started, 1),
+        }
+        (work / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    logger.info("built the ONNX model of %s in %.0f s: %s", model_dir, meta["export_seconds"], target)
+    return target
+
+
+CALIBRATION_TURNS = 800
+"""Customer turns of the shipped callcenter_train conversations used to measure the int8 error at export."""
+
+
+def calibration_turns(limit: int = CALIBRATION_TURNS):
+    """In-domain customer turns with context (the package's callcenter_train), spread over the conversations."""
+    from tonewatch.data.conversations import read_conversations
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+    from tonewatch.model.classifier import conversation_turn_inputs
+
+    turns = []
+    for path in sorted((PACKAGE_DATA / "callcenter_train").glob("*.jsonl")):
+        for conversation in read_conversations(path):
+            turns.extend(conversation_turn_inputs(conversation))
+    step = max(1, len(turns) // limit)
+    return turns[::step][:limit]
+
+
+def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dict:
+    """The int8 graph's error against the fp32 graph on calibration turns, as re-check margins.
+
+    Emotion: the error of the int8 top-two margin of calibrated logits;
+    escalation: the error of the calibrated escalation logit. Each margin is
+    the ``quantile`` of its errors.
+    """
+    import numpy as np
+
+    from tonewatch.model.classifier import OnnxBackend, calibrated_margins
+
+    turns = calibration_turns()
+    encoded = [classifier.encode(turn) for turn in turns]
+    langs = [turn.lang for turn in turns]
+    order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
+    outputs = {}
+    for name in (ONNX_NAME, FP32_NAME):
+        session = OnnxBackend.open_session(directory / name)
+        emotion = np.empty((len(encoded), 4), dtype=np.float32)
+        escalation = np.empty(len(encoded), dtype=np.float32)
+        for start in range(0, len(order), 64):
+            chunk = order[start : start + 64]
+            ids, mask, types = classifier.pad([encoded[index] for index in chunk])
+            emotion[chunk], escalation[chunk] = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            )
+        outputs[name] = (emotion, escalation)
+    calibration = classifier.config.calibration
+    (q_top, q_second, q_escalation), (r_top, r_second, r_escalation) = (
+        calibrated_margins(*outputs[name], langs, calibration, pair_from=outputs[ONNX_NAME][0])
+        for name in (ONNX_NAME, FP32_NAME)
+    )
+    emotion_error = np.abs((q_top - q_second) - (r_top - r_second))
+    escalation_error = np.abs(q_escalation - r_escalation)
+    return {
+        "emotion_margin": round(float(np.quantile(emotion_error, quantile)), 4),
+        "escalation_margin": round(float(np.quantile(escalation_error, quantile)), 4),
+        "quantile": quantile,
+        "measured_on": f"{len(turns)} customer turns of the shipped callcenter_train conversations",
+        "max_emotion_error": round(float(emotion_error.max()), 4),
+        "max_escalation_error": round(float(escalation_error.max()), 4),
+    }

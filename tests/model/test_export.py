@@ -1,0 +1,158 @@
+"""The ONNX Runtime path: export, cache, backend choice, agreement with PyTorch (tiny random model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tonewatch.cli import app
+from tonewatch.model import export
+from tonewatch.model.classifier import Classifier, TurnInput
+from tonewatch.model.export import OnnxRecipe, export_key, export_onnx, find_onnx
+
+ITEMS = [
+    "你好 请问",
+    TurnInput("опять!!! позовите руководителя", (("agent", "здравствуйте"), ("customer", "алло")), "ru"),
+    "abc",
+    "怎么又这样 都第三次了",
+]
+
+
+@pytest.fixture(scope="module")
+def torch_classifier(tiny_model_dir):
+    return Classifier.from_pretrained(tiny_model_dir, backend="torch")
+
+
+def _logits(classifier):
+    encoded = [classifier.encode(item if isinstance(item, TurnInput) else TurnInput(item)) for item in ITEMS]
+    emotion, escalation = classifier.logits(encoded)
+    return emotion.numpy(), escalation.numpy()
+
+
+def test_export_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
+    target = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    names = {path.name for path in target.iterdir()}
+    assert {"model.onnx", "model.fp32.onnx", "onnx.json", "tokenizer.json"} <= names
+    meta = json.loads((target / "onnx.json").read_text())
+    assert meta["key"] == export_key(tiny_model_dir)
+    assert meta["recipe"]["name"] == "int8"
+    assert meta["quantized_nodes"] == 2 * 4  # 4 MatMul groups in each of the 2 layers
+    assert meta["fused_operators"]["Attention"] == 2
+    margins = meta["recheck"]
+    assert 0 <= margins["emotion_margin"] <= margins["max_emotion_error"]
+    assert 0 <= margins["escalation_margin"] <= margins["max_escalation_error"]
+    assert margins["quantile"] == 0.99
+    assert not list(tmp_path.glob(".onnx-*")), "the work directory is moved into place, not left behind"
+
+
+def test_fp32_export_matches_pytorch(tiny_model_dir, tmp_path, torch_classifier):
+    recipe = OnnxRecipe.named("fp32")
+    export_onnx(tiny_model_dir, recipe=recipe, cache_dir=tmp_path)
+    onnx_dir = find_onnx(tiny_model_dir, tmp_path, recipe)
+    assert onnx_dir is not None and onnx_dir.parent == tmp_path / "onnx"
+    from tonewatch.model.classifier import OnnxBackend
+
+    fast = Classifier(OnnxBackend(onnx_dir), torch_classifier.tokenizer, torch_classifier.config)
+    for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=1e-4)
+
+
+def test_int8_export_stays_close_to_pytorch(tiny_model_dir, torch_classifier):
+    fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
+    assert fast.backend_name == "onnx"
+    for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=0.05)
+    full = export_onnx(tiny_model_dir, recipe=OnnxRecipe.named("int8-full"))
+    meta = json.loads((full / "onnx.json").read_text())
+    assert meta["quantized_nodes"] == 2 * 4 and meta["recheck"] is None
+    assert not (full / "model.fp32.onnx").exists()
+
+
+def test_close_calls_are_rechecked_in_fp32(tiny_model_dir, torch_classifier):
+    fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
+    fast.backend.margins = {"emotion_margin": 0.0, "escalation_margin": 0.0}  # nothing is close: int8 only
+    _logits(fast)
+    assert fast.backend.rechecked == 0 and fast.backend.turns == len(ITEMS)
+    fast.backend.margins = {"emotion_margin": 1e9, "escalation_margin": 1e9}  # everything is close: all fp32
+    for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=1e-4)
+    assert fast.backend.rechecked == len(ITEMS)
+
+
+def test_an_up_to_date_export_is_reused_and_force_rebuilds(tiny_model_dir, tmp_path):
+    first = export_onnx(tiny_model_dir, tmp_path / "onnx")
+    stamp = (first / "model.onnx").stat().st_mtime_ns
+    assert export_onnx(tiny_model_dir, tmp_path / "onnx") == first
+    assert (first / "model.onnx").stat().st_mtime_ns == stamp
+    export_onnx(tiny_model_dir, tmp_path / "onnx", force=True)
+    assert (first / "model.onnx").stat().st_mtime_ns != stamp
+
+
+def test_changed_weights_or_recipe_make_another_key(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    assert export_key(copy) == export_key(tiny_model_dir)
+    assert export_key(copy, OnnxRecipe.named("fp32")) != export_key(copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["calibration"]["escalation_threshold"] = 0.123
+    (copy / "config.json").write_text(json.dumps(config))
+    assert export_key(copy) != export_key(tiny_model_dir)
+
+
+def test_an_export_beside_the_model_is_found_and_a_stale_one_ignored(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    export_onnx(copy, copy / "onnx")
+    assert find_onnx(copy, tmp_path / "empty-cache") == copy / "onnx"
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes() + b" ")
+    assert find_onnx(copy, tmp_path / "empty-cache") is None
+
+
+def test_backend_choice(tiny_model_dir, monkeypatch):
+    assert Classifier.from_pretrained(tiny_model_dir).backend_name == "onnx"  # auto, onnxruntime installed
+    monkeypatch.setenv("TONEWATCH_BACKEND", "torch")
+    assert Classifier.from_pretrained(tiny_model_dir).backend_name == "torch"
+    assert Classifier.from_pretrained(tiny_model_dir, backend="onnx").backend_name == "onnx"
+    with pytest.raises(ValueError, match="backend"):
+        Classifier.from_pretrained(tiny_model_dir, backend="tensorflow")
+    monkeypatch.delenv("TONEWATCH_BACKEND")
+    monkeypatch.setattr(export, "onnx_available", lambda: False)
+    assert Classifier.from_pretrained(tiny_model_dir).backend_name == "torch"
+
+
+def test_auto_falls_back_to_pytorch_when_the_export_fails(tiny_model_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(export, "export_onnx", broken)
+    assert Classifier.from_pretrained(tiny_model_dir, cache_dir=tmp_path).backend_name == "torch"
+    with pytest.raises(RuntimeError, match="exploded"):
+        Classifier.from_pretrained(tiny_model_dir, cache_dir=tmp_path, backend="onnx")
+
+
+def test_onnx_classifier_has_no_network(tiny_model_dir):
+    with pytest.raises(AttributeError, match="backend='torch'"):
+        _ = Classifier.from_pretrained(tiny_model_dir, backend="onnx").network
+
+
+def test_unknown_recipes_are_refused():
+    with pytest.raises(ValueError, match="recipe"):
+        OnnxRecipe.named("int4")
+    with pytest.raises(ValueError, match="groups"):
+        OnnxRecipe(quantize=("softmax",))
+    assert OnnxRecipe(quantize=("ffn_input",)).name == "custom:ffn_input+recheck"
+
+
+def test_export_command(tiny_model_dir, tmp_path):
+    result = CliRunner().invoke(
+        app, ["export", "--model", str(tiny_model_dir), "-o", str(tmp_path / "out"), "--recipe", "fp32"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "0 int8 MatMuls" in result.output
+    assert (tmp_path / "out" / "model.onnx").is_file()
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_model_dir), "--recipe", "int3"])
+    assert result.exit_code != 0 and "recipe" in result.output
