@@ -290,13 +290,15 @@ class Classifier:
         cache_dir: str | Path | None = None,
         backend: str | None = None,
         threads: int | None = None,
+        recipe: str | None = None,
     ) -> Classifier:
         """Load a model directory (default: the shipped model), rebuilding its base encoder offline if needed.
 
         ``backend``: ``auto`` (default, or ``$TONEWATCH_BACKEND``) uses ONNX
         Runtime when available, building the ONNX model once into the cache;
         ``onnx`` requires it; ``torch`` forces the PyTorch path. ``threads``
-        caps the CPU threads of either runtime.
+        caps the CPU threads of either runtime. ``recipe`` names the ONNX
+        build (``int8``, the default; ``int8-full``; ``fp32``).
         """
         from tonewatch.model import export
 
@@ -305,12 +307,15 @@ class Classifier:
         chosen = _pick_backend(backend)
         if chosen == "torch" or (chosen == "auto" and not export.onnx_available()):
             return cls._load_torch(directory, config, cache_dir, threads)
-        onnx_dir = export.find_onnx(directory, cache_dir)
+        onnx_recipe = export.OnnxRecipe.named(recipe or "int8")
+        onnx_dir = export.find_onnx(directory, cache_dir, onnx_recipe)
         if onnx_dir is None:
             logger.warning("building the ONNX Runtime model of %s once (about a minute; cached)", directory)
             torch_classifier = cls._load_torch(directory, config, cache_dir, threads)
             try:
-                onnx_dir = export.export_onnx(directory, cache_dir=cache_dir, classifier=torch_classifier)
+                onnx_dir = export.export_onnx(
+                    directory, cache_dir=cache_dir, recipe=onnx_recipe, classifier=torch_classifier
+                )
             except Exception as error:  # the PyTorch path still works: say why and fall back (auto only)
                 if chosen == "onnx":
                     raise

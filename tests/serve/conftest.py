@@ -31,6 +31,8 @@ class ScriptedClassifier:
     records every input, so tests can check batching and the context the tracker sends.
     """
 
+    backend_name = "scripted"
+
     def __init__(self, script: dict[str, tuple[str, float]] | None = None, delay_s: float = 0.0):
         self.script = dict(script or {})
         self.delay_s = delay_s
@@ -93,10 +95,10 @@ def fake_clock() -> FakeClock:
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_model_dir):
-    """The tiny random model, loaded once for the whole session."""
+    """The tiny random model on PyTorch (exact scores whatever the batch), loaded once for the whole session."""
     from tonewatch.model.classifier import Classifier
 
-    return Classifier.from_pretrained(tiny_model_dir)
+    return Classifier.from_pretrained(tiny_model_dir, backend="torch")
 
 
 class LiveServer:

@@ -201,7 +201,13 @@ def test_transcripts_are_not_logged_unless_the_debug_flag_says_so(scripted, capl
 
 def test_info_health_ready(client):
     info = client.get("/v1/info").json()
-    assert info["model"] == {"name": "scripted", "version": "test", "base_model": "scripted", "max_context_turns": 3}
+    assert info["model"] == {
+        "name": "scripted",
+        "version": "test",
+        "base_model": "scripted",
+        "max_context_turns": 3,
+        "backend": "scripted",
+    }
     assert info["labels"] == list(EMOTION_LABELS)
     assert info["thresholds"]["escalation"] == {"default": 0.5, "per_language": {"zh": 0.6}}
     assert info["thresholds"]["alert"]["zh"] == {"raise": 0.6, "clear": 0.45}
@@ -403,13 +409,15 @@ def test_an_idle_conversation_expires_when_touched_even_between_sweeps(scripted,
         assert ended == [("a", "expired"), ("b", "expired")]
 
 
-def test_without_a_classifier_the_model_loads_at_startup(tiny_model_dir):
-    with TestClient(create_app(ServeConfig(model_dir=str(tiny_model_dir)))) as client:
-        deadline = time.monotonic() + 60
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_without_a_classifier_the_model_loads_at_startup(tiny_model_dir, backend):
+    with TestClient(create_app(ServeConfig(model_dir=str(tiny_model_dir), backend=backend))) as client:
+        deadline = time.monotonic() + 120
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.get("/readyz").json()["ready"] is True
         assert post_turn(client, "c", "опять не работает")["prediction"]["emotion"] in EMOTION_LABELS
+        assert client.get("/v1/info").json()["model"]["backend"] == ("onnx" if backend == "auto" else "torch")
 
 
 def test_run_server_binds_localhost_without_keys_and_keeps_keys_out_of_access_logs(scripted, monkeypatch, caplog):

@@ -1,0 +1,215 @@
+"""Naive PyTorch vs tonewatch's PyTorch path vs tonewatch's ONNX Runtime paths, in one run on this machine.
+
+    python benchmarks/speed.py [--model DIR] [--threads 2] [--turns 300] [--write docs/benchmarks.md]
+
+Every path runs in its own process (so peak RSS is its own) on the customer
+turns of callcenter_dev with their conversation context, as `tonewatch label`
+and the live service see them:
+
+- single turn: one turn per call, timed from text to calibrated prediction
+  (tokenisation + model + calibration; loading excluded); p50 and p99;
+- batch: every turn (810) in calls of 64, turns per second;
+- peak RSS of the process (load included), and load time;
+- agreement of each path's emotion labels and escalation decisions with
+  tonewatch's PyTorch path (the reference).
+
+Paths:
+
+- ``naive``: what a user would write around the same merged weights: one
+  ``network(**inputs)`` per turn under ``torch.no_grad()``, torch's default
+  threads; batches in input order, padded to the longest.
+- ``torch``: tonewatch's PyTorch path (inference mode, batches sorted by
+  length).
+- ``onnx-fp32``, ``onnx-int8-full``: ONNX Runtime, fused graph, fp32 / every
+  MatMul int8.
+- ``onnx``: the default ONNX recipe (int8, fp32 re-check of close calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _machine import machine, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = ("naive", "torch", "onnx-fp32", "onnx-int8-full", "onnx")
+RECIPE_OF = {"onnx-fp32": "fp32", "onnx-int8-full": "int8-full", "onnx": "int8"}
+
+
+def _turns():
+    from tonewatch.data.conversations import read_conversations
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+    from tonewatch.model.classifier import conversation_turn_inputs
+
+    conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
+    return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
+
+
+def _naive(classifier):
+    """One plain forward per call; the same weights and inputs, none of tonewatch's batching or runtime."""
+    import torch
+
+    network, calibration = classifier.network, classifier.config.calibration
+
+    def predict(turns):
+        encoded = [classifier.encode(turn) for turn in turns]
+        ids, mask, types = (torch.from_numpy(array) for array in classifier.pad(encoded))
+        with torch.no_grad():
+            emotion, escalation = network(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        bias = torch.tensor(calibration.emotion_bias)
+        labels = (emotion / calibration.emotion_temperature + bias).argmax(-1).tolist()
+        scores = torch.sigmoid(escalation / calibration.escalation_temperature).tolist()
+        return [
+            (label, score >= calibration.threshold(turn.lang))
+            for label, score, turn in zip(labels, scores, turns, strict=True)
+        ]
+
+    return predict
+
+
+def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
+    """Measure one path in this process."""
+    from tonewatch.labels import ID2LABEL
+    from tonewatch.model.classifier import Classifier
+
+    started = time.perf_counter()
+    if path in ("naive", "torch"):
+        classifier = Classifier.from_pretrained(model, backend="torch", threads=None if path == "naive" else threads)
+    else:
+        classifier = Classifier.from_pretrained(model, backend="onnx", recipe=RECIPE_OF[path], threads=threads)
+    load_seconds = time.perf_counter() - started
+    turns = _turns()
+    if path == "naive":
+        predict = _naive(classifier)
+    else:
+
+        def predict(items, batch_size=64):
+            return [(p.emotion, p.escalate) for p in classifier.classify(items, batch_size=batch_size)]
+
+    timed = turns[:n_turns]
+    for turn in timed[:10]:  # warm-up
+        predict([turn])
+    latencies = []
+    for turn in timed:
+        begun = time.perf_counter()
+        predict([turn])
+        latencies.append((time.perf_counter() - begun) * 1000)
+    begun = time.perf_counter()
+    if path == "naive":
+        decisions = [decision for start in range(0, len(turns), 64) for decision in predict(turns[start : start + 64])]
+    else:
+        decisions = predict(turns)
+    batch_seconds = time.perf_counter() - begun
+    backend = getattr(classifier, "backend", None)
+    result = {
+        "path": path,
+        "load_s": round(load_seconds, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "turns_per_s": round(len(turns) / batch_seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "decisions": [[label if isinstance(label, str) else ID2LABEL[label], bool(esc)] for label, esc in decisions],
+    }
+    if getattr(backend, "margins", None):
+        result["rechecked_share"] = round(backend.rechecked / max(backend.turns, 1), 3)
+    return result
+
+
+def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
+    naive = next(r for r in results if r["path"] == "naive")
+    lines = [
+        "# Inference speed: naive PyTorch vs tonewatch's paths",
+        "",
+        f"Measured by `python benchmarks/speed.py` in one run on {settings['machine']}; "
+        f"{settings['threads']} runtime threads; model `{settings['model']}` "
+        f"({settings['layers']} encoder layers); inputs are the {settings['turns']} customer turns of "
+        f"callcenter_dev with their context (median {settings['median_tokens']} tokens). Single turn: "
+        f"{settings['timed']} turns one at a time, text to calibrated prediction, load excluded. Batch: all "
+        "turns in calls of 64. Agreement: share of emotion labels / escalation decisions equal to tonewatch's "
+        "PyTorch path. Each path ran in its own process.",
+        "",
+        "| path | single turn p50 (ms) | p99 (ms) | speed-up vs naive (p50) | batch (turns/s) | peak RSS (MB) "
+        "| load (s) | emotion agreement | escalation agreement |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        lines.append(
+            f"| {result['path']} | {result['p50_ms']} | {result['p99_ms']} | "
+            f"{naive['p50_ms'] / result['p50_ms']:.1f}× | {result['turns_per_s']} | {result['peak_rss_mb']} | "
+            f"{result['load_s']} | {100 * result['emotion_agreement']:.2f} % | "
+            f"{100 * result['escalation_agreement']:.2f} % |"
+        )
+    onnx = next((r for r in results if r["path"] == "onnx"), None)
+    if onnx and "rechecked_share" in onnx:
+        lines += [
+            "",
+            f"`onnx` re-ran {100 * onnx['rechecked_share']:.1f} % of the batch turns through the fp32 graph "
+            "(their int8 decision was within the measured int8 error of a boundary).",
+        ]
+    lines += ["", "Paths: see the docstring of `benchmarks/speed.py`; the levers and why: `docs/design.md`.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="Model directory (default: the shipped model).")
+    parser.add_argument("--threads", type=int, default=2, help="Runtime threads (naive: torch's default).")
+    parser.add_argument("--turns", type=int, default=300, help="Turns timed one at a time.")
+    parser.add_argument("--paths", default=",".join(PATHS), help="Comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument("--write", type=Path, default=None, help="Write the markdown table here.")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(child(arguments.child, arguments.model, arguments.threads, arguments.turns)))
+        return
+
+    paths = [path for path in arguments.paths.split(",") if path]
+    if "torch" not in paths:
+        paths.insert(0, "torch")  # the reference of the agreement columns
+    results = []
+    for path in paths:
+        command = [sys.executable, __file__, "--child", path, "--threads", str(arguments.threads)]
+        command += ["--turns", str(arguments.turns)] + (["--model", arguments.model] if arguments.model else [])
+        print(f"measuring {path} ...", file=sys.stderr, flush=True)
+        output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+    reference = next(r for r in results if r["path"] == "torch")["decisions"]
+    for result in results:
+        pairs = list(zip(result.pop("decisions"), reference, strict=True))
+        result["emotion_agreement"] = sum(a[0] == b[0] for a, b in pairs) / len(pairs)
+        result["escalation_agreement"] = sum(a[1] == b[1] for a, b in pairs) / len(pairs)
+
+    from transformers import AutoTokenizer
+
+    from tonewatch.model.classifier import DEFAULT_MODEL_DIR, read_model_config
+    from tonewatch.model.encoder import resolve_base_model
+    from tonewatch.model.inputs import encode_turn
+
+    config = read_model_config(arguments.model or DEFAULT_MODEL_DIR)
+    turns = _turns()
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(config.base_model))
+    lengths = sorted(len(encode_turn(tokenizer, t.text, t.context, config.limits).input_ids) for t in turns)
+    settings = {
+        "machine": machine(),
+        "threads": arguments.threads,
+        "model": config.name,
+        "layers": config.num_hidden_layers,
+        "turns": len(turns),
+        "timed": min(arguments.turns, len(turns)),
+        "median_tokens": lengths[len(lengths) // 2],
+    }
+    print(json.dumps({"settings": settings, "results": results}, indent=2))
+    if arguments.write:
+        write_markdown(results, settings, arguments.write)
+        print(f"wrote {arguments.write}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
