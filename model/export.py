@@ -36,14 +36,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tonewatch.model.encoder import default_cache_dir
+from tonewatch.model.encoder import default_cache_dir, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -296,9 +294,7 @@ def export_onnx(
     started = time.perf_counter()
     if classifier is None or classifier.backend_name != "torch":
         classifier = Classifier.from_pretrained(model_dir, cache_dir=cache_dir, backend="torch")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
-    try:
+    with staged_directory(target) as work:
         _export_fp32(classifier, work / "exported.onnx")
         encoder_config = classifier.network.encoder.config
         fused = _optimize(
@@ -327,12 +323,6 @@ def export_onnx(
             "export_seconds": round(time.perf_counter() - started, 1),
         }
         (work / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     logger.info("built the ONNX model of %s in %.0f s: %s", model_dir, meta["export_seconds"], target)
     return target
 

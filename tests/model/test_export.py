@@ -46,7 +46,7 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
     assert 0 <= margins["emotion_margin"] <= margins["max_emotion_error"]
     assert 0 <= margins["escalation_margin"] <= margins["max_escalation_error"]
     assert margins["quantile"] == 0.99
-    assert not list(tmp_path.glob(".onnx-*")), "the work directory is moved into place, not left behind"
+    assert not list(tmp_path.glob(".building-*")), "the work directory is moved into place, not left behind"
 
 
 def test_fp32_export_matches_pytorch(tiny_model_dir, tmp_path, torch_classifier):
