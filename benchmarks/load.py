@@ -1,6 +1,6 @@
 """Load test of the live service: a fixed request rate on many concurrent conversations, over loopback.
 
-    python benchmarks/load.py [--model DIR] [--rate 50] [--duration 60] [--conversations 200] [--json]
+    python benchmarks/load.py [--model DIR] [--rate 50] [--duration 60] [--conversations 200] [--backend auto] [--json]
 
 Starts its own server (``tonewatch.serve.app.run_server``) in a subprocess on
 127.0.0.1 and a free port, waits until it is ready, then sends turns of the
@@ -43,7 +43,7 @@ from tonewatch.serve.config import ServeConfig
 
 model_dir, port, threads, wait_ms = sys.argv[1] or None, int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 run_server(ServeConfig(model_dir=model_dir, host="127.0.0.1", port=port, torch_threads=threads,
-                       batch_max_wait_ms=wait_ms, log_level="warning", idle_timeout_s=600))
+                       batch_max_wait_ms=wait_ms, log_level="warning", idle_timeout_s=600, backend=sys.argv[5]))
 """
 
 
@@ -98,11 +98,13 @@ class Workload:
         return "POST", f"/v1/conversations/{conversation['id']}/turns", body
 
 
-def start_server(model: str | None, port: int, threads: int, wait_ms: float, ready_timeout: float, log):
+def start_server(
+    model: str | None, port: int, threads: int, wait_ms: float, ready_timeout: float, log, backend: str = "auto"
+):
     """The server subprocess, once ``/readyz`` answers; its output goes to ``log`` (a file, not a pipe nobody
     reads, which would fill up and block it)."""
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, model or "", str(port), str(threads), str(wait_ms)],
+        [sys.executable, "-c", SERVER_SCRIPT, model or "", str(port), str(threads), str(wait_ms), backend],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -218,7 +220,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="Requests per second (open loop).")
     parser.add_argument("--duration", type=float, default=60.0, help="Seconds of load (at most 600).")
     parser.add_argument("--conversations", type=int, default=200, help="Concurrent live conversations.")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads of the server.")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the server's model runtime.")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"), help="Model runtime.")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="Server micro-batch wait (ms).")
     parser.add_argument("--timeout", type=float, default=10.0, help="Per-request timeout (s).")
     parser.add_argument("--max-requests", type=int, default=30_000, help="Hard cap on requests sent.")
@@ -236,7 +239,13 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryFile(mode="w+") as log:
         server = start_server(
-            arguments.model, port, arguments.threads, arguments.batch_wait_ms, arguments.ready_timeout, log
+            arguments.model,
+            port,
+            arguments.threads,
+            arguments.batch_wait_ms,
+            arguments.ready_timeout,
+            log,
+            arguments.backend,
         )
         try:
             result = asyncio.run(drive(f"http://{HOST}:{port}", arguments))
@@ -246,6 +255,7 @@ def main() -> None:
         "machine": machine(),
         "model": arguments.model or "(shipped default)",
         "server_threads": arguments.threads,
+        "backend": arguments.backend,
         "rate_rps": arguments.rate,
         "duration_s": arguments.duration,
         "conversations": arguments.conversations,
@@ -255,7 +265,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     latency = result["latency_ms"]
-    print(f"machine: {result['machine']} (server: {arguments.threads} torch threads)")
+    print(f"machine: {result['machine']} (server: {arguments.threads} threads, backend {arguments.backend})")
     print(f"model: {result['model']}")
     print(
         f"load: {arguments.rate:g} req/s for {arguments.duration:g} s over {arguments.conversations} live conversations"
