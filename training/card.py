@@ -56,6 +56,13 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"(token type 1), truncated from the oldest end, {config.get('limits', {}).get('max_length')} tokens in all. "
         "Turn and context are mean-pooled separately; both heads read the concatenation.",
         "",
+        "## Runtime",
+        "",
+        "By default tonewatch runs this model on ONNX Runtime: exported once into the cache (adapters merged, "
+        "graph fused), every MatMul int8, and the turns whose int8 decision lies within the measured int8 error "
+        "of a boundary re-run in fp32 (`tonewatch export`; `--backend torch` forces PyTorch). The report's "
+        "\"ONNX Runtime path\" section gives its figures beside the PyTorch ones and how often they agree.",
+        "",
         "## Training data",
         "",
         "| source | license | tier | train records | validation records | batch share |",
