@@ -173,6 +173,11 @@ def main() -> None:
     paths = [path for path in arguments.paths.split(",") if path]
     if "torch" not in paths:
         paths.insert(0, "torch")  # the reference of the agreement columns
+    for path in paths:  # build the ONNX exports first, each in its own process, so no measurement includes one
+        if path in RECIPE_OF:
+            build = "from tonewatch.model.export import OnnxRecipe, export_onnx; import sys; "
+            build += "export_onnx(sys.argv[1] or None, recipe=OnnxRecipe.named(sys.argv[2]))"
+            subprocess.run([sys.executable, "-c", build, arguments.model or "", RECIPE_OF[path]], check=True)
     results = []
     for path in paths:
         command = [sys.executable, __file__, "--child", path, "--threads", str(arguments.threads)]

@@ -198,14 +198,16 @@ class OnnxBackend:
 
         self.onnx_dir = onnx_dir
         self.meta = json.loads((onnx_dir / META_NAME).read_text())
-        self.session = self.open_session(onnx_dir / ONNX_NAME, threads)
         self.margins = self.meta.get("recheck")
-        self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads) if self.margins else None
+        # Two sessions take turns on the same cores: a pool spinning after its run would slow the other's.
+        spin = not self.margins
+        self.session = self.open_session(onnx_dir / ONNX_NAME, threads, spin)
+        self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads, spin) if self.margins else None
         self.turns = 0
         self.rechecked = 0
 
     @staticmethod
-    def open_session(path: Path, threads: int | None = None):
+    def open_session(path: Path, threads: int | None = None, spin: bool = True):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -213,6 +215,8 @@ class OnnxBackend:
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod

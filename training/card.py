@@ -61,7 +61,7 @@ def write_model_card(model_dir: str | Path) -> Path:
         "By default tonewatch runs this model on ONNX Runtime: exported once into the cache (adapters merged, "
         "graph fused), every MatMul int8, and the turns whose int8 decision lies within the measured int8 error "
         "of a boundary re-run in fp32 (`tonewatch export`; `--backend torch` forces PyTorch). The report's "
-        "\"ONNX Runtime path\" section gives its figures beside the PyTorch ones and how often they agree.",
+        '"ONNX Runtime path" section gives its figures beside the PyTorch ones and how often they agree.',
         "",
         "## Training data",
         "",
