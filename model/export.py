@@ -249,9 +249,12 @@ def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
     if not nodes:
         shutil.copyfile(source, target)
         return 0
-    root = logging.getLogger()
+    # The quantiser logs through the root logger (an INFO line per tensor, a WARNING about pre-processing,
+    # and logging.warning() would install a handler on an unconfigured root): keep that quiet.
+    root, guard = logging.getLogger(), logging.NullHandler()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor to the root logger
+    root.addHandler(guard)
+    root.setLevel(logging.ERROR)
     try:
         quantize_dynamic(
             str(source),
@@ -264,6 +267,7 @@ def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
         )
     finally:
         root.setLevel(level)
+        root.removeHandler(guard)
     return len(nodes)
 
 
