@@ -29,11 +29,11 @@ from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2I
 from tonewatch.model.inputs import EncodedInput, InputLimits, encode_turn
 from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, TurnClassifierNetwork, merge_lora
 
+logger = logging.getLogger(__name__)
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "tonewatch-turn-classifier"
-logger = logging.getLogger(__name__)
-
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 """The shipped default model (inside the installed package)."""
 

@@ -16,7 +16,7 @@ LayerNorm; then the MatMuls of the recipe's groups are quantised to int8
 Why a re-check: on this project's 2-core AVX2 machine (no VNNI), quantising
 every MatMul changed about 3 % of callcenter_dev's emotion labels, and no
 subset of layers was both label-preserving and much faster
-(``docs/benchmarks.md``). So the default recipe runs the int8 graph first and
+(``docs/design.md``). So the default recipe runs the int8 graph first and
 re-runs in fp32 only the turns whose int8 decision is close to a boundary:
 emotion labels whose top-two calibrated logits are nearer than
 ``emotion_margin``, escalation scores nearer their threshold than
@@ -182,24 +182,6 @@ def _node_groups(graph) -> dict[str, list[str]]:
     return groups
 
 
-class _Logits:
-    """A module with the ONNX graph's signature: three int64 inputs, two logit outputs."""
-
-    @staticmethod
-    def wrap(network):
-        import torch
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.network = network
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.network(input_ids, attention_mask, token_type_ids)
-
-        return Wrapped().eval()
-
-
 def _export_fp32(classifier, path: Path) -> None:
     import warnings
 
@@ -215,7 +197,7 @@ def _export_fp32(classifier, path: Path) -> None:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
             torch.onnx.export(
-                _Logits.wrap(classifier.network),
+                classifier.network,  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
                 inputs,
                 str(path),
                 dynamo=False,
