@@ -156,3 +156,26 @@ def test_export_command(tiny_model_dir, tmp_path):
     assert (tmp_path / "out" / "model.onnx").is_file()
     result = CliRunner().invoke(app, ["export", "--model", str(tiny_model_dir), "--recipe", "int3"])
     assert result.exit_code != 0 and "recipe" in result.output
+
+
+def test_calibrated_margins_rank_by_the_int8_logits_and_centre_escalation_on_the_threshold():
+    from tonewatch.model.classifier import Calibration, calibrated_margins
+
+    calibration = Calibration(
+        emotion_temperature=2.0, escalation_temperature=1.0, escalation_threshold=0.5,
+        escalation_thresholds={"zh": 0.2}, emotion_bias=[0.0, 0.0, 0.0, 1.0],
+    )  # fmt: skip
+    emotion = np.array([[4.0, 2.0, 0.0, 0.0]], dtype=np.float32)
+    top, second, escalation = calibrated_margins(emotion, np.array([0.0], dtype=np.float32), ["zh"], calibration)
+    assert (top[0], second[0]) == (2.0, 1.0)  # 4/2 and the biased abusive 0/2 + 1
+    assert escalation[0] == pytest.approx(-np.log(0.2 / 0.8))
+    ranked = calibrated_margins(emotion, np.zeros(1), [None], calibration, pair_from=np.array([[0, 9, 5, 0.0]]))
+    assert (ranked[0][0], ranked[1][0]) == (1.0, 0.0)  # frustrated, then angry, as the int8 logits rank them
+    assert ranked[2][0] == pytest.approx(0.0)
+
+
+def test_margins_are_measured_on_training_conversations_only():
+    turns = export.calibration_turns(limit=50)
+    assert len(turns) == 50 and all(turn.text for turn in turns)
+    dev = (export.Path(__file__).resolve().parents[2] / "data" / "callcenter_dev" / "dialogues.jsonl").read_text()
+    assert not any(f'"text": "{turn.text}"' in dev for turn in turns)
