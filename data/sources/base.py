@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tonewatch.data.records import TIERS, Record
+
+logger = logging.getLogger(__name__)
 
 
 class SourceNotFoundError(FileNotFoundError):
@@ -55,3 +58,21 @@ def read_csv_rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     """The rows of a CSV (or TSV) file as dicts; a UTF-8 BOM, if any, is dropped."""
     with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+def warn_skipped(records: list[Record], total: int, where: str, what: str) -> list[Record]:
+    """``records`` as they are, after a warning ``<where>: skipped N <what>`` when fewer than ``total`` came out."""
+    if len(records) < total:
+        logger.warning("%s: skipped %d %s", where, total - len(records), what)
+    return records
+
+
+def load_split_files(
+    folder: Path,
+    split_files: dict[str, str],
+    read_rows: Callable[[Path], list],
+    map_rows: Callable[[list, str], list[Record]],
+) -> list[Record]:
+    """The records of every ``{split: file name}`` in ``folder``, in order; a missing file raises first."""
+    paths = {split: require_file(folder / name) for split, name in split_files.items()}
+    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]

@@ -37,15 +37,12 @@ of the text, so exact duplicates never land in different splits.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tonewatch.data.conversations import iter_jsonl
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file, text_group_id
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.sources.base import Source, load_split_files, require_file, text_group_id, warn_skipped
 
 NAME = "clue_emotion2020"
 TIER = "eval"
@@ -111,9 +108,7 @@ def map_row(row: dict[str, Any], split: str) -> Record | None:
 def map_rows(rows: list[dict[str, Any]], split: str) -> list[Record]:
     """Records of the parsed posts of one split file; empty texts are skipped and counted in a warning."""
     records = [record for row in rows if (record := map_row(row, split)) is not None]
-    if len(records) < len(rows):
-        logger.warning("clue_emotion2020 %s: skipped %d empty posts", split, len(rows) - len(records))
-    return records
+    return warn_skipped(records, len(rows), f"clue_emotion2020 {split}", "empty posts")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -128,8 +123,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def load(folder: Path) -> list[Record]:
     """All records of ``folder`` (``<data root>/clue_emotion2020``): the valid split."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
 
 
 SOURCE = Source(

@@ -41,14 +41,17 @@ Quirks of the raw files, handled here:
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.sources.base import (
+    Source,
+    load_split_files,
+    read_csv_rows,
+    text_group_id,
+    warn_skipped,
+)
 
 NAME = "cold"
 TIER = "train"
@@ -108,9 +111,7 @@ def map_row(row: dict[str, str], split: str, index: int) -> Record | None:
 def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     """Records of the parsed rows of one split file; empty texts are skipped and counted in a warning."""
     records = [record for index, row in enumerate(rows) if (record := map_row(row, split, index)) is not None]
-    if len(records) < len(rows):
-        logger.warning("cold %s: skipped %d rows with an empty text", split, len(rows) - len(records))
-    return records
+    return warn_skipped(records, len(rows), f"cold {split}", "rows with an empty text")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -120,8 +121,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def load(folder: Path) -> list[Record]:
     """All records of ``folder`` (``<data root>/cold``): train, then dev."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
 
 
 SOURCE = Source(

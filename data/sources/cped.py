@@ -49,14 +49,11 @@ and colleagues).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import Record, Turn
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.sources.base import Source, load_split_files, read_csv_rows, warn_skipped
 
 NAME = "cped"
 TIER = "train"
@@ -154,9 +151,7 @@ def group_dialogues(rows: list[dict[str, str]]) -> list[list[dict[str, str]]]:
 def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     """Records of the parsed rows of one split file; empty utterances are skipped and counted in a warning."""
     records = [record for dialogue in group_dialogues(rows) for record in map_dialogue(dialogue, split)]
-    if len(records) < len(rows):
-        logger.warning("cped %s: skipped %d rows with an empty utterance", split, len(rows) - len(records))
-    return records
+    return warn_skipped(records, len(rows), f"cped {split}", "rows with an empty utterance")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -166,8 +161,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def load(folder: Path) -> list[Record]:
     """All records of ``folder`` (``<data root>/cped``): the valid split."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
 
 
 SOURCE = Source(

@@ -43,14 +43,11 @@ text), so they never land in different splits.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file, text_group_id
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.sources.base import Source, require_file, text_group_id, warn_skipped
 
 NAME = "smp2020_ewect"
 TIER = "eval"
@@ -129,9 +126,7 @@ def map_row(row: dict[str, Any], split: str, domain: str) -> Record | None:
 def map_rows(rows: list[dict[str, Any]], split: str, domain: str) -> list[Record]:
     """Records of the parsed posts of one file; empty texts are skipped and counted in a warning."""
     records = [record for row in rows if (record := map_row(row, split, domain)) is not None]
-    if len(records) < len(rows):
-        logger.warning("smp2020_ewect %s_%s: skipped %d empty posts", domain, split, len(rows) - len(records))
-    return records
+    return warn_skipped(records, len(rows), f"smp2020_ewect {domain}_{split}", "empty posts")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

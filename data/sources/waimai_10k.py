@@ -36,14 +36,11 @@ digest of the text, so duplicates never land in different splits.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id, warn_skipped
 
 NAME = "waimai_10k"
 TIER = "eval"
@@ -96,9 +93,7 @@ def map_row(row: dict[str, str], index: int) -> Record | None:
 def map_rows(rows: list[dict[str, str]]) -> list[Record]:
     """Records of the parsed rows; empty reviews are skipped and counted in a warning."""
     records = [record for index, row in enumerate(rows) if (record := map_row(row, index)) is not None]
-    if len(records) < len(rows):
-        logger.warning("waimai_10k: skipped %d rows with an empty review", len(rows) - len(records))
-    return records
+    return warn_skipped(records, len(rows), "waimai_10k", "rows with an empty review")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
