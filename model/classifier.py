@@ -2,8 +2,8 @@
 
 A model directory holds::
 
-    config.json          label maps, base encoder, input limits, LoRA shape, calibration
-    model.safetensors    LoRA factors, token-type embeddings, the two heads
+    config.json          label maps, architecture, base encoder, input limits, LoRA shape, calibration
+    model.safetensors    LoRA factors, token-type embeddings (joint) or context layer (turns), the two heads
     tokenizer files      the base encoder's tokenizer
     README.md            the model card
 
@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,15 +27,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID
-from tonewatch.model.inputs import EncodedInput, InputLimits, encode_turn
-from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, TurnClassifierNetwork, merge_lora
+from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID, SPEAKERS
+from tonewatch.model.inputs import EncodedInput, InputLimits, context_window, encode_single_turn, encode_turn
+from tonewatch.model.modeling import (
+    HEAD_PREFIXES,
+    TRAINED_ENCODER_PARAMETERS,
+    ContextHead,
+    TurnClassifierNetwork,
+    TurnContextNetwork,
+    merge_lora,
+)
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "tonewatch-turn-classifier"
+ARCHITECTURES = ("joint", "turns")
+"""``joint``: turn and context in one token sequence; ``turns``: each turn encoded alone, context from turn
+vectors (``tonewatch.model.modeling``). A config without the field is ``joint`` (models v1-v2)."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 """The shipped default model (inside the installed package)."""
 
@@ -74,6 +86,11 @@ class ModelConfig:
     name: str = "tonewatch"
     version: str = "0"
     base_weights_sha256: str | None = None
+    architecture: str = "joint"
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ModelDirectoryError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
 
     @property
     def lora_scaling(self) -> float:
@@ -148,12 +165,27 @@ def read_model_config(model_dir: str | Path) -> ModelConfig:
     return ModelConfig.from_json(data)
 
 
-def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
-    """A network around the base encoder at ``base_path``, cut to ``config.num_hidden_layers`` layers."""
+def build_network(
+    config: ModelConfig, base_path: str, dropout: float = 0.1
+) -> TurnClassifierNetwork | TurnContextNetwork:
+    """A network of ``config.architecture`` around the base encoder at ``base_path``, cut to
+    ``config.num_hidden_layers`` layers."""
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
+    if config.architecture == "turns":
+        return TurnContextNetwork(encoder, encoder.config.hidden_size, config.limits.max_context_turns, dropout)
     return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout)
+
+
+def load_context_head(directory: Path, config: ModelConfig) -> ContextHead:
+    """The context layer and heads of a ``turns`` model, without its encoder (for the ONNX Runtime path)."""
+    from safetensors.torch import load_file
+
+    head = ContextHead(config.hidden_size, config.limits.max_context_turns, dropout=0.0)
+    state = load_file(str(directory / WEIGHTS_NAME))
+    head.load_state_dict({key[len("context.") :]: value for key, value in state.items() if key.startswith("context.")})
+    return head.eval()
 
 
 def _quiet_transformers():
@@ -170,18 +202,25 @@ BACKEND_ENV = "TONEWATCH_BACKEND"
 
 
 class TorchBackend:
-    """The merged PyTorch network."""
+    """The merged PyTorch network.
+
+    ``joint``: ``backend(ids, mask, types)`` gives both logits; ``turns``: ``backend(ids, mask)`` gives turn vectors.
+    """
 
     name = "torch"
+    margins = None
 
-    def __init__(self, network: TurnClassifierNetwork, threads: int | None = None):
+    def __init__(self, network: TurnClassifierNetwork | TurnContextNetwork, threads: int | None = None):
         self.network = network.eval()
         if threads:
             torch.set_num_threads(threads)
 
     @torch.inference_mode()
-    def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        emotion, escalation = self.network(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types))
+    def __call__(self, *arrays: np.ndarray, fp32: bool = False):
+        tensors = [torch.from_numpy(array) for array in arrays]
+        if isinstance(self.network, TurnContextNetwork):
+            return self.network.encode_turns(*tensors).float().numpy()
+        emotion, escalation = self.network(*tensors)
         return emotion.float().numpy(), escalation.float().numpy()
 
 
@@ -220,17 +259,22 @@ class OnnxBackend:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod
-    def _run(session, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        emotion, escalation = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
-        return emotion, escalation
+    def _run(session, arrays: Sequence[np.ndarray]):
+        """Feed ``arrays`` (input_ids, attention_mask[, token_type_ids]); both logits (joint) or vectors (turns)."""
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        outputs = session.run(None, dict(zip(names, arrays, strict=False)))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.turns += len(ids)
-        return self._run(self.session, ids, mask, types)
+    def __call__(self, *arrays: np.ndarray, fp32: bool = False):
+        """The main graph's output, or the fp32 graph's with ``fp32`` (counted as re-checked)."""
+        if fp32 and self.fp32_session is not None:
+            return self.run_fp32(*arrays)
+        self.turns += len(arrays[0])
+        return self._run(self.session, arrays)
 
-    def run_fp32(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.rechecked += len(ids)
-        return self._run(self.fp32_session, ids, mask, types)
+    def run_fp32(self, *arrays: np.ndarray):
+        self.rechecked += len(arrays[0])
+        return self._run(self.fp32_session, arrays)
 
 
 def calibrated_margins(
@@ -267,13 +311,33 @@ class Classifier:
     CPUs). Tokenisation and calibration are shared.
     """
 
-    def __init__(self, backend, tokenizer, config: ModelConfig, model_dir: Path | None = None):
-        if isinstance(backend, TurnClassifierNetwork):
+    VECTOR_CACHE_SIZE = 20_000
+    """Turn vectors kept (architecture ``turns``), least recently used dropped first; about 1.5 kB each."""
+
+    def __init__(
+        self,
+        backend,
+        tokenizer,
+        config: ModelConfig,
+        model_dir: Path | None = None,
+        head: ContextHead | None = None,
+    ):
+        if isinstance(backend, TurnClassifierNetwork | TurnContextNetwork):
             backend = TorchBackend(backend)
         self.backend = backend
         self.tokenizer = tokenizer
         self.config = config
         self.model_dir = model_dir
+        self.head = head
+        if config.architecture == "turns" and head is None:
+            if isinstance(backend, TorchBackend):
+                self.head = backend.network.context
+            elif model_dir is not None:
+                self.head = load_context_head(model_dir, config)
+            else:
+                raise ValueError("a 'turns' classifier on ONNX Runtime needs its context head (or model_dir)")
+        self._vectors: OrderedDict[tuple[bool, str], np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
 
     @property
     def backend_name(self) -> str:
@@ -400,7 +464,7 @@ class Classifier:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             items = [encoded[index] for index in chunk]
-            chunk_emotion, chunk_escalation = self.backend(*self.pad(items))
+            chunk_emotion, chunk_escalation = self.backend(*self.pad(items))  # int8 first where there are two
             if margins:
                 top, second, decision = calibrated_margins(
                     chunk_emotion, chunk_escalation, [langs[index] for index in chunk], self.config.calibration
@@ -409,7 +473,7 @@ class Classifier:
                     (top - second < margins["emotion_margin"]) | (np.abs(decision) < margins["escalation_margin"])
                 )
                 if len(close):
-                    recheck = self.backend.run_fp32(*self.pad([items[row] for row in close]))
+                    recheck = self.backend(*self.pad([items[row] for row in close]), fp32=True)
                     chunk_emotion[close], chunk_escalation[close] = recheck
             emotion[chunk], escalation[chunk] = chunk_emotion, chunk_escalation
         return torch.from_numpy(emotion), torch.from_numpy(escalation)
@@ -437,13 +501,131 @@ class Classifier:
             )
         return predictions
 
+    def raw_logits(
+        self, items: Sequence[TurnInput | str], batch_size: int = 64, precision: str = "auto"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncalibrated emotion and escalation logits of ``items``, for either architecture.
+
+        ``precision``: ``auto`` re-checks close int8 calls in fp32 (ONNX
+        default recipe); ``fast`` uses the main graph only; ``fp32`` the fp32
+        graph only (all three are the same on PyTorch).
+        """
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        langs = [turn.lang for turn in turns]
+        if self.config.architecture == "turns":
+            return self._turns_logits(turns, batch_size, langs, precision)
+        encoded = [self.encode(turn) for turn in turns]
+        if precision == "auto":
+            return self.logits(encoded, batch_size, langs)
+        emotion, escalation = [], []
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            chunk_emotion, chunk_escalation = self.backend(
+                *self.pad([encoded[i] for i in chunk]), fp32=precision == "fp32"
+            )
+            emotion.append(chunk_emotion)
+            escalation.append(chunk_escalation)
+        inverse = np.argsort(order)
+        return (
+            torch.from_numpy(np.concatenate(emotion)[inverse]),
+            torch.from_numpy(np.concatenate(escalation)[inverse]),
+        )
+
+    def turn_vectors(self, texts: Sequence[str], fp32: bool = False, batch_size: int = 64) -> np.ndarray:
+        """One vector per turn text (architecture ``turns``), from the cache or encoded (sorted by length).
+
+        ``fp32`` asks for the fp32 graph's vectors when the main graph is int8.
+        """
+        fp32 = bool(fp32 and self.backend.margins)
+        found: dict[str, np.ndarray] = {}
+        with self._vectors_lock:
+            for text in texts:
+                vector = self._vectors.get((fp32, text))
+                if vector is not None:
+                    self._vectors.move_to_end((fp32, text))
+                    found[text] = vector
+        missing = [text for text in dict.fromkeys(texts) if text not in found]
+        if missing:
+            ids = [encode_single_turn(self.tokenizer, text, self.config.limits) for text in missing]
+            order = sorted(range(len(missing)), key=lambda index: len(ids[index]))
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch_ids, batch_mask = self.pad_ids([ids[index] for index in chunk])
+                vectors = self.backend(batch_ids, batch_mask, fp32=fp32)
+                for row, index in enumerate(chunk):
+                    found[missing[index]] = vectors[row]
+            with self._vectors_lock:
+                for text in missing:
+                    self._vectors[(fp32, text)] = found[text]
+                while len(self._vectors) > self.VECTOR_CACHE_SIZE:
+                    self._vectors.popitem(last=False)
+        return np.stack([found[text] for text in texts]) if texts else np.zeros((0, self.config.hidden_size))
+
+    def clear_cache(self) -> None:
+        """Forget every cached turn vector."""
+        with self._vectors_lock:
+            self._vectors.clear()
+
+    def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
+        width = max(len(sequence) for sequence in sequences)
+        ids = np.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            ids[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1
+        return ids, mask
+
+    def _head_logits(self, windows: list[list[tuple[str, str]]], fp32: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Both logits of turn windows (context turns oldest first, labelled turn last)."""
+        texts = [text for window in windows for _, text in window]
+        vectors = self.turn_vectors(texts, fp32=fp32)
+        slots = max(len(window) for window in windows)
+        batch = np.zeros((len(windows), slots, vectors.shape[1]), dtype=np.float32)
+        speakers = np.zeros((len(windows), slots), dtype=np.int64)
+        mask = np.zeros((len(windows), slots), dtype=bool)
+        position = 0
+        for row, window in enumerate(windows):
+            offset = slots - len(window)
+            batch[row, offset:] = vectors[position : position + len(window)]
+            speakers[row, offset:] = [SPEAKERS.index(speaker) for speaker, _ in window]
+            mask[row, offset:] = True
+            position += len(window)
+        with torch.inference_mode():
+            emotion, escalation = self.head(torch.from_numpy(batch), torch.from_numpy(speakers), torch.from_numpy(mask))
+        return emotion.float().numpy(), escalation.float().numpy()
+
+    def _turns_logits(
+        self, turns: Sequence[TurnInput], batch_size: int, langs: Sequence[str | None], precision: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not turns:
+            return torch.zeros((0, len(EMOTION_LABELS))), torch.zeros(0)
+        limits = self.config.limits
+        windows = [[*context_window(turn.context, limits), ("customer", turn.text)] for turn in turns]
+        emotion = np.empty((len(turns), len(EMOTION_LABELS)), dtype=np.float32)
+        escalation = np.empty(len(turns), dtype=np.float32)
+        for start in range(0, len(windows), batch_size):
+            rows = slice(start, start + batch_size)
+            emotion[rows], escalation[rows] = self._head_logits(windows[rows], fp32=precision == "fp32")
+        margins = self.backend.margins
+        if margins and precision == "auto":
+            top, second, decision = calibrated_margins(emotion, escalation, langs, self.config.calibration)
+            close = np.flatnonzero(
+                (top - second < margins["emotion_margin"]) | (np.abs(decision) < margins["escalation_margin"])
+            )
+            for start in range(0, len(close), batch_size):
+                rows = close[start : start + batch_size]
+                emotion[rows], escalation[rows] = self._head_logits([windows[row] for row in rows], fp32=True)
+        return torch.from_numpy(emotion), torch.from_numpy(escalation)
+
     def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
         """Predictions for ``items`` (turns with context, or bare strings), in order."""
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         if not turns:
             return []
         langs = [turn.lang for turn in turns]
-        emotion, escalation = self.logits([self.encode(turn) for turn in turns], batch_size, langs)
+        emotion, escalation = self.raw_logits(turns, batch_size)
         return self.predictions_from_logits(emotion, escalation, langs)
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:

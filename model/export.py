@@ -3,6 +3,8 @@
 :func:`export_onnx` turns a tonewatch model directory into an ONNX directory::
 
     model.onnx        the merged network (LoRA folded in), both heads, raw logits; int8 MatMuls
+                      (architecture ``turns``: the turn encoder only, one vector per turn; the small
+                      context layer and heads run in PyTorch from the model directory)
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
     tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
     onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
@@ -53,6 +55,24 @@ FP32_NAME = "model.fp32.onnx"
 META_NAME = "onnx.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
+TURN_INPUT_NAMES = ("input_ids", "attention_mask")
+TURN_OUTPUT_NAMES = ("turn_vector",)
+
+
+def _turn_encoder(network):
+    """A module ``forward(input_ids, attention_mask) -> turn vectors`` over a ``turns`` network, to export."""
+    import torch
+
+    class TurnEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, input_ids, attention_mask):
+            return self.network.encode_turns(input_ids, attention_mask)
+
+    return TurnEncoder().eval()
+
 
 QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output")
 """MatMul groups of each encoder layer: fused QKV attention, attention output
@@ -190,19 +210,24 @@ def _export_fp32(classifier, path: Path) -> None:
     encoder = classifier.network.encoder
     encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
     try:
-        example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
+        if classifier.config.architecture == "turns":
+            module, input_names, output_names = _turn_encoder(classifier.network), TURN_INPUT_NAMES, TURN_OUTPUT_NAMES
+            example = classifier.pad_ids([[0, 6, 7, 8, 2], [0, 9, 2]])
+        else:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
+            module, input_names, output_names = classifier.network, INPUT_NAMES, OUTPUT_NAMES
+            example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
         inputs = tuple(torch.from_numpy(array) for array in example)
-        dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-        dynamic |= {name: {0: "batch"} for name in OUTPUT_NAMES}
+        dynamic = {name: {0: "batch", 1: "sequence"} for name in input_names}
+        dynamic |= {name: {0: "batch"} for name in output_names}
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
             torch.onnx.export(
-                classifier.network,  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
+                module,
                 inputs,
                 str(path),
                 dynamo=False,
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
+                input_names=list(input_names),
+                output_names=list(output_names),
                 dynamic_axes=dynamic,
                 opset_version=17,
                 do_constant_folding=True,
@@ -340,24 +365,20 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dic
     """
     import numpy as np
 
-    from tonewatch.model.classifier import OnnxBackend, calibrated_margins
+    from tonewatch.model.classifier import Classifier, OnnxBackend, calibrated_margins
 
     turns = calibration_turns()
-    encoded = [classifier.encode(turn) for turn in turns]
     langs = [turn.lang for turn in turns]
-    order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
-    outputs = {}
-    for name in (ONNX_NAME, FP32_NAME):
-        session = OnnxBackend.open_session(directory / name)
-        emotion = np.empty((len(encoded), 4), dtype=np.float32)
-        escalation = np.empty(len(encoded), dtype=np.float32)
-        for start in range(0, len(order), 64):
-            chunk = order[start : start + 64]
-            ids, mask, types = classifier.pad([encoded[index] for index in chunk])
-            emotion[chunk], escalation[chunk] = session.run(
-                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            )
-        outputs[name] = (emotion, escalation)
+    backend = OnnxBackend.__new__(OnnxBackend)  # both graphs of the work directory, nothing else
+    backend.session = OnnxBackend.open_session(directory / ONNX_NAME)
+    backend.fp32_session = OnnxBackend.open_session(directory / FP32_NAME)
+    backend.margins, backend.turns, backend.rechecked = {"measuring": True}, 0, 0
+    head = getattr(classifier, "head", None)
+    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir, head=head)
+    outputs = {
+        name: tuple(array.numpy() for array in measuring.raw_logits(turns, precision=precision))
+        for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))
+    }
     calibration = classifier.config.calibration
     (q_top, q_second, q_escalation), (r_top, r_second, r_escalation) = (
         calibrated_margins(*outputs[name], langs, calibration, pair_from=outputs[ONNX_NAME][0])

@@ -29,7 +29,7 @@ from tonewatch.model.classifier import TurnInput, conversation_turn_inputs
 from tonewatch.model.tracker import AlertEvent, ConversationTracker
 from tonewatch.serve.alerts import AlertHub, EventFilter
 from tonewatch.serve.auth import Authenticator
-from tonewatch.serve.batching import MicroBatcher
+from tonewatch.serve.batching import BatcherClosedError, MicroBatcher
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import (
     ApiError,
@@ -373,6 +373,11 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
                     (prediction,) = await server.batcher.classify([tracker.turn_input(text, body.lang)])
                     if live.ended:  # ended (DELETE) while the model was busy: its state is gone
                         raise ApiError(409, "conversation_ended", "the conversation ended while this turn was added")
+                elif server.classifier.config.architecture == "turns":
+                    # Encode the agent turn now, in the shared batch, without waiting: its cached vector is the
+                    # context of the next customer turn, whose call then encodes only that turn.
+                    with contextlib.suppress(BatcherClosedError):  # shutting down: nothing to prepare for
+                        server.batcher.submit([TurnInput(text, (), body.lang)])
                 update = tracker.observe(
                     body.speaker, text, prediction, lang=body.lang, queue=body.queue, team=body.team
                 )

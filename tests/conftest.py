@@ -101,8 +101,7 @@ def tiny_train_config(base_dir: Path, output_dir: Path, **overrides):
     return TrainConfig(**settings)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
+def build_tiny_model_dir(base_dir: Path, output: Path, **overrides) -> Path:
     """A tonewatch model directory around the tiny base: random LoRA factors and heads, real save format."""
     import torch
     from transformers import AutoTokenizer
@@ -110,11 +109,10 @@ def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
     from tonewatch.model.classifier import build_network
     from tonewatch.training.train import _encoder_config, add_lora, model_config_for, trainable_state, write_model_dir
 
-    output = tmp_path_factory.mktemp("tiny-model")
-    config = tiny_train_config(tiny_base_dir, output)
+    config = tiny_train_config(base_dir, output, **overrides)
     torch.manual_seed(1)
     network = add_lora(
-        build_network(model_config_for(config, _encoder_config(str(tiny_base_dir), config)), str(tiny_base_dir)),
+        build_network(model_config_for(config, _encoder_config(str(base_dir), config)), str(base_dir)),
         config,
     )
     with torch.no_grad():  # LoRA B starts at zero; make the factors matter so merging is tested
@@ -125,9 +123,21 @@ def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
         output,
         trainable_state(network),
         model_config_for(config, network.encoder.config),
-        AutoTokenizer.from_pretrained(str(tiny_base_dir)),
+        AutoTokenizer.from_pretrained(str(base_dir)),
     )
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
+    """A tiny random model of the ``joint`` architecture."""
+    return build_tiny_model_dir(tiny_base_dir, tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_turns_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
+    """A tiny random model of the ``turns`` architecture (each turn encoded alone, context from turn vectors)."""
+    return build_tiny_model_dir(tiny_base_dir, tmp_path_factory.mktemp("tiny-turns-model"), architecture="turns")
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
     if not records:
         return Calibration()
     inputs = [TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang) for r in records]
-    emotion_logits, escalation_logits = classifier.logits([classifier.encode(item) for item in inputs])
+    emotion_logits, escalation_logits = classifier.raw_logits(inputs)
     exact = torch.tensor([LABEL2ID[r.emotion] if r.emotion else -1 for r in records])
     known = exact >= 0
     emotion_temperature = 1.0

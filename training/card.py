@@ -22,6 +22,8 @@ def write_model_card(model_dir: str | Path) -> Path:
     report = _load(directory / "report.json")
     weights = directory / "model.safetensors"
     size_mb = weights.stat().st_size / 1e6 if weights.is_file() else 0.0
+    limits = config.get("limits", {})
+    turns = config.get("architecture") == "turns"
     name = config.get("name", directory.name)
     lines = [
         "---",
@@ -46,15 +48,28 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"Weights sha256 `{config.get('base_weights_sha256')}`.",
         f"- First {config.get('num_hidden_layers')} of 12 layers kept; LoRA r={config.get('lora_r')} "
         f"alpha={config.get('lora_alpha')} on {', '.join(config.get('lora_target_modules', []))}, merged into the "
-        "base weights at load time; token-type embeddings and two heads trained in full.",
+        "base weights at load time; "
+        + (
+            "the context layer and two heads trained in full."
+            if turns
+            else "token-type embeddings and two heads trained in full."
+        ),
         f"- This directory stores only the trained tensors: `model.safetensors` is {size_mb:.1f} MB.",
         "",
         "## Input",
         "",
-        f"The customer turn (at most {config.get('limits', {}).get('max_turn_tokens')} tokens, token type 0), then "
-        f"up to {config.get('limits', {}).get('max_context_turns')} preceding turns prefixed with their speaker "
-        f"(token type 1), truncated from the oldest end, {config.get('limits', {}).get('max_length')} tokens in all. "
-        "Turn and context are mean-pooled separately; both heads read the concatenation.",
+        (
+            f"Architecture `turns`: every turn is encoded on its own (at most {limits.get('max_turn_tokens')} "
+            "tokens) and mean-pooled into one vector, computed once per turn and cached. The customer turn's "
+            f"vector and those of up to {limits.get('max_context_turns')} preceding turns, each with a speaker "
+            "and a distance embedding, pass through one transformer layer; both heads read the turn's own "
+            "vector beside its mixed one."
+            if turns
+            else f"The customer turn (at most {limits.get('max_turn_tokens')} tokens, token type 0), then "
+            f"up to {limits.get('max_context_turns')} preceding turns prefixed with their speaker "
+            f"(token type 1), truncated from the oldest end, {limits.get('max_length')} tokens in all. "
+            "Turn and context are mean-pooled separately; both heads read the concatenation."
+        ),
         "",
         "## Runtime",
         "",

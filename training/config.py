@@ -71,6 +71,17 @@ class TrainConfig:
         default=0.15,
         metadata={"help": "Share of callcenter_train conversations held out for early stopping and calibration."},
     )
+    architecture: str = field(
+        default="joint",
+        metadata={
+            "help": "'joint': turn and context in one token sequence; 'turns': each turn encoded alone, context "
+            "read from turn vectors (cacheable; see docs/design.md)."
+        },
+    )
+    context_grad: bool = field(
+        default=False,
+        metadata={"help": "'turns' only: back-propagate through the context turns too (slower)."},
+    )
     num_hidden_layers: int = field(default=12, metadata={"help": "Encoder layers kept (the first N)."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens of turn + context."})
     max_turn_tokens: int = field(default=64, metadata={"help": "Maximum tokens of the labelled turn itself."})
@@ -125,6 +136,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.architecture not in ("joint", "turns"):
+            raise ValueError(f"architecture must be 'joint' or 'turns', got {self.architecture!r}")
         if self.max_length < self.max_turn_tokens + 2:
             raise ValueError("max_length must leave room for the turn and two special tokens")
         if self.learning_rate <= 0 or self.head_learning_rate <= 0:

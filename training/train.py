@@ -38,7 +38,7 @@ from tonewatch.model.classifier import (
 )
 from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
 from tonewatch.model.inputs import InputLimits
-from tonewatch.model.modeling import TRAINED_ENCODER_PARAMETERS
+from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS
 from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
 from tonewatch.training.config import TrainConfig
@@ -61,11 +61,47 @@ class Batch:
     weight: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(**{name: value.to(device) for name, value in self.__dict__.items()})
+        return type(self)(**{name: value.to(device) for name, value in self.__dict__.items()})
+
+    def logits(self, network, context_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return network(self.input_ids, self.attention_mask, self.token_type_ids)
+
+
+@dataclass
+class TurnsBatch(Batch):
+    """A batch of the ``turns`` architecture: labelled turns alone, plus the distinct context turns."""
+
+    context_ids: torch.Tensor
+    context_mask: torch.Tensor
+    context_index: torch.Tensor
+    context_speakers: torch.Tensor
+
+    def logits(self, network, context_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return network(
+            self.input_ids,
+            self.attention_mask,
+            self.context_ids,
+            self.context_mask,
+            self.context_index,
+            self.context_speakers,
+            context_grad=context_grad,
+        )
+
+
+def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(sequence) for sequence in sequences), default=1)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for index, sequence in enumerate(sequences):
+        ids[index, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[index, : len(sequence)] = 1
+    return ids, mask
 
 
 def collate(rows: list[dict], pad_id: int) -> Batch:
-    """Pad a list of tokenised examples to the longest one."""
+    """Pad a list of tokenised examples to the longest one (a :class:`TurnsBatch` for ``turns`` examples)."""
+    if "context_ids" in rows[0]:
+        return collate_turns(rows, pad_id)
     width = max(len(row["input_ids"]) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     types = torch.zeros((len(rows), width), dtype=torch.long)
@@ -79,11 +115,44 @@ def collate(rows: list[dict], pad_id: int) -> Batch:
         input_ids=ids,
         attention_mask=mask,
         token_type_ids=types,
-        emotion_allowed=torch.tensor([row["emotion_allowed"] for row in rows], dtype=torch.bool),
-        emotion_exact=torch.tensor([row["emotion_exact"] for row in rows], dtype=torch.long),
-        escalate=torch.tensor([row["escalate"] for row in rows], dtype=torch.float),
-        weight=torch.tensor([row["weight"] for row in rows], dtype=torch.float),
+        **_labels(rows),
     )
+
+
+def collate_turns(rows: list[dict], pad_id: int) -> TurnsBatch:
+    """Labelled turns padded; context turns deduplicated across the batch and indexed right-aligned."""
+    input_ids, attention_mask = _pad([row["input_ids"] for row in rows], pad_id)
+    width = max(len(row["context_ids"]) for row in rows)
+    index = torch.full((len(rows), width), -1, dtype=torch.long)
+    speakers = torch.zeros((len(rows), width), dtype=torch.long)
+    distinct: dict[tuple[int, ...], int] = {}
+    for row_index, row in enumerate(rows):
+        offset = width - len(row["context_ids"])
+        for slot, (ids, speaker) in enumerate(zip(row["context_ids"], row["context_speaker_ids"], strict=True)):
+            index[row_index, offset + slot] = distinct.setdefault(tuple(ids), len(distinct))
+            speakers[row_index, offset + slot] = speaker
+    context_ids, context_mask = _pad([list(ids) for ids in distinct], pad_id)
+    if not distinct:
+        context_ids, context_mask = context_ids[:0], context_mask[:0]
+    return TurnsBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        token_type_ids=torch.zeros_like(input_ids),
+        context_ids=context_ids,
+        context_mask=context_mask,
+        context_index=index,
+        context_speakers=speakers,
+        **_labels(rows),
+    )
+
+
+def _labels(rows: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "emotion_allowed": torch.tensor([row["emotion_allowed"] for row in rows], dtype=torch.bool),
+        "emotion_exact": torch.tensor([row["emotion_exact"] for row in rows], dtype=torch.long),
+        "escalate": torch.tensor([row["escalate"] for row in rows], dtype=torch.float),
+        "weight": torch.tensor([row["weight"] for row in rows], dtype=torch.float),
+    }
 
 
 def emotion_loss(logits: torch.Tensor, batch: Batch, class_weights: torch.Tensor) -> torch.Tensor:
@@ -144,7 +213,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def add_lora(network, config: TrainConfig):
-    """Wrap the encoder with LoRA factors (peft); train those, the token-type embeddings and the heads."""
+    """Wrap the encoder with LoRA factors (peft); train those, the token-type embeddings, the context layer
+    (``turns``) and the heads."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -156,7 +226,7 @@ def add_lora(network, config: TrainConfig):
     )
     network.encoder = get_peft_model(network.encoder, lora)
     for name, parameter in network.named_parameters():
-        parameter.requires_grad = "lora_" in name or name.startswith(("emotion_head", "escalation_head"))
+        parameter.requires_grad = "lora_" in name or name.startswith(HEAD_PREFIXES)
         if _plain_name(name) in TRAINED_ENCODER_PARAMETERS:
             parameter.requires_grad = True
     return network
@@ -192,6 +262,7 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         calibration=calibration or Calibration(),
         name=config.model_name,
         base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
+        architecture=config.architecture,
     )
 
 
@@ -260,15 +331,14 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
     """Emotion macro-F1 (exact labels) and escalation F1 at 0.5 on a tokenised dataset."""
     network.eval()
     order = np.argsort([len(ids) for ids in dataset["input_ids"]])
-    rows = dataset.select_columns(
-        ["input_ids", "token_type_ids", "emotion_allowed", "emotion_exact", "escalate", "weight"]
-    )
+    inputs = ["context_ids", "context_speaker_ids"] if "context_ids" in dataset.column_names else ["token_type_ids"]
+    rows = dataset.select_columns(["input_ids", *inputs, "emotion_allowed", "emotion_exact", "escalate", "weight"])
     emotion_pred = np.empty(len(dataset), dtype=np.int64)
     escalation_score = np.empty(len(dataset))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size].tolist()
         batch = collate([rows[int(index)] for index in chunk], pad_id).to(device)
-        emotion_logits, escalation_logits = network(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        emotion_logits, escalation_logits = batch.logits(network)
         emotion_pred[chunk] = emotion_logits.argmax(-1).cpu().numpy()
         escalation_score[chunk] = torch.sigmoid(escalation_logits.float()).cpu().numpy()
     network.train()
@@ -308,17 +378,24 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     logger.info("records per source: %s", json.dumps(data.counts()))
     cache = output / "cache"
     train_records = [record for records in data.train.values() for record in records]
-    train_set = to_dataset(train_records, tokenizer, limits, cache)
-    in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
+    architecture = config.architecture
+    train_set = to_dataset(train_records, tokenizer, limits, cache, architecture)
+    in_domain_validation = to_dataset(
+        data.validation.get("callcenter_train", []), tokenizer, limits, cache, architecture
+    )
     if len(in_domain_validation) == 0:
         in_domain_validation = to_dataset(
-            [record for records in data.validation.values() for record in records], tokenizer, limits, cache
+            [record for records in data.validation.values() for record in records],
+            tokenizer,
+            limits,
+            cache,
+            architecture,
         )
 
     network = build_network(model_config_for(config, _encoder_config(base_path, config)), base_path, config.dropout)
     network = add_lora(network, config).to(device)
-    head_parameters = [p for n, p in network.named_parameters() if p.requires_grad and "head" in n]
-    other_parameters = [p for n, p in network.named_parameters() if p.requires_grad and "head" not in n]
+    head_parameters = [p for n, p in network.named_parameters() if p.requires_grad and n.startswith(HEAD_PREFIXES)]
+    other_parameters = [p for n, p in network.named_parameters() if p.requires_grad and not n.startswith(HEAD_PREFIXES)]
     optimizer = torch.optim.AdamW(
         [
             {"params": other_parameters, "lr": config.learning_rate},
@@ -347,7 +424,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     while step < config.max_steps:
         rows = train_set.select(plan[step].tolist())
         batch = collate(list(rows), pad_id).to(device)
-        emotion_logits, escalation_logits = network(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        emotion_logits, escalation_logits = batch.logits(network, config.context_grad)
         loss = emotion_loss(emotion_logits, batch, class_weights) + config.escalation_loss_weight * escalation_loss(
             escalation_logits, batch
         )

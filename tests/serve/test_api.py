@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tonewatch.labels import EMOTION_LABELS
+from tonewatch.model.classifier import TurnInput
 from tonewatch.serve.app import create_app
 from tonewatch.serve.config import ServeConfig
 
@@ -112,6 +113,20 @@ def test_an_escalating_conversation_raises_one_alert_then_all_clear(client, scri
         ("customer", "[angry 0.9] Get me your manager"),
         ("customer", "[calm 0.1] ok"),
     )
+
+
+def test_agent_turns_are_encoded_ahead_only_for_a_turns_model(scripted):
+    with make_client(scripted) as client:
+        post_turn(client, "j1", "Здравствуйте", speaker="agent")
+        assert scripted.calls == []  # joint model: an agent turn costs nothing until the next customer turn
+    scripted.config.architecture = "turns"
+    with make_client(scripted) as client:
+        post_turn(client, "t1", "Здравствуйте", speaker="agent", lang="ru")
+        deadline = time.monotonic() + 5
+        while not scripted.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert scripted.calls == [[TurnInput("Здравствуйте", (), "ru")]]  # its vector is cached for later
+        assert client.get("/v1/conversations/t1").json()["state"]["turns"] == 1
 
 
 def test_abusive_turn_alerts_immediately(client):

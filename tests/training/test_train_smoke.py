@@ -12,9 +12,12 @@ from tonewatch.model.classifier import Classifier
 from tonewatch.training.train import Batch, emotion_loss, escalation_loss, sample_plan, train
 
 
-def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir, tmp_path, caplog, make_tiny_config):
+@pytest.mark.parametrize("architecture", ["joint", "turns"])
+def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
+    tiny_base_dir, tmp_path, caplog, make_tiny_config, architecture
+):
     tiny_train_config = make_tiny_config
-    config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2)
+    config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2, architecture=architecture)
     caplog.set_level("INFO")
     summary = train(config)
     losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
@@ -24,12 +27,13 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir
         assert (tmp_path / "run" / name).exists(), name
     saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
     assert saved["max_steps"] == 2 and saved["base_model"] == str(tiny_base_dir)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["architecture"] == architecture
     predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
     assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
 
     # Resume: a longer run continues from the step-2 checkpoint instead of starting over.
     caplog.clear()
-    longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4)
+    longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4, architecture=architecture)
     train(longer, resume=True)
     assert any("resumed from step 2" in r.getMessage() for r in caplog.records)
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
