@@ -150,21 +150,21 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
 
     latencies = one_at_a_time(cold=False)
     cold = one_at_a_time(cold=True)
-    clear()
-    begun = time.perf_counter()
-    if path == "naive":
-        decisions = [decision for start in range(0, len(turns), 64) for decision in predict(turns[start : start + 64])]
-    else:
-        decisions = predict(turns)
-    batch_seconds = time.perf_counter() - begun
+
+    def timed_batch(items) -> tuple[list, float]:
+        clear()
+        begun = time.perf_counter()
+        if path == "naive":
+            decisions = [
+                decision for start in range(0, len(items), 64) for decision in predict(items[start : start + 64])
+            ]
+        else:
+            decisions = predict(items)
+        return decisions, time.perf_counter() - begun
+
+    decisions, batch_seconds = timed_batch(turns)
     texts = [type(turn)(turn.text, (), turn.lang) for turn in turns]
-    clear()
-    begun = time.perf_counter()
-    if path == "naive":
-        _ = [decision for start in range(0, len(texts), 64) for decision in predict(texts[start : start + 64])]
-    else:
-        _ = predict(texts)
-    texts_seconds = time.perf_counter() - begun
+    _, texts_seconds = timed_batch(texts)
     backend = getattr(classifier, "backend", None)
     result = {
         "path": path,

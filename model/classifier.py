@@ -433,14 +433,10 @@ class Classifier:
 
     def pad(self, encoded: Sequence[EncodedInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask, token_type_ids)`` int64 arrays, padded to the longest item."""
-        width = max(len(item.input_ids) for item in encoded)
-        ids = np.full((len(encoded), width), self.tokenizer.pad_token_id, dtype=np.int64)
-        types = np.zeros((len(encoded), width), dtype=np.int64)
-        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        ids, mask = self.pad_ids([item.input_ids for item in encoded])
+        types = np.zeros_like(ids)
         for row, item in enumerate(encoded):
-            ids[row, : len(item.input_ids)] = item.input_ids
             types[row, : len(item.token_type_ids)] = item.token_type_ids
-            mask[row, : len(item.input_ids)] = 1
         return ids, mask, types
 
     def encode_batch(self, items: Sequence[TurnInput | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -449,22 +445,28 @@ class Classifier:
         return self.pad([self.encode(turn) for turn in turns])
 
     def logits(
-        self, encoded: Sequence[EncodedInput], batch_size: int = 64, langs: Sequence[str | None] | None = None
+        self,
+        encoded: Sequence[EncodedInput],
+        batch_size: int = 64,
+        langs: Sequence[str | None] | None = None,
+        precision: str = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding.
 
-        On the ONNX backend with a re-check graph, the turns whose int8 decision lies within the measured
-        int8 error of a boundary (``langs`` pick the escalation thresholds) are re-run in fp32.
+        On the ONNX backend with a re-check graph (``precision`` ``auto``), the turns whose int8 decision lies
+        within the measured int8 error of a boundary (``langs`` pick the escalation thresholds) are re-run in
+        fp32; see :meth:`raw_logits` for ``precision``.
         """
         langs = list(langs) if langs is not None else [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
         emotion = np.empty((len(encoded), len(EMOTION_LABELS)), dtype=np.float32)
         escalation = np.empty(len(encoded), dtype=np.float32)
-        margins = getattr(self.backend, "margins", None)
+        margins = getattr(self.backend, "margins", None) if precision == "auto" else None
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             items = [encoded[index] for index in chunk]
-            chunk_emotion, chunk_escalation = self.backend(*self.pad(items))  # int8 first where there are two
+            # int8 first where there are two graphs; precision "fp32" asks for the fp32 graph only
+            chunk_emotion, chunk_escalation = self.backend(*self.pad(items), fp32=precision == "fp32")
             if margins:
                 top, second, decision = calibrated_margins(
                     chunk_emotion, chunk_escalation, [langs[index] for index in chunk], self.config.calibration
@@ -514,23 +516,7 @@ class Classifier:
         langs = [turn.lang for turn in turns]
         if self.config.architecture == "turns":
             return self._turns_logits(turns, batch_size, langs, precision)
-        encoded = [self.encode(turn) for turn in turns]
-        if precision == "auto":
-            return self.logits(encoded, batch_size, langs)
-        emotion, escalation = [], []
-        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            chunk_emotion, chunk_escalation = self.backend(
-                *self.pad([encoded[i] for i in chunk]), fp32=precision == "fp32"
-            )
-            emotion.append(chunk_emotion)
-            escalation.append(chunk_escalation)
-        inverse = np.argsort(order)
-        return (
-            torch.from_numpy(np.concatenate(emotion)[inverse]),
-            torch.from_numpy(np.concatenate(escalation)[inverse]),
-        )
+        return self.logits([self.encode(turn) for turn in turns], batch_size, langs, precision)
 
     def turn_vectors(self, texts: Sequence[str], fp32: bool = False, batch_size: int = 64) -> np.ndarray:
         """One vector per turn text (architecture ``turns``), from the cache or encoded (sorted by length).

@@ -102,15 +102,10 @@ def collate(rows: list[dict], pad_id: int) -> Batch:
     """Pad a list of tokenised examples to the longest one (a :class:`TurnsBatch` for ``turns`` examples)."""
     if "context_ids" in rows[0]:
         return collate_turns(rows, pad_id)
-    width = max(len(row["input_ids"]) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    ids, mask = _pad([row["input_ids"] for row in rows], pad_id)
+    types = torch.zeros_like(ids)
     for index, row in enumerate(rows):
-        length = len(row["input_ids"])
-        ids[index, :length] = torch.tensor(row["input_ids"])
-        types[index, :length] = torch.tensor(row["token_type_ids"])
-        mask[index, :length] = 1
+        types[index, : len(row["token_type_ids"])] = torch.tensor(row["token_type_ids"])
     return Batch(
         input_ids=ids,
         attention_mask=mask,
