@@ -232,11 +232,12 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, onnx_dir: Path, threads: int | None = None):
+    def __init__(self, onnx_dir: Path, threads: int | None = None, meta: dict | None = None):
+        """``meta`` stands in for the directory's ``onnx.json`` (the export measures margins before writing it)."""
         from tonewatch.model.export import FP32_NAME, META_NAME, ONNX_NAME
 
         self.onnx_dir = onnx_dir
-        self.meta = json.loads((onnx_dir / META_NAME).read_text())
+        self.meta = meta if meta is not None else json.loads((onnx_dir / META_NAME).read_text())
         self.margins = self.meta.get("recheck")
         # Two sessions take turns on the same cores: a pool spinning after its run would slow the other's.
         spin = not self.margins

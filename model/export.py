@@ -369,12 +369,8 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dic
 
     turns = calibration_turns()
     langs = [turn.lang for turn in turns]
-    backend = OnnxBackend.__new__(OnnxBackend)  # both graphs of the work directory, nothing else
-    backend.session = OnnxBackend.open_session(directory / ONNX_NAME)
-    backend.fp32_session = OnnxBackend.open_session(directory / FP32_NAME)
-    backend.margins, backend.turns, backend.rechecked = {"measuring": True}, 0, 0
-    head = getattr(classifier, "head", None)
-    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir, head=head)
+    backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}})  # both graphs of the work directory
+    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir, head=classifier.head)
     outputs = {
         name: tuple(array.numpy() for array in measuring.raw_logits(turns, precision=precision))
         for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))

@@ -69,6 +69,7 @@ from pathlib import Path
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
 from tonewatch.data.sources.base import Source, read_csv_rows, require_file
+from tonewatch.data.sources.evidence import evidence_fields
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +113,6 @@ def pair_groups(texts_by_row: list[list[str]]) -> list[int]:
             low, high = sorted((find_root(parent, position), find_root(parent, other)))
             parent[high] = low
     return [find_root(parent, position) for position in range(len(texts_by_row))]
-
-
-def evidence_fields(allowed: tuple[str, ...]) -> dict[str, object]:
-    """``Record`` keyword arguments for a set of allowed labels (exact when one label, nothing when none)."""
-    if not allowed:
-        return {}
-    if len(allowed) == 1:
-        return {"emotion": allowed[0]}
-    return {"emotion_among": allowed}
 
 
 def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:

@@ -69,6 +69,7 @@ from pathlib import Path
 
 from tonewatch.data.records import Record
 from tonewatch.data.sources.base import Source, require_file, text_group_id
+from tonewatch.data.sources.evidence import evidence_fields
 from tonewatch.labels import EMOTION_LABELS
 
 logger = logging.getLogger(__name__)
@@ -131,15 +132,6 @@ def tweet_evidence(values: dict[str, str]) -> tuple[str, ...]:
         return EMOTION_LABELS
     sets = [VALUE_EVIDENCE[value] for value in values.values()]
     return tuple(label for label in EMOTION_LABELS if any(label in allowed for allowed in sets))
-
-
-def evidence_fields(allowed: tuple[str, ...]) -> dict[str, object]:
-    """``Record`` keyword arguments for a set of allowed labels: exact, partial, or nothing when all are allowed."""
-    if not allowed or len(allowed) == len(EMOTION_LABELS):
-        return {}
-    if len(allowed) == 1:
-        return {"emotion": allowed[0]}
-    return {"emotion_among": allowed}
 
 
 def text_group(text: str) -> str:
