@@ -43,10 +43,12 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 BIAS_GRID = np.round(np.arange(-1.0, 1.51, 0.1), 2)
+BIAS_BOOTSTRAPS = 15
+"""Bootstrap resamples whose fitted shifts are averaged: one fit on a few hundred turns swings by 0.2-0.6."""
 
 
-def fit_emotion_bias(log_probabilities: np.ndarray, labels: np.ndarray, rounds: int = 3) -> list[float]:
-    """Per-label log-prior shifts maximising macro-F1 (coordinate ascent on a grid; ties keep the smaller shift)."""
+def _fit_bias_once(log_probabilities: np.ndarray, labels: np.ndarray, rounds: int) -> np.ndarray:
+    """Coordinate ascent of macro-F1 on :data:`BIAS_GRID` (ties keep the smaller shift)."""
     from sklearn.metrics import f1_score
 
     bias = np.zeros(log_probabilities.shape[1])
@@ -64,7 +66,27 @@ def fit_emotion_bias(log_probabilities: np.ndarray, labels: np.ndarray, rounds: 
                 result = score(candidate)
                 if result > best + 1e-9:
                     best, bias = result, candidate
-    return [float(value) for value in bias]
+    return bias
+
+
+def fit_emotion_bias(
+    log_probabilities: np.ndarray,
+    labels: np.ndarray,
+    rounds: int = 3,
+    bootstraps: int = BIAS_BOOTSTRAPS,
+    seed: int = 0,
+) -> list[float]:
+    """Per-label log-prior shifts maximising macro-F1, bagged: the mean of the fits on ``bootstraps``
+    resamples of the turns (``0``: one fit on all of them). Bagging lowers the fit's variance; on held-out
+    callcenter_train conversations it scored at least as well as the single fit (docs/design.md)."""
+    if bootstraps <= 0:
+        return [float(value) for value in _fit_bias_once(log_probabilities, labels, rounds)]
+    rng = np.random.default_rng(seed)
+    fits = [
+        _fit_bias_once(log_probabilities[rows], labels[rows], rounds)
+        for rows in (rng.integers(0, len(labels), len(labels)) for _ in range(bootstraps))
+    ]
+    return [round(float(value), 2) for value in np.mean(fits, axis=0)]
 
 
 def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibration:

@@ -8,6 +8,7 @@ import pytest
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
 from tonewatch.training import metrics
+from tonewatch.training.calibration import BIAS_GRID, fit_emotion_bias
 from tonewatch.training.evaluate import EvalConfig, Predictions, alert_timing, emotion_report, evaluate
 
 
@@ -71,3 +72,24 @@ def test_emotion_report_exact_partial_and_abusive_vs_rest():
 def test_expected_calibration_error():
     assert metrics.expected_calibration_error(np.array([0.9, 0.9]), np.array([1, 1])) == pytest.approx(0.1)
     assert metrics.expected_calibration_error(np.array([]), np.array([])) == 0.0
+
+
+def _shifted_problem(shift: float = 0.8, n: int = 300):
+    """Labels drawn from softmax(log p + shift on label 3): the model under-predicts label 3 by ``shift``."""
+    rng = np.random.default_rng(7)
+    log_probabilities = np.log(rng.dirichlet(np.ones(4) * 0.7, size=n))
+    truth = log_probabilities + np.array([0.0, 0.0, 0.0, shift])
+    probabilities = np.exp(truth) / np.exp(truth).sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=row) for row in probabilities])
+    return log_probabilities, labels
+
+
+def test_emotion_bias_fit_favours_the_under_predicted_label():
+    log_probabilities, labels = _shifted_problem()
+    single = fit_emotion_bias(log_probabilities, labels, bootstraps=0)
+    bagged = fit_emotion_bias(log_probabilities, labels, bootstraps=5)
+    for bias in (single, bagged):
+        assert len(bias) == 4 and all(min(BIAS_GRID) <= value <= max(BIAS_GRID) for value in bias)
+        assert bias[3] - max(bias[:3]) > 0  # the shifted label gets the largest relative boost
+    assert bagged == fit_emotion_bias(log_probabilities, labels, bootstraps=5)  # seeded: reproducible
+    assert bagged != fit_emotion_bias(log_probabilities, labels, bootstraps=5, seed=1)
