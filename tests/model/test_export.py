@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tonewatch.cli import app
 from tonewatch.data.conversations import read_conversations
+from tonewatch.data.sources.callcenter import PACKAGE_DATA
 from tonewatch.model import export
 from tonewatch.model.classifier import Classifier, TurnInput, conversation_turn_inputs, shared_pool_threads
 from tonewatch.model.export import OnnxRecipe, export_key, export_onnx, find_onnx
@@ -189,7 +190,7 @@ def test_calibrated_margins_rank_by_the_int8_logits_and_centre_escalation_on_the
 def test_margins_are_measured_on_training_conversations_only():
     turns = export.calibration_turns(limit=50)
     assert len(turns) == 50 and all(turn.text for turn in turns)
-    dev_file = export.Path(__file__).resolve().parents[2] / "data" / "callcenter_dev" / "dialogues.jsonl"
+    dev_file = PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl"
     dev = {turn for conversation in read_conversations(dev_file) for turn in conversation_turn_inputs(conversation)}
     # Stock replies ("嗯", "спасибо") occur in both sets; a turn with the same context does not.
     assert dev and not dev.intersection(turns)
