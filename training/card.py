@@ -102,7 +102,13 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"{training.get('learning_rate')}, heads lr {training.get('head_learning_rate')}), partial-label "
         f"cross-entropy for weak labels, class balance {training.get('class_balance')}; best validation step "
         f"{summary.get('best_step')}; {summary.get('train_minutes')} minutes on {summary.get('device')}. "
-        "The resolved configuration is in `training_config.json`; reproduce with "
+        + (
+            f"Distilled from the model `{training['teacher']}` (loss weight {training.get('distill_weight')}, "
+            f"temperature {training.get('distill_temperature')}): that model's own training data applies too. "
+            if training.get("teacher")
+            else ""
+        )
+        + "The resolved configuration is in `training_config.json`; reproduce with "
         "`tonewatch train --config configs/default.toml`.",
         "",
         "## Calibration",

@@ -82,6 +82,20 @@ class TrainConfig:
         default=False,
         metadata={"help": "'turns' only: back-propagate through the context turns too (slower)."},
     )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model directory of a trained tonewatch model to distil from (knowledge distillation): the "
+            "student also learns the teacher's emotion distribution and escalation probability on every "
+            "training example. Same architecture and input limits as this config. None: no teacher."
+        },
+    )
+    distill_weight: float = field(
+        default=0.5, metadata={"help": "With a teacher: share of the loss from matching the teacher (0-1)."}
+    )
+    distill_temperature: float = field(
+        default=2.0, metadata={"help": "With a teacher: softmax temperature of the distillation loss."}
+    )
     num_hidden_layers: int = field(default=12, metadata={"help": "Encoder layers kept (the first N)."})
     max_length: int = field(default=128, metadata={"help": "Maximum tokens of turn + context."})
     max_turn_tokens: int = field(default=64, metadata={"help": "Maximum tokens of the labelled turn itself."})
@@ -140,6 +154,10 @@ class TrainConfig:
             raise ValueError(f"architecture must be 'joint' or 'turns', got {self.architecture!r}")
         if self.max_length < self.max_turn_tokens + 2:
             raise ValueError("max_length must leave room for the turn and two special tokens")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
         if self.learning_rate <= 0 or self.head_learning_rate <= 0:
             raise ValueError("learning rates must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -171,6 +171,44 @@ def escalation_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
+def distillation_loss(
+    emotion_logits: torch.Tensor,
+    escalation_logits: torch.Tensor,
+    teacher_emotion: torch.Tensor,
+    teacher_escalation: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Match the teacher on every example: KL of the softened emotion distributions plus the cross-entropy to
+    the teacher's softened escalation probability, both scaled by ``temperature**2`` (Hinton et al., 2015)."""
+    t = temperature
+    emotion = nn.functional.kl_div(
+        torch.log_softmax(emotion_logits.float() / t, dim=-1),
+        torch.log_softmax(teacher_emotion.float() / t, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    escalation = nn.functional.binary_cross_entropy_with_logits(
+        escalation_logits.float() / t, torch.sigmoid(teacher_escalation.float() / t)
+    )
+    return (emotion + escalation) * t * t
+
+
+def load_teacher(config: TrainConfig, limits: InputLimits, device: torch.device):
+    """The teacher's network (LoRA merged, eval mode), checked to read the same inputs as the student."""
+    teacher = Classifier.from_pretrained(config.teacher, backend="torch")
+    if teacher.config.architecture != config.architecture or teacher.config.limits != limits:
+        raise ValueError(
+            f"teacher {config.teacher} reads {teacher.config.architecture} inputs with {teacher.config.limits}; "
+            f"this config reads {config.architecture} inputs with {limits}: they must be the same"
+        )
+    if teacher.config.base_model != config.base_model:
+        raise ValueError(f"teacher base {teacher.config.base_model!r} differs from {config.base_model!r} (tokenizer)")
+    network = teacher.network.to(device).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
 def class_weights_from(dataset, balance: float) -> torch.Tensor:
     """``(1/frequency)**balance`` of the exact emotion labels, normalised to mean 1."""
     counts = np.bincount([label for label in dataset["emotion_exact"] if label >= 0], minlength=len(EMOTION_LABELS))
@@ -407,6 +445,14 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and (checkpoint / "state.json").exists():
         step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
         logger.info("resumed from step %d", step)
+    teacher = load_teacher(config, limits, device) if config.teacher else None
+    if teacher is not None:
+        logger.info(
+            "distilling from %s (weight %.2f, temperature %.1f)",
+            config.teacher,
+            config.distill_weight,
+            config.distill_temperature,
+        )
     n_trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
     logger.info(
         "training %d parameters for %d steps on %s (%d examples)", n_trainable, config.max_steps, device, len(train_set)
@@ -423,6 +469,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         loss = emotion_loss(emotion_logits, batch, class_weights) + config.escalation_loss_weight * escalation_loss(
             escalation_logits, batch
         )
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_emotion, teacher_escalation = batch.logits(teacher)
+            loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
+                emotion_logits, escalation_logits, teacher_emotion, teacher_escalation, config.distill_temperature
+            )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from tonewatch.model.classifier import Classifier
-from tonewatch.training.train import Batch, emotion_loss, escalation_loss, sample_plan, train
+from tonewatch.training.train import (
+    Batch,
+    distillation_loss,
+    emotion_loss,
+    escalation_loss,
+    sample_plan,
+    train,
+)
 
 
 @pytest.mark.parametrize("architecture", ["joint", "turns"])
@@ -43,6 +50,39 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
 def test_existing_model_directory_is_not_overwritten(tiny_base_dir, tiny_model_dir, make_tiny_config):
     with pytest.raises(ValueError, match="already holds a model"):
         train(make_tiny_config(tiny_base_dir, tiny_model_dir))
+
+
+def test_a_shallower_student_distils_from_a_teacher_directory(
+    tiny_base_dir, tiny_model_dir, tmp_path, caplog, make_tiny_config
+):
+    config = make_tiny_config(
+        tiny_base_dir, tmp_path / "student", max_steps=2, num_hidden_layers=1, teacher=str(tiny_model_dir)
+    )
+    caplog.set_level("INFO")
+    train(config)
+    assert any("distilling from" in r.getMessage() for r in caplog.records)
+    losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    student = Classifier.from_pretrained(tmp_path / "student")
+    assert student.config.num_hidden_layers == 1
+    assert len(student.classify(["你好", "привет"])) == 2
+
+
+def test_a_teacher_that_reads_other_inputs_is_refused(tiny_base_dir, tiny_model_dir, tmp_path, make_tiny_config):
+    config = make_tiny_config(tiny_base_dir, tmp_path / "student", max_length=40, teacher=str(tiny_model_dir))
+    with pytest.raises(ValueError, match="must be the same"):
+        train(config)
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
+    teacher_emotion, teacher_escalation = torch.tensor([[2.0, 0.0, -1.0, 0.5]]), torch.tensor([1.5])
+    same = distillation_loss(teacher_emotion, teacher_escalation, teacher_emotion, teacher_escalation, 2.0)
+    # The escalation term is a cross-entropy to soft targets: at a match it equals the targets' entropy.
+    p = torch.sigmoid(teacher_escalation / 2.0)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log()).item()
+    assert same.item() == pytest.approx(entropy * 4.0, rel=1e-5)
+    other = distillation_loss(torch.zeros(1, 4), torch.zeros(1), teacher_emotion, teacher_escalation, 2.0)
+    assert other.item() > same.item() + 0.1
 
 
 def batch(allowed, exact, escalate, weight=None):
