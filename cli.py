@@ -234,7 +234,7 @@ def label_command(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the labelled records are written.")],
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory (default: the shipped model).")
+        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Turns per model call.")] = 64,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same INPUT and OUTPUT.")] = False,
@@ -278,7 +278,7 @@ def label_command(
 @app.command("export")
 def export_command(
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory (default: the shipped model).")
+        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
     ] = None,
     output: Annotated[
         Path | None,
@@ -309,7 +309,7 @@ def export_command(
 @app.command("serve")
 def serve_command(
     model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory (default: the shipped model).")
+        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).", show_default=False)] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).", show_default=False)] = None,

@@ -255,11 +255,11 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from tonewatch.model.classifier import DEFAULT_MODEL_DIR, read_model_config
+    from tonewatch.model.classifier import read_model_config, resolve_model_dir
     from tonewatch.model.encoder import resolve_base_model
     from tonewatch.model.inputs import context_window, encode_single_turn, encode_turn
 
-    config = read_model_config(arguments.model or DEFAULT_MODEL_DIR)
+    config = read_model_config(resolve_model_dir(arguments.model))
     turns = _turns()
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(config.base_model))
     if config.architecture == "turns":

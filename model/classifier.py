@@ -48,6 +48,21 @@ ARCHITECTURES = ("joint", "turns")
 vectors (``tonewatch.model.modeling``). A config without the field is ``joint`` (models v1-v2)."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 """The shipped default model (inside the installed package)."""
+BUNDLED_MODELS = {"default": DEFAULT_MODEL_DIR, "fast": DEFAULT_MODEL_DIR.parent / "fast"}
+"""Models shipped in the package, by name: ``default`` (6 layers) and ``fast`` (a 3-layer student of it)."""
+
+
+def resolve_model_dir(model_dir: str | Path | None) -> Path:
+    """A model directory from a path, a bundled model's name (``default``, ``fast``), or None (the default).
+
+    A path that exists wins over a bundled name, so a local directory called ``fast`` is still read.
+    """
+    if model_dir is None:
+        return DEFAULT_MODEL_DIR
+    path = Path(model_dir)
+    if not path.exists() and str(model_dir) in BUNDLED_MODELS:
+        return BUNDLED_MODELS[str(model_dir)]
+    return path
 
 
 class ModelDirectoryError(ValueError):
@@ -389,7 +404,8 @@ class Classifier:
         threads: int | None = None,
         recipe: str | None = None,
     ) -> Classifier:
-        """Load a model directory (default: the shipped model), rebuilding its base encoder offline if needed.
+        """Load a model directory or a bundled model's name (default: the shipped model), rebuilding its base
+        encoder offline if needed.
 
         ``backend``: ``auto`` (default, or ``$TONEWATCH_BACKEND``) uses ONNX
         Runtime when available, building the ONNX model once into the cache;
@@ -399,7 +415,7 @@ class Classifier:
         """
         from tonewatch.model import export
 
-        directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        directory = resolve_model_dir(model_dir)
         config = read_model_config(directory)
         chosen = _pick_backend(backend)
         if chosen == "torch" or (chosen == "auto" and not export.onnx_available()):

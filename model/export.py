@@ -293,11 +293,11 @@ def export_onnx(
     unless ``force``. ``classifier`` may pass an already loaded PyTorch
     :class:`~tonewatch.model.Classifier` of the same directory.
     """
-    from tonewatch.model.classifier import DEFAULT_MODEL_DIR, Classifier
+    from tonewatch.model.classifier import Classifier, resolve_model_dir
 
     if not onnx_available():
         raise OnnxUnavailable("the ONNX path needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
-    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    model_dir = resolve_model_dir(model_dir)
     key = export_key(model_dir, recipe)
     target = Path(output_dir) if output_dir is not None else cached_onnx_dir(model_dir, cache_dir, recipe)
     if not force and _is_complete(target, key):

@@ -69,7 +69,9 @@ class ApiKey:
 class ServeConfig:
     """The HTTP server: model, network, limits, batching, live conversations, alerts, keys."""
 
-    model_dir: str | None = field(default=None, metadata={"help": "Model directory (default: the shipped model)."})
+    model_dir: str | None = field(
+        default=None, metadata={"help": "Model directory, or a bundled model: default (when unset), fast."}
+    )
     host: str = field(default=LOCALHOST, metadata={"help": "Address to listen on (127.0.0.1 without api_keys)."})
     port: int = field(default=8000, metadata={"help": "TCP port to listen on."})
     api_keys: list[ApiKey] = field(

@@ -1,4 +1,5 @@
-"""End-to-end checks on the shipped default model (offline; the base encoder is rebuilt into a temp cache)."""
+"""End-to-end checks on the shipped models, ``default`` and ``fast`` (offline; the base encoder is rebuilt into a
+temp cache)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from tonewatch.cli import app
 from tonewatch.model import DEFAULT_MODEL_DIR, Classifier
+from tonewatch.model.classifier import BUNDLED_MODELS, resolve_model_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -17,9 +19,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def default_classifier():
-    return Classifier.from_pretrained()
+@pytest.fixture(scope="module", params=sorted(BUNDLED_MODELS))
+def bundled(request):
+    """``(name, classifier)`` of each shipped model on its default (ONNX Runtime) path."""
+    return request.param, Classifier.from_pretrained(request.param)
+
+
+def test_bundled_names_resolve_and_a_real_path_wins(tmp_path, monkeypatch):
+    assert resolve_model_dir(None) == DEFAULT_MODEL_DIR == resolve_model_dir("default")
+    assert resolve_model_dir("fast") == DEFAULT_MODEL_DIR.parent / "fast"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fast").mkdir()
+    assert resolve_model_dir("fast") == Path("fast")
+    assert resolve_model_dir("runs/x") == Path("runs/x")
 
 
 def test_readme_label_command_on_the_example_file(tmp_path):
@@ -35,30 +47,35 @@ def test_readme_label_command_on_the_example_file(tmp_path):
     assert last["example-zh-1"]["emotion"] in ("angry", "abusive") and last["example-zh-1"]["escalate"]
 
 
-def test_clear_cases_in_both_languages(default_classifier):
+def test_clear_cases_in_both_languages(bundled):
+    _name, classifier = bundled
     texts = ["好的，谢谢您的帮助", "Спасибо, всё понятно", "你是猪吗，傻X客服", "Ты тупая что ли? Идиотка"]
-    labels = [p.emotion for p in default_classifier.classify(texts)]
+    labels = [p.emotion for p in classifier.classify(texts)]
     assert labels == ["calm", "calm", "abusive", "abusive"]
 
 
-def test_shipped_model_is_small_and_complete():
-    weights = sum(path.stat().st_size for path in DEFAULT_MODEL_DIR.glob("*.safetensors"))
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_shipped_model_is_small_and_complete(name):
+    directory = BUNDLED_MODELS[name]
+    weights = sum(path.stat().st_size for path in directory.glob("*.safetensors"))
     assert weights <= 16 * 1024 * 1024
-    for name in ("config.json", "README.md", "report.md", "report.json", "training_config.json"):
-        assert (DEFAULT_MODEL_DIR / name).is_file(), name
+    for file in ("config.json", "README.md", "report.md", "report.json", "training_config.json"):
+        assert (directory / file).is_file(), file
+    assert f"tonewatch-{name}" == json.loads((directory / "config.json").read_text())["name"]
 
 
-def test_onnx_path_keeps_the_labels_of_the_pytorch_path(default_classifier):
+def test_onnx_path_keeps_the_labels_of_the_pytorch_path(bundled):
     """The fast path (what label and serve use by default) against the PyTorch path over callcenter_dev."""
     from tonewatch.data.conversations import read_conversations
     from tonewatch.data.sources.callcenter import PACKAGE_DATA
     from tonewatch.model.classifier import conversation_turn_inputs
 
-    assert default_classifier.backend_name == "onnx"
+    name, classifier = bundled
+    assert classifier.backend_name == "onnx"
     conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
     turns = [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
-    fast = default_classifier.classify(turns)
-    reference = Classifier.from_pretrained(backend="torch").classify(turns)
+    fast = classifier.classify(turns)
+    reference = Classifier.from_pretrained(name, backend="torch").classify(turns)
     assert len(turns) > 800
     emotion = sum(a.emotion == b.emotion for a, b in zip(fast, reference, strict=True)) / len(turns)
     escalation = sum(a.escalate == b.escalate for a, b in zip(fast, reference, strict=True)) / len(turns)
@@ -66,13 +83,13 @@ def test_onnx_path_keeps_the_labels_of_the_pytorch_path(default_classifier):
 
 
 @pytest.mark.slow
-def test_in_domain_accuracy_of_the_default_model(default_classifier):
+def test_in_domain_accuracy_of_the_shipped_models(bundled):
     """callcenter_dev (never trained on): the figures of the shipped report, with a small margin."""
     from tonewatch.data.sources import load_source
     from tonewatch.training.evaluate import predict, set_report
 
     records = load_source("callcenter_dev")
-    report = set_report(records, predict(default_classifier, records), conversations=True)
+    report = set_report(records, predict(bundled[1], records), conversations=True)
     for lang in ("zh", "ru"):
         assert report["by_language"][lang]["emotion"]["exact"]["macro_f1"] >= 0.70, lang
     assert report["escalation"]["f1"] >= 0.70

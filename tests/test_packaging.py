@@ -40,6 +40,9 @@ def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
     assert "tonewatch/data/callcenter_dev/dialogues.jsonl" in wheel_names
     assert "tonewatch/data/callcenter_train/zh.jsonl" in wheel_names
     assert "tonewatch/serve/static/index.html" in wheel_names
+    for bundled in ("default", "fast"):  # the shipped models, loadable by name without the repository
+        assert f"tonewatch/model/{bundled}/model.safetensors" in wheel_names
+        assert f"tonewatch/model/{bundled}/config.json" in wheel_names
     entry_points = next(name for name in wheel_names if name.endswith("entry_points.txt"))
     assert entry_points
 

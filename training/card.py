@@ -13,6 +13,14 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+RECIPES = {
+    "tonewatch-default": "configs/default.toml",
+    "tonewatch-fast": "configs/distil3.toml",
+    "tonewatch-turns": "configs/turns.toml",
+}
+"""The shipped recipe of each named model; any other model is reproduced from its own training_config.json."""
+
+
 def write_model_card(model_dir: str | Path) -> Path:
     """Write ``README.md`` in ``model_dir`` from its config, training config, summary and report."""
     directory = Path(model_dir)
@@ -109,7 +117,7 @@ def write_model_card(model_dir: str | Path) -> Path:
             else ""
         )
         + "The resolved configuration is in `training_config.json`; reproduce with "
-        "`tonewatch train --config configs/default.toml`.",
+        f"`tonewatch train --config {RECIPES.get(str(training.get('model_name')), 'training_config.json')}`.",
         "",
         "## Calibration",
         "",
