@@ -85,7 +85,7 @@ class TrainConfig:
     teacher: str | None = field(
         default=None,
         metadata={
-            "help": "Model directory of a trained tonewatch model to distil from (knowledge distillation): the "
+            "help": "A trained tonewatch model to distil from (a directory or a bundled name such as default): the "
             "student also learns the teacher's emotion distribution and escalation probability on every "
             "training example. Same architecture and input limits as this config. None: no teacher."
         },
