@@ -16,6 +16,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
+MODEL_HELP = "Model directory, or a bundled model: default, fast."
+
 app = typer.Typer(
     help="tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations.",
     no_args_is_help=True,
@@ -233,9 +235,7 @@ def evaluate_command(
 def label_command(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the labelled records are written.")],
-    model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
-    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     batch_size: Annotated[int, typer.Option(help="Turns per model call.")] = 64,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same INPUT and OUTPUT.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on the first unreadable line instead of skipping it.")] = False,
@@ -277,9 +277,7 @@ def label_command(
 
 @app.command("export")
 def export_command(
-    model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
-    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -308,9 +306,7 @@ def export_command(
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Model directory, or a bundled model: default, fast.")
-    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).", show_default=False)] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).", show_default=False)] = None,
     config: Annotated[
