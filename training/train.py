@@ -35,6 +35,8 @@ from tonewatch.model.classifier import (
     Classifier,
     ModelConfig,
     build_network,
+    read_model_config,
+    resolve_model_dir,
 )
 from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
 from tonewatch.model.inputs import InputLimits
@@ -193,17 +195,23 @@ def distillation_loss(
     return (emotion + escalation) * t * t
 
 
-def load_teacher(config: TrainConfig, limits: InputLimits, device: torch.device):
-    """The teacher's network (LoRA merged, eval mode), checked to read the same inputs as the student."""
-    teacher = Classifier.from_pretrained(config.teacher, backend="torch")
-    if teacher.config.architecture != config.architecture or teacher.config.limits != limits:
+def check_teacher(config: TrainConfig, limits: InputLimits) -> None:
+    """Refuse a teacher that does not read the student's inputs, from its ``config.json`` alone (no weights are
+    loaded and no random numbers drawn, so a run fails before it builds its data, and a valid run is unchanged)."""
+    teacher = read_model_config(resolve_model_dir(config.teacher))
+    if teacher.architecture != config.architecture or teacher.limits != limits:
         raise ValueError(
-            f"teacher {config.teacher} reads {teacher.config.architecture} inputs with {teacher.config.limits}; "
+            f"teacher {config.teacher} reads {teacher.architecture} inputs with {teacher.limits}; "
             f"this config reads {config.architecture} inputs with {limits}: they must be the same"
         )
-    if teacher.config.base_model != config.base_model:
-        raise ValueError(f"teacher base {teacher.config.base_model!r} differs from {config.base_model!r} (tokenizer)")
-    network = teacher.network.to(device).eval()
+    if teacher.base_model != config.base_model:
+        raise ValueError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
+
+
+def load_teacher(config: TrainConfig, limits: InputLimits, device: torch.device):
+    """The teacher's network (LoRA merged, eval mode), checked to read the same inputs as the student."""
+    check_teacher(config, limits)
+    network = Classifier.from_pretrained(config.teacher, backend="torch").network.to(device).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     return network
@@ -407,6 +415,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     base_path = resolve_base_model(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
+    if config.teacher:
+        check_teacher(config, limits)  # before minutes of data building
     data = build_training_data(config)
     logger.info("records per source: %s", json.dumps(data.counts()))
     cache = output / "cache"

@@ -68,7 +68,13 @@ def test_a_shallower_student_distils_from_a_teacher_directory(
     assert len(student.classify(["你好", "привет"])) == 2
 
 
-def test_a_teacher_that_reads_other_inputs_is_refused(tiny_base_dir, tiny_model_dir, tmp_path, make_tiny_config):
+def test_a_teacher_that_reads_other_inputs_is_refused_before_the_data_is_built(
+    tiny_base_dir, tiny_model_dir, tmp_path, make_tiny_config, monkeypatch
+):
+    def no_data(config):
+        raise AssertionError("the data was built before the teacher was checked")
+
+    monkeypatch.setattr("tonewatch.training.train.build_training_data", no_data)
     config = make_tiny_config(tiny_base_dir, tmp_path / "student", max_length=40, teacher=str(tiny_model_dir))
     with pytest.raises(ValueError, match="must be the same"):
         train(config)
