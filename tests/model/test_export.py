@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
     meta = json.loads((target / "onnx.json").read_text())
     assert meta["key"] == export_key(tiny_model_dir)
     assert meta["recipe"]["name"] == "int8"
+    assert meta["model_dir"] == str(Path(tiny_model_dir).resolve())  # `tonewatch cache` finds it from anywhere
     assert meta["quantized_nodes"] == 2 * 4  # 4 MatMul groups in each of the 2 layers
     assert meta["fused_operators"]["Attention"] == 2
     margins = meta["recheck"]
