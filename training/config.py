@@ -127,6 +127,9 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA when present), 'cpu' or 'cuda'."})
     evaluate: bool = field(default=True, metadata={"help": "Write the evaluation report after training."})
     model_name: str = field(default="tonewatch-default", metadata={"help": "Name written to the model card."})
+    model_version: str = field(
+        default="0", metadata={"help": "Version written to config.json (the server's /v1/info shows it)."}
+    )
 
     def __post_init__(self) -> None:
         self.extra_data = [item if isinstance(item, ExtraData) else ExtraData(**item) for item in self.extra_data]

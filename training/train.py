@@ -302,6 +302,7 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         lora_target_modules=tuple(config.lora_target_modules),
         calibration=calibration or Calibration(),
         name=config.model_name,
+        version=config.model_version,
         base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
         architecture=config.architecture,
     )

@@ -24,7 +24,9 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
     tiny_base_dir, tmp_path, caplog, make_tiny_config, architecture
 ):
     tiny_train_config = make_tiny_config
-    config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2, architecture=architecture)
+    config = tiny_train_config(
+        tiny_base_dir, tmp_path / "run", max_steps=2, architecture=architecture, model_version="3.1"
+    )
     caplog.set_level("INFO")
     summary = train(config)
     losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
@@ -34,7 +36,8 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
         assert (tmp_path / "run" / name).exists(), name
     saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
     assert saved["max_steps"] == 2 and saved["base_model"] == str(tiny_base_dir)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["architecture"] == architecture
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["architecture"] == architecture and written["version"] == "3.1"
     predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
     assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
 
