@@ -208,9 +208,8 @@ def check_teacher(config: TrainConfig, limits: InputLimits) -> None:
         raise ValueError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
 
 
-def load_teacher(config: TrainConfig, limits: InputLimits, device: torch.device):
-    """The teacher's network (LoRA merged, eval mode), checked to read the same inputs as the student."""
-    check_teacher(config, limits)
+def load_teacher(config: TrainConfig, device: torch.device):
+    """The teacher's network (LoRA merged, eval mode, frozen); :func:`check_teacher` has accepted it."""
     network = Classifier.from_pretrained(config.teacher, backend="torch").network.to(device).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
@@ -456,7 +455,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and (checkpoint / "state.json").exists():
         step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
         logger.info("resumed from step %d", step)
-    teacher = load_teacher(config, limits, device) if config.teacher else None
+    teacher = load_teacher(config, device) if config.teacher else None
     if teacher is not None:
         logger.info(
             "distilling from %s (weight %.2f, temperature %.1f)",
