@@ -9,6 +9,13 @@ from tonewatch.data.sources import SOURCES
 from tonewatch.training.report import headline_rows
 
 
+def _teacher_text(teacher: str | list[str]) -> str:
+    if isinstance(teacher, str):
+        return f"the model `{teacher}`"
+    names = ", ".join(f"`{name}`" for name in teacher)
+    return f"an ensemble of {len(teacher)} models (their averaged probabilities: {names})"
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -111,8 +118,8 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"cross-entropy for weak labels, class balance {training.get('class_balance')}; best validation step "
         f"{summary.get('best_step')}; {summary.get('train_minutes')} minutes on {summary.get('device')}. "
         + (
-            f"Distilled from the model `{training['teacher']}` (loss weight {training.get('distill_weight')}, "
-            f"temperature {training.get('distill_temperature')}): that model's own training data applies too. "
+            f"Distilled from {_teacher_text(training['teacher'])} (loss weight {training.get('distill_weight')}, "
+            f"temperature {training.get('distill_temperature')}): the teachers' own training data applies too. "
             if training.get("teacher")
             else ""
         )

@@ -82,12 +82,14 @@ class TrainConfig:
         default=False,
         metadata={"help": "'turns' only: back-propagate through the context turns too (slower)."},
     )
-    teacher: str | None = field(
+    teacher: str | list[str] | None = field(
         default=None,
         metadata={
-            "help": "A trained tonewatch model to distil from (a directory or a bundled name such as default): the "
-            "student also learns the teacher's emotion distribution and escalation probability on every "
-            "training example. Same architecture and input limits as this config. None: no teacher."
+            "help": "A trained tonewatch model to distil from (a directory or a bundled name such as default), or a "
+            "list of them (an ensemble, e.g. the same recipe trained with several seeds: its softened "
+            "probabilities are averaged): the student also learns the teacher's emotion distribution and "
+            "escalation probability on every training example. Same architecture and input limits as this "
+            "config. None: no teacher."
         },
     )
     distill_weight: float = field(
@@ -157,6 +159,10 @@ class TrainConfig:
             raise ValueError(f"architecture must be 'joint' or 'turns', got {self.architecture!r}")
         if self.max_length < self.max_turn_tokens + 2:
             raise ValueError("max_length must leave room for the turn and two special tokens")
+        if isinstance(self.teacher, list) and (
+            not self.teacher or not all(isinstance(item, str) and item for item in self.teacher)
+        ):
+            raise ValueError(f"teacher must be a model directory or a non-empty list of them, got {self.teacher!r}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -179,6 +185,13 @@ class TrainConfig:
             raise ValueError(
                 f"sources {eval_tier} are eval-tier (unclear licenses): set allow_eval_tier = true for a research run"
             )
+
+    @property
+    def teachers(self) -> list[str]:
+        """The teacher models (none, one, or an ensemble)."""
+        if self.teacher is None:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -197,23 +197,49 @@ def distillation_loss(
 
 def check_teacher(config: TrainConfig, limits: InputLimits) -> None:
     """Refuse a teacher that does not read the student's inputs, from its ``config.json`` alone (no weights are
-    loaded and no random numbers drawn, so a run fails before it builds its data, and a valid run is unchanged)."""
-    teacher = read_model_config(resolve_model_dir(config.teacher))
-    if teacher.architecture != config.architecture or teacher.limits != limits:
-        raise ValueError(
-            f"teacher {config.teacher} reads {teacher.architecture} inputs with {teacher.limits}; "
-            f"this config reads {config.architecture} inputs with {limits}: they must be the same"
-        )
-    if teacher.base_model != config.base_model:
-        raise ValueError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
+    loaded and no random numbers drawn, so a run fails before it builds its data, and a valid run is unchanged).
+    Every member of an ensemble is checked."""
+    for name in config.teachers:
+        teacher = read_model_config(resolve_model_dir(name))
+        if teacher.architecture != config.architecture or teacher.limits != limits:
+            raise ValueError(
+                f"teacher {name} reads {teacher.architecture} inputs with {teacher.limits}; "
+                f"this config reads {config.architecture} inputs with {limits}: they must be the same"
+            )
+        if teacher.base_model != config.base_model:
+            raise ValueError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
 
 
-def load_teacher(config: TrainConfig, device: torch.device):
-    """The teacher's network (LoRA merged, eval mode, frozen); :func:`check_teacher` has accepted it."""
-    network = Classifier.from_pretrained(config.teacher, backend="torch").network.to(device).eval()
-    for parameter in network.parameters():
-        parameter.requires_grad_(False)
-    return network
+class TeacherEnsemble(nn.Module):
+    """Several teachers as one: the logits it returns are those whose softened distributions (at the
+    distillation temperature) are the mean of the members' softened distributions, so
+    :func:`distillation_loss` matches the student to the ensemble's averaged probabilities."""
+
+    def __init__(self, members: list[nn.Module], temperature: float):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.temperature = temperature
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.temperature
+        outputs = [member(*inputs) for member in self.members]
+        emotion = torch.stack([torch.softmax(e.float() / t, dim=-1) for e, _ in outputs]).mean(0)
+        escalation = torch.stack([torch.sigmoid(x.float() / t) for _, x in outputs]).mean(0)
+        return t * torch.log(emotion.clamp_min(1e-12)), t * torch.logit(escalation, eps=1e-6)
+
+
+def load_teacher(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The teacher's network (LoRA merged, eval mode, frozen), or a :class:`TeacherEnsemble` of several;
+    :func:`check_teacher` has accepted them."""
+    members = []
+    for name in config.teachers:
+        network = Classifier.from_pretrained(name, backend="torch").network.to(device).eval()
+        for parameter in network.parameters():
+            parameter.requires_grad_(False)
+        members.append(network)
+    if len(members) == 1:
+        return members[0]
+    return TeacherEnsemble(members, config.distill_temperature).to(device).eval()
 
 
 def class_weights_from(dataset, balance: float) -> torch.Tensor:
@@ -459,7 +485,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if teacher is not None:
         logger.info(
             "distilling from %s (weight %.2f, temperature %.1f)",
-            config.teacher,
+            " + ".join(config.teachers),
             config.distill_weight,
             config.distill_temperature,
         )

@@ -21,7 +21,18 @@ def test_the_recipes_are_found():
 def test_every_recipe_parses_and_its_teacher_is_a_model_directory(path):
     config = TrainConfig.from_file(path)
     assert config.max_steps >= 1 and config.source_shares
-    if config.teacher is not None:  # a bundled model's name, or a directory relative to the repository root
-        teacher = resolve_model_dir(config.teacher)
+    for name in config.teachers:  # a bundled model's name, or a directory relative to the repository root
+        if Path(name).parts[:1] == ("runs",):
+            continue  # trained first by another recipe, as the recipe's comments say
+        teacher = resolve_model_dir(name)
         teacher = teacher if teacher.is_absolute() else ROOT / teacher
         assert (teacher / "config.json").is_file() and (teacher / "model.safetensors").is_file()
+
+
+def test_a_teacher_is_one_model_or_a_non_empty_list_of_them():
+    assert TrainConfig(teacher=["a", "b"]).teachers == ["a", "b"]
+    assert TrainConfig(teacher="a").teachers == ["a"]
+    assert TrainConfig().teachers == []
+    for bad in ([], ["a", ""], ["a", 3]):
+        with pytest.raises(ValueError, match="non-empty list"):
+            TrainConfig(teacher=bad)
