@@ -2,57 +2,30 @@
 
     python scripts/eval_probes.py [MODEL ...]        # default: the bundled models "default" and "fast"
 
-For each model and language, per group of customer turns (see ``GROUPS``): the share escalated and the mean
-escalation score; and emotion accuracy over every labelled customer turn. The PyTorch path is used,
-so no ONNX export is built.
+For each model and language, per group of customer turns (see ``tonewatch.training.probes.GROUPS``): the
+share escalated and the mean escalation score; and emotion accuracy over every labelled customer turn. The
+PyTorch path is used, so no ONNX export is built. ``tonewatch evaluate`` puts the same figures in the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections import defaultdict
 from pathlib import Path
 
-PROBES = Path(__file__).resolve().parent.parent / "data" / "probes" / "escalation_triggers.jsonl"
-GROUPS = {"trigger": "trigger", "held": "held", "negative": "mention-no-trigger"}
-"""trigger: the customer turn where a positive conversation's escalation starts (should escalate); held: its
-later turns, still escalated because the handover or threat is pending; negative: every customer turn of a
-conversation that mentions the same words without a trigger (should not escalate)."""
+from tonewatch.training.probes import PROBES_FILE, probe_report
 
 
-def score(model: str, conversations: list[dict]) -> dict[str, dict[str, float]]:
+def score(model: str, conversations: list[dict]) -> dict[str, dict[str, float | int]]:
     from tonewatch.model.classifier import Classifier
 
-    classifier = Classifier.from_pretrained(model, backend="torch")
-    rows: dict[str, list] = defaultdict(list)
-    for conversation in conversations:
-        customer = [turn for turn in conversation["turns"] if turn["speaker"] == "customer"]
-        predictions = classifier.classify_conversation(conversation)
-        seen_trigger = False
-        for turn, prediction in zip(customer, predictions, strict=True):
-            kind = conversation.get("probe", "")
-            if kind.startswith("trigger") and turn.get("escalate"):
-                kind, seen_trigger = ("held" if seen_trigger else "trigger"), True
-            rows[conversation["lang"]].append((kind, turn, prediction))
-    results = {}
-    for lang, items in sorted(rows.items()):
-        groups = {name: [p for kind, _, p in items if kind == tag] for name, tag in GROUPS.items()}
-        labelled = [(t, p) for _, t, p in items if t.get("emotion")]
-        figures: dict[str, float | int] = {}
-        for name, predictions in groups.items():
-            figures[f"{name} turns"] = len(predictions)
-            figures[f"{name} escalated"] = sum(p.escalate for p in predictions) / max(len(predictions), 1)
-            figures[f"{name} mean score"] = sum(p.escalate_score for p in predictions) / max(len(predictions), 1)
-        figures["emotion accuracy"] = sum(p.emotion == t["emotion"] for t, p in labelled) / max(len(labelled), 1)
-        results[lang] = figures
-    return results
+    return probe_report(Classifier.from_pretrained(model, backend="torch"), conversations)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["default", "fast"], help="Model directories or bundled names.")
-    parser.add_argument("--probes", type=Path, default=PROBES, help="Probe conversations (JSONL).")
+    parser.add_argument("--probes", type=Path, default=PROBES_FILE, help="Probe conversations (JSONL).")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     from tonewatch.data.conversations import read_conversations

@@ -37,6 +37,7 @@ from tonewatch.model.classifier import Classifier, TurnInput
 from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
 from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
+from tonewatch.training.probes import PROBES_FILE, probe_report
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class EvalConfig:
     seed: int = field(default=20261122, metadata={"help": "Seed of the subsets."})
     onnx: bool = field(
         default=True, metadata={"help": "Also report the ONNX Runtime path's metrics and its agreement with PyTorch."}
+    )
+    probes: bool = field(
+        default=True,
+        metadata={"help": "Also report the escalation-trigger probes (data/probes, evaluation only)."},
     )
 
     def __post_init__(self) -> None:
@@ -355,6 +360,9 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
         if baseline is not None:
             entry["baseline"] = set_report(records, baseline.predict(records), conversations=is_conversations)
         report["sets"][name] = entry
+    if config.probes and PROBES_FILE.is_file():
+        logger.info("evaluating the escalation probes (%s)", PROBES_FILE.name)
+        report["probes"] = probe_report(classifier)
     if config.onnx:
         report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])
     report["calibration"] = classifier.config.calibration.__dict__

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tonewatch.labels import EMOTION_LABELS
+from tonewatch.training.probes import probe_lines
 
 IN_DOMAIN = "callcenter_dev"
 
@@ -161,6 +162,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
             f"{pair('emotion', 'abusive_vs_rest', 'macro_f1')} | {pair('escalation', 'f1')} |"
         )
     lines += onnx_lines(report)
+    lines += probe_lines(report.get("probes"))
     calibration = report.get("calibration", {})
     lines += [
         "",

@@ -39,6 +39,18 @@ def test_report_files_and_in_domain_sections(evaluated):
     assert json.loads((directory / "report.json").read_text())["sets"].keys() == {"callcenter_dev"}
 
 
+def test_the_report_scores_the_escalation_probes_per_language_and_group(evaluated):
+    directory, report = evaluated
+    probes = report["probes"]
+    assert set(probes) == {"zh", "ru"}
+    for figures in probes.values():
+        # 20 positive and 20 negative conversations per language; each positive has exactly one trigger turn.
+        assert figures["trigger_turns"] == 20 and figures["negative_turns"] >= 20 and figures["held_turns"] > 0
+        for group in ("trigger", "held", "negative"):
+            assert 0.0 <= figures[f"{group}_escalated"] <= 1.0
+    assert "## Escalation probes" in (directory / "report.md").read_text()
+
+
 def record(i, conversation, **labels):
     return Record(id=f"r{i}", text="t", lang="zh", source="s", tier="eval", conversation_id=conversation, **labels)
 
