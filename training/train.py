@@ -220,9 +220,9 @@ class TeacherEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.temperature = temperature
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, *inputs: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.temperature
-        outputs = [member(*inputs) for member in self.members]
+        outputs = [member(*inputs, **options) for member in self.members]
         emotion = torch.stack([torch.softmax(e.float() / t, dim=-1) for e, _ in outputs]).mean(0)
         escalation = torch.stack([torch.sigmoid(x.float() / t) for _, x in outputs]).mean(0)
         return t * torch.log(emotion.clamp_min(1e-12)), t * torch.logit(escalation, eps=1e-6)
@@ -441,7 +441,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     base_path = resolve_base_model(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
-    if config.teacher:
+    if config.teachers:
         check_teacher(config, limits)  # before minutes of data building
     data = build_training_data(config)
     logger.info("records per source: %s", json.dumps(data.counts()))
@@ -481,7 +481,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and (checkpoint / "state.json").exists():
         step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
         logger.info("resumed from step %d", step)
-    teacher = load_teacher(config, device) if config.teacher else None
+    teacher = load_teacher(config, device) if config.teachers else None
     if teacher is not None:
         logger.info(
             "distilling from %s (weight %.2f, temperature %.1f)",

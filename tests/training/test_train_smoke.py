@@ -92,12 +92,13 @@ def test_an_ensemble_teacher_averages_its_members_softened_probabilities():
             super().__init__()
             self.emotion, self.escalation = torch.tensor([emotion]), torch.tensor([escalation])
 
-        def forward(self, *inputs):
+        def forward(self, *inputs, context_grad=False):
             return self.emotion, self.escalation
 
     t = 2.0
     members = [Fixed([2.0, 0.0, -1.0, 0.5], 1.5), Fixed([-1.0, 3.0, 0.0, 0.0], -2.0)]
-    emotion, escalation = TeacherEnsemble(members, t)(torch.zeros(1, 1))
+    # Keyword options (the `turns` architecture's context_grad) reach every member.
+    emotion, escalation = TeacherEnsemble(members, t)(torch.zeros(1, 1), context_grad=False)
     expected = (torch.softmax(members[0].emotion / t, -1) + torch.softmax(members[1].emotion / t, -1)) / 2
     assert torch.allclose(torch.softmax(emotion / t, -1), expected, atol=1e-6)
     expected_escalation = (torch.sigmoid(torch.tensor(1.5 / t)) + torch.sigmoid(torch.tensor(-2.0 / t))) / 2
