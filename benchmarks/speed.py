@@ -183,7 +183,7 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
 
 
 def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
-    naive = next(r for r in results if r["path"] == "naive")
+    naive = next((r for r in results if r["path"] == "naive"), None)  # absent when --paths leaves it out
     lines = [
         "# Inference speed: naive PyTorch vs tonewatch's paths",
         "",
@@ -201,9 +201,10 @@ def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
+        speed_up = f"{naive['p50_ms'] / result['p50_ms']:.1f}×" if naive else "-"
         lines.append(
             f"| {result['path']} | {result['p50_ms']} | {result['p99_ms']} | {result['cold_p50_ms']} | "
-            f"{naive['p50_ms'] / result['p50_ms']:.1f}× | {result['turns_per_s']} | {result['texts_per_s']} | "
+            f"{speed_up} | {result['turns_per_s']} | {result['texts_per_s']} | "
             f"{result['peak_rss_mb']} | "
             f"{result['load_s']} | {100 * result['emotion_agreement']:.2f} % | "
             f"{100 * result['escalation_agreement']:.2f} % |"

@@ -1,0 +1,64 @@
+"""The benchmark scripts' report writing (their timings are measured by running them, never by tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def speed():
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import their sibling ``_machine``
+    try:
+        spec = importlib.util.spec_from_file_location("tonewatch_bench_speed", BENCHMARKS / "speed.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def result(path: str, p50: float) -> dict:
+    return {
+        "path": path,
+        "p50_ms": p50,
+        "p99_ms": 2 * p50,
+        "cold_p50_ms": p50,
+        "turns_per_s": 100.0,
+        "texts_per_s": 200.0,
+        "peak_rss_mb": 1000,
+        "load_s": 1.5,
+        "emotion_agreement": 1.0,
+        "escalation_agreement": 0.99,
+    }
+
+
+SETTINGS = {
+    "machine": "test machine",
+    "threads": 2,
+    "model": "m",
+    "layers": 6,
+    "architecture": "joint",
+    "turns": 10,
+    "timed": 10,
+    "tokens": "median 80 tokens",
+}
+
+
+def test_speed_table_gives_the_speed_up_against_the_naive_path(speed, tmp_path):
+    out = tmp_path / "speed.md"
+    speed.write_markdown([result("naive", 20.0), result("onnx", 10.0)], SETTINGS, out)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| onnx ")]
+    assert rows and "| 2.0× |" in rows[0]
+
+
+def test_speed_table_without_the_naive_path_leaves_the_speed_up_out(speed, tmp_path):
+    out = tmp_path / "speed.md"
+    speed.write_markdown([result("onnx", 10.0)], SETTINGS, out)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| onnx ")]
+    assert rows and "| - |" in rows[0]
