@@ -1,0 +1,116 @@
+"""Both shipped models give the labels and scores recorded in ``tests/fixtures/labels_reference.json`` on every
+callcenter_dev customer turn, on both backends: refactoring the code must not change what a user gets.
+
+The reference was written before the clean-up of issue 16 (commit ee763f5) by running this file as a script:
+``python tests/test_labels_unchanged.py --write``. Rewrite it only when a change is meant to change predictions
+(a new shipped model, say), and say so in the commit.
+
+Float results depend on the CPU's kernels (AVX2, AVX-512, VNNI give different roundings, and the int8 graph most
+of all), so the 1e-6 tolerance applies on the CPU that wrote the reference; on another CPU the labels must still
+agree on at least 99.5 % of turns and the scores within a looser tolerance, and the test says which applied.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import pytest
+
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "labels_reference.json"
+MODELS = ("default", "fast")
+BACKENDS = ("torch", "onnx")
+BATCH_SIZE = 64
+EXACT = 1e-6
+OTHER_CPU = {"torch": 1e-4, "onnx": 5e-2}
+
+
+def cpu_signature() -> dict:
+    """The CPU model name and the instruction-set flags that choose numeric kernels."""
+    name, flags = platform.processor() or "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not name.strip():
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+    return {"model": name, "flags": sorted(flag for flag in wanted if flag in flags)}
+
+
+def dev_turns():
+    from tonewatch.data.conversations import read_conversations
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+    from tonewatch.model.classifier import conversation_turn_inputs
+
+    conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
+    return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
+
+
+def predictions(model: str, backend: str, turns) -> list[dict]:
+    from tonewatch.model import Classifier
+
+    classifier = Classifier.from_pretrained(model, backend=backend)
+    return [
+        {"emotion": p.emotion, "scores": p.scores, "escalate": p.escalate, "escalate_score": p.escalate_score}
+        for p in classifier.classify(turns, batch_size=BATCH_SIZE)
+    ]
+
+
+def write_reference() -> None:
+    turns = dev_turns()
+    reference = {
+        "cpu": cpu_signature(),
+        "batch_size": BATCH_SIZE,
+        "turns": len(turns),
+        "predictions": {
+            f"{model}/{backend}": predictions(model, backend, turns) for model in MODELS for backend in BACKENDS
+        },
+    }
+    REFERENCE.write_text(json.dumps(reference, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def max_difference(got: dict, expected: dict) -> float:
+    """The largest absolute difference between two predictions' scores (emotion and escalation)."""
+    differences = [abs(got["scores"][label] - score) for label, score in expected["scores"].items()]
+    return max(abs(got["escalate_score"] - expected["escalate_score"]), *differences)
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.fixture(scope="module")
+def turns():
+    return dev_turns()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("model", MODELS)
+def test_labels_and_scores_unchanged(model, backend, reference, turns):
+    expected = reference["predictions"][f"{model}/{backend}"]
+    assert len(turns) == reference["turns"] == len(expected)
+    got = predictions(model, backend, turns)
+    same_cpu = cpu_signature() == reference["cpu"]
+    tolerance = EXACT if same_cpu else OTHER_CPU[backend]
+    pairs = list(zip(got, expected, strict=True))
+    worst = max(max_difference(a, b) for a, b in pairs)
+    labels = sum(a["emotion"] == b["emotion"] and a["escalate"] == b["escalate"] for a, b in pairs)
+    where = "the reference CPU" if same_cpu else f"another CPU than the reference's {reference['cpu']}"
+    if same_cpu:
+        assert labels == len(turns), f"{len(turns) - labels} turns changed label on {where}"
+    else:
+        assert labels >= 0.995 * len(turns), f"{len(turns) - labels} turns changed label on {where}"
+    assert worst <= tolerance, f"largest score difference {worst:.2e} > {tolerance:.0e} on {where}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_labels_unchanged.py --write   (rewrites the reference)")
+    write_reference()
