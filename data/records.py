@@ -112,3 +112,9 @@ NOT_ABUSIVE: tuple[str, ...] = ("calm", "frustrated", "angry")
 
 NEGATIVE_NOT_ABUSIVE: tuple[str, ...] = ("frustrated", "angry")
 """Partial label for negative, non-abusive affect whose intensity the source cannot tell."""
+
+NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
+"""Partial label for negative affect that may or may not be abusive (anger in a source without an abuse class)."""
+
+CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
+"""Partial label for sadness, fear or worry: frustrated with a complaint, calm when it only informs (LABELS.md)."""

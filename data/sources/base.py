@@ -1,14 +1,24 @@
-"""What every source adapter provides: a :class:`Source` entry for the registry."""
+"""What every source adapter provides and shares.
+
+An adapter gives a :class:`Source` entry for the registry and keeps only its
+mapping (pure functions from parsed rows to records). Reading is shared:
+:func:`read_rows` parses a raw file by format, :func:`load_split_files` reads
+every ``{split: file}`` of a source in order, :func:`group_rows_by_text` merges
+rows with the same text, and :func:`warn_skipped` counts rows that gave no record.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from tonewatch.data.conversations import iter_jsonl
 from tonewatch.data.records import TIERS, Record
 
 logger = logging.getLogger(__name__)
@@ -54,12 +64,6 @@ def text_group_id(source: str, text: str) -> str:
     return f"{source}:text:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:16]}"
 
 
-def read_csv_rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
-    """The rows of a CSV (or TSV) file as dicts; a UTF-8 BOM, if any, is dropped."""
-    with open(require_file(path), encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter=delimiter))
-
-
 def warn_skipped(records: list[Record], total: int, where: str, what: str) -> list[Record]:
     """``records`` as they are, after a warning ``<where>: skipped N <what>`` when fewer than ``total`` came out."""
     if len(records) < total:
@@ -67,12 +71,73 @@ def warn_skipped(records: list[Record], total: int, where: str, what: str) -> li
     return records
 
 
+def group_rows_by_text(rows: list[dict[str, str]], column: str, where: str) -> dict[str, list[int]]:
+    """The positions of the rows sharing each text of ``column`` (stripped), texts in order of first appearance.
+
+    Rows with an empty text are left out, with a warning ``<where>: skipped N rows with an empty text``.
+    """
+    groups: dict[str, list[int]] = {}
+    skipped = 0
+    for position, row in enumerate(rows):
+        text = (row.get(column) or "").strip()
+        if not text:
+            skipped += 1
+            continue
+        groups.setdefault(text, []).append(position)
+    if skipped:
+        logger.warning("%s: skipped %d rows with an empty text", where, skipped)
+    return groups
+
+
+ROW_FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "json")
+"""Raw file formats :func:`read_rows` reads: CSV or TSV with a header row, JSON lines, a JSON array."""
+
+
+def read_rows(path: Path, row_format: str) -> list:
+    """The rows of one raw file in ``row_format`` (one of :data:`ROW_FORMATS`); a UTF-8 BOM, if any, is dropped.
+
+    CSV and TSV rows are dicts keyed by the header (CSV quoting in both: some
+    TSV cells are quoted and span lines); a JSON-lines file skips blank lines
+    and raises ``ValueError`` with the number of the first broken line; a JSON
+    file must hold an array. A missing file raises :class:`SourceNotFoundError`.
+    """
+    if row_format not in ROW_FORMATS:
+        raise ValueError(f"unknown row format {row_format!r}; expected one of {ROW_FORMATS}")
+    require_file(path)
+    if row_format in ("csv", "tsv"):
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return list(csv.DictReader(handle, delimiter="\t" if row_format == "tsv" else ","))
+    if row_format == "jsonl":
+        rows = []
+        for line in iter_jsonl(path):
+            if line.error is not None:
+                raise ValueError(f"{path}:{line.line_number}: {line.error}")
+            rows.append(line.value)
+        return rows
+    with open(path, encoding="utf-8-sig") as handle:
+        rows = json.load(handle)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON array of rows, got {type(rows).__name__}")
+    return rows
+
+
 def load_split_files(
     folder: Path,
-    split_files: dict[str, str],
-    read_rows: Callable[[Path], list],
-    map_rows: Callable[[list, str], list[Record]],
+    split_files: Mapping[str | tuple[str, ...], str],
+    map_rows: Callable[..., list[Record]],
+    row_format: str | Callable[[Path], list] = "csv",
 ) -> list[Record]:
-    """The records of every ``{split: file name}`` in ``folder``, in order; a missing file raises first."""
-    paths = {split: require_file(folder / name) for split, name in split_files.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    """The records of every file of ``split_files`` in ``folder``, in order; a missing file raises before any is read.
+
+    ``split_files`` maps a split to its file under ``folder``; where a source's
+    files differ by more than the split, the key is a tuple such as
+    ``(split, domain)``. Each file is read with :func:`read_rows` in
+    ``row_format`` (or by ``row_format`` itself when it is a reader of another
+    format) and mapped by ``map_rows(rows, split)``, or ``map_rows(rows, *key)``
+    for a tuple key.
+    """
+    keyed_paths = [
+        ((key,) if isinstance(key, str) else key, require_file(folder / name)) for key, name in split_files.items()
+    ]
+    read = row_format if callable(row_format) else partial(read_rows, row_format=row_format)
+    return [record for key, path in keyed_paths for record in map_rows(read(path), *key)]

@@ -35,27 +35,27 @@ LICENSE = "CC BY 4.0"
 ORIGIN = "tonewatch project (shared/datasets, copied into data/)"
 
 
-def conversations_to_records(conversations: list[dict], *, source: str, tier: str) -> list[Record]:
-    """Records of every customer turn of ``conversations``."""
+def load_conversation_files(files: list[Path], *, source: str, tier: str) -> list[Record]:
+    """Records of every customer turn of the conversation files ``files``, in order; a missing file raises first."""
+    paths = [require_file(path) for path in files]
     return [
         record
-        for conversation in conversations
+        for path in paths
+        for conversation in read_conversations(path)
         for record in conversation_records(conversation, source=source, tier=tier)
     ]
 
 
 def load_dev(folder: Path) -> list[Record]:
     """``callcenter_dev``: ``dialogues.jsonl`` (validation only, tier ``eval``)."""
-    conversations = read_conversations(require_file(folder / "dialogues.jsonl"))
-    return conversations_to_records(conversations, source="callcenter_dev", tier="eval")
+    return load_conversation_files([folder / "dialogues.jsonl"], source="callcenter_dev", tier="eval")
 
 
 def load_train(folder: Path) -> list[Record]:
     """``callcenter_train``: ``zh.jsonl``, ``ru.jsonl`` and any further ``*.jsonl`` the project added (``train``)."""
-    files = [require_file(folder / "zh.jsonl"), require_file(folder / "ru.jsonl")]
+    files = [folder / "zh.jsonl", folder / "ru.jsonl"]
     files += sorted(path for path in folder.glob("*.jsonl") if path not in files)
-    conversations = [conversation for path in files for conversation in read_conversations(path)]
-    return conversations_to_records(conversations, source="callcenter_train", tier="train")
+    return load_conversation_files(files, source="callcenter_train", tier="train")
 
 
 DEV_SOURCE = Source(

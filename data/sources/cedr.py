@@ -54,15 +54,12 @@ news and tweet sentences).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
+from tonewatch.data.records import CALM_OR_FRUSTRATED, NOT_CALM, Record
+from tonewatch.data.sources.base import Source, group_rows_by_text, load_split_files, text_group_id
 from tonewatch.data.sources.evidence import combine_evidence, evidence_fields, union_evidence
 from tonewatch.labels import EMOTION_LABELS
-
-logger = logging.getLogger(__name__)
 
 NAME = "cedr"
 TIER = "train"
@@ -83,17 +80,12 @@ NEWS_WEIGHT = 0.5
 LABEL_EVIDENCE: dict[str, tuple[str, ...]] = {
     NO_EMOTION: ("calm",),
     "joy": ("calm",),
-    "sadness": ("calm", "frustrated"),
-    "fear": ("calm", "frustrated"),
+    "sadness": CALM_OR_FRUSTRATED,
+    "fear": CALM_OR_FRUSTRATED,
     "surprise": EMOTION_LABELS,
-    "anger": ("frustrated", "angry", "abusive"),
+    "anger": NOT_CALM,
 }
 """Our labels each CEDR label allows; all of :data:`EMOTION_LABELS` means "says nothing"."""
-
-
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
 
 
 def parse_labels(cell: str) -> tuple[str, ...]:
@@ -123,18 +115,8 @@ def row_evidence(labels: tuple[str, ...], text_source: str) -> tuple[str, ...]:
 
 def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     """Records of the parsed rows of one split file; duplicates merge, empty texts are skipped and counted."""
-    groups: dict[str, list[int]] = {}
-    skipped = 0
-    for index, row in enumerate(rows):
-        text = (row.get("text") or "").strip()
-        if not text:
-            skipped += 1
-            continue
-        groups.setdefault(text, []).append(index)
-    if skipped:
-        logger.warning("cedr %s: skipped %d rows with an empty text", split, skipped)
     records = []
-    for text, indices in groups.items():
+    for text, indices in group_rows_by_text(rows, "text", f"cedr {split}").items():
         text_source = (rows[indices[0]].get("source") or "").strip()
         labels = [parse_labels(rows[index].get("labels") or "") for index in indices]
         # Repeated rows of one text are separate judgements: union.
@@ -147,7 +129,7 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
                 source=NAME,
                 tier=TIER,
                 weight=NEWS_WEIGHT if text_source == NEWS else 1.0,
-                conversation_id=text_group(text),
+                conversation_id=text_group_id(NAME, text),
                 origin_split=split,
                 meta={
                     "labels": ",".join(dict.fromkeys(name for names in labels for name in names)),
@@ -160,15 +142,9 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     return records
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CEDR CSV file."""
-    return read_csv_rows(path)
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/cedr``): the train split."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    """All records of ``folder`` (``<data root>/cedr``): the train split (CSV)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "csv")
 
 
 SOURCE = Source(

@@ -38,28 +38,16 @@ of the text, so exact duplicates never land in different splits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from tonewatch.data.conversations import iter_jsonl
-from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, load_split_files, require_file, text_group_id, warn_skipped
+from tonewatch.data.records import CALM_OR_FRUSTRATED, NOT_CALM, Record
+from tonewatch.data.sources.base import Source, load_split_files, text_group_id, warn_skipped
+from tonewatch.data.sources.evidence import Evidence, lookup_evidence
 
 NAME = "clue_emotion2020"
 TIER = "eval"
 SPLIT_FILES: dict[str, str] = {"valid": "raw/valid.txt"}
 """The splits present in the folder and their files (train is missing, test is withheld)."""
-
-NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
-CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
-
-
-class Evidence(NamedTuple):
-    """What one source label says in the label scheme of LABELS.md."""
-
-    emotion: str | None
-    emotion_among: tuple[str, ...]
-    weight: float
-
 
 LABEL_EVIDENCE: dict[str, Evidence] = {
     "anger": Evidence(None, NOT_CALM, 1.0),
@@ -73,33 +61,21 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 """CLUE Emotion 2020's seven labels onto the label scheme."""
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_row(row: dict[str, Any], split: str) -> Record | None:
     """The record of one parsed post, or ``None`` when its text is empty."""
     text = str(row.get("content") or "").strip()
     if not text:
         return None
     label = str(row.get("label"))
-    if label not in LABEL_EVIDENCE:
-        raise ValueError(
-            f"clue_emotion2020 {split} id {row.get('id')}: unknown label {label!r}; "
-            f"expected one of {list(LABEL_EVIDENCE)}"
-        )
-    evidence = LABEL_EVIDENCE[label]
+    evidence = lookup_evidence(LABEL_EVIDENCE, label, f"clue_emotion2020 {split} id {row.get('id')}")
     return Record(
         id=f"{NAME}:{split}:{row['id']}",
         text=text,
         lang="zh",
         source=NAME,
         tier=TIER,
-        emotion=evidence.emotion,
-        emotion_among=evidence.emotion_among,
-        weight=evidence.weight,
-        conversation_id=text_group(text),
+        **evidence._asdict(),
+        conversation_id=text_group_id(NAME, text),
         origin_split=split,
         meta={"label": label},
     )
@@ -111,19 +87,9 @@ def map_rows(rows: list[dict[str, Any]], split: str) -> list[Record]:
     return warn_skipped(records, len(rows), f"clue_emotion2020 {split}", "empty posts")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The posts of one JSON-lines file; blank lines are skipped, a broken line raises with its number."""
-    rows = []
-    for line in iter_jsonl(require_file(path)):
-        if line.error is not None:
-            raise ValueError(f"{path}:{line.line_number}: {line.error}")
-        rows.append(line.value)
-    return rows
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/clue_emotion2020``): the valid split."""
-    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
+    """All records of ``folder`` (``<data root>/clue_emotion2020``): the valid split (JSON lines)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "jsonl")
 
 
 SOURCE = Source(

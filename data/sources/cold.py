@@ -42,29 +42,15 @@ Quirks of the raw files, handled here:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 from tonewatch.data.records import NOT_ABUSIVE, Record
-from tonewatch.data.sources.base import (
-    Source,
-    load_split_files,
-    read_csv_rows,
-    text_group_id,
-    warn_skipped,
-)
+from tonewatch.data.sources.base import Source, load_split_files, text_group_id, warn_skipped
+from tonewatch.data.sources.evidence import Evidence, lookup_evidence
 
 NAME = "cold"
 TIER = "train"
 SPLIT_FILES: dict[str, str] = {"train": "raw/train.csv", "dev": "raw/dev.csv"}
 """The splits present in the folder and their files (the test split is withheld)."""
-
-
-class Evidence(NamedTuple):
-    """What one source label says in the label scheme of LABELS.md."""
-
-    emotion: str | None
-    emotion_among: tuple[str, ...]
-    weight: float
 
 
 LABEL_EVIDENCE: dict[str, Evidence] = {
@@ -74,30 +60,21 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 """COLD's ``label`` column onto the label scheme."""
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_row(row: dict[str, str], split: str, index: int) -> Record | None:
     """The record of one parsed CSV row, or ``None`` when its text is empty."""
     text = (row.get("TEXT") or "").strip()
     if not text:
         return None
     label = (row.get("label") or "").strip()
-    if label not in LABEL_EVIDENCE:
-        raise ValueError(f"cold {split} row {index}: unknown label {label!r}; expected one of {list(LABEL_EVIDENCE)}")
-    evidence = LABEL_EVIDENCE[label]
+    evidence = lookup_evidence(LABEL_EVIDENCE, label, f"cold {split} row {index}")
     return Record(
         id=f"{NAME}:{split}:{index}",
         text=text,
         lang="zh",
         source=NAME,
         tier=TIER,
-        emotion=evidence.emotion,
-        emotion_among=evidence.emotion_among,
-        weight=evidence.weight,
-        conversation_id=text_group(text),
+        **evidence._asdict(),
+        conversation_id=text_group_id(NAME, text),
         origin_split=split,
         meta={
             "label": label,
@@ -114,14 +91,12 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     return warn_skipped(records, len(rows), f"cold {split}", "rows with an empty text")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a COLD CSV file; the BOM is dropped, so the unnamed first column is the key ``""``."""
-    return read_csv_rows(path)
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/cold``): train, then dev."""
-    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
+    """All records of ``folder`` (``<data root>/cold``): train, then dev.
+
+    The CSV files start with a BOM; it is dropped, so the unnamed first column is the key ``""``.
+    """
+    return load_split_files(folder, SPLIT_FILES, map_rows, "csv")
 
 
 SOURCE = Source(

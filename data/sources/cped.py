@@ -50,28 +50,17 @@ and colleagues).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
-from tonewatch.data.records import Record, Turn
-from tonewatch.data.sources.base import Source, load_split_files, read_csv_rows, warn_skipped
+from tonewatch.data.records import CALM_OR_FRUSTRATED, NOT_CALM, Record, Turn
+from tonewatch.data.sources.base import Source, load_split_files, warn_skipped
+from tonewatch.data.sources.evidence import Evidence, lookup_evidence
 
 NAME = "cped"
 TIER = "train"
 SPLIT_FILES: dict[str, str] = {"valid": "raw/valid_split.csv"}
 """The splits present in the folder and their files (train is missing, test is withheld)."""
 
-NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
-CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
 IRONY = "irony"
-
-
-class Evidence(NamedTuple):
-    """What one source label says in the label scheme of LABELS.md."""
-
-    emotion: str | None
-    emotion_among: tuple[str, ...]
-    weight: float
-
 
 MISSING = Evidence(None, (), 1.0)
 
@@ -95,9 +84,7 @@ EMOTION_EVIDENCE: dict[str, Evidence] = {
 
 def emotion_evidence(emotion: str, dialogue_act: str) -> Evidence:
     """The evidence of one utterance's ``Emotion`` and ``DA``; unknown emotions raise ``ValueError``."""
-    if emotion not in EMOTION_EVIDENCE:
-        raise ValueError(f"cped: unknown emotion {emotion!r}; expected one of {list(EMOTION_EVIDENCE)}")
-    evidence = EMOTION_EVIDENCE[emotion]
+    evidence = lookup_evidence(EMOTION_EVIDENCE, emotion, "cped", what="emotion")
     # Sarcasm is at least frustrated (LABELS.md), so a calm reading of an ironic line contradicts itself.
     if dialogue_act == IRONY and (evidence.emotion == "calm" or "calm" in evidence.emotion_among):
         return MISSING
@@ -123,9 +110,7 @@ def map_dialogue(rows: list[dict[str, str]], split: str) -> list[Record]:
                 source=NAME,
                 tier=TIER,
                 context=context,
-                emotion=evidence.emotion,
-                emotion_among=evidence.emotion_among,
-                weight=evidence.weight,
+                **evidence._asdict(),
                 conversation_id=f"{NAME}:{row['Dialogue_ID']}",
                 origin_split=split,
                 meta={
@@ -154,14 +139,9 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     return warn_skipped(records, len(rows), f"cped {split}", "rows with an empty utterance")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CPED CSV file (the BOM is dropped)."""
-    return read_csv_rows(path)
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/cped``): the valid split."""
-    return load_split_files(folder, SPLIT_FILES, read_rows, map_rows)
+    """All records of ``folder`` (``<data root>/cped``): the valid split (a CSV file with a BOM)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "csv")
 
 
 SOURCE = Source(

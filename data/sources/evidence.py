@@ -1,8 +1,32 @@
-"""Combining label evidence of multi-label sources (CEDR, ru-GoEmotions) into the label scheme."""
+"""Label evidence of the sources in the label scheme: per-label tables, and combining multi-label rows.
+
+Single-label sources (COLD, CPED, SMP2020-EWECT, CLUE, waimai_10k) map each
+source label to an :class:`Evidence`; multi-label sources (CEDR,
+ru-GoEmotions) map each label to the set of our labels it allows and combine
+the sets of one row.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 from tonewatch.labels import EMOTION_LABELS, severity
+
+
+class Evidence(NamedTuple):
+    """What one source label says in the label scheme of LABELS.md (``Record`` keyword arguments)."""
+
+    emotion: str | None
+    emotion_among: tuple[str, ...]
+    weight: float
+
+
+def lookup_evidence(table: Mapping[str, Evidence], label: str, where: str, what: str = "label") -> Evidence:
+    """``table[label]``; a label the table lacks raises ``ValueError`` naming ``where`` and the known labels."""
+    if label not in table:
+        raise ValueError(f"{where}: unknown {what} {label!r}; expected one of {list(table)}")
+    return table[label]
 
 
 def union_evidence(label_sets: list[tuple[str, ...]]) -> tuple[str, ...]:

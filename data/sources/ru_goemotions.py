@@ -65,15 +65,13 @@ signal), escalation, context (Reddit threads are not linked), natural Russian
 
 from __future__ import annotations
 
-import logging
+from functools import partial
 from pathlib import Path
 
-from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id
+from tonewatch.data.records import CALM_OR_FRUSTRATED, NOT_CALM, Record
+from tonewatch.data.sources.base import Source, group_rows_by_text, load_split_files, require_file, text_group_id
 from tonewatch.data.sources.evidence import combine_evidence, evidence_fields, union_evidence
 from tonewatch.labels import EMOTION_LABELS
-
-logger = logging.getLogger(__name__)
 
 NAME = "ru_goemotions"
 TIER = "train"
@@ -83,9 +81,7 @@ SPLIT_FILES: dict[str, str] = {"validation": "raw/ru-go-emotions-simplified-vali
 LABEL_FILE = "raw/id_to_label.yaml"
 
 CALM: tuple[str, ...] = ("calm",)
-CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
 FRUSTRATED: tuple[str, ...] = ("frustrated",)
-NEGATIVE: tuple[str, ...] = ("frustrated", "angry", "abusive")
 UNKNOWN: tuple[str, ...] = EMOTION_LABELS
 
 LABEL_EVIDENCE: dict[str, tuple[str, ...]] = {
@@ -102,8 +98,8 @@ LABEL_EVIDENCE: dict[str, tuple[str, ...]] = {
     "relief": CALM,
     "annoyance": FRUSTRATED,
     "disappointment": FRUSTRATED,
-    "anger": NEGATIVE,
-    "disgust": NEGATIVE,
+    "anger": NOT_CALM,
+    "disgust": NOT_CALM,
     "sadness": CALM_OR_FRUSTRATED,
     "grief": CALM_OR_FRUSTRATED,
     "fear": CALM_OR_FRUSTRATED,
@@ -151,25 +147,11 @@ def parse_labels(cell: str, label_names: dict[int, str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_rows(rows: list[dict[str, str]], split: str, label_names: dict[int, str]) -> list[Record]:
     """Records of the parsed rows of one split file; duplicates merge, empty texts are skipped and counted."""
-    groups: dict[str, list[dict[str, str]]] = {}
-    skipped = 0
-    for row in rows:
-        text = (row.get("ru_text") or "").strip()
-        if not text:
-            skipped += 1
-            continue
-        groups.setdefault(text, []).append(row)
-    if skipped:
-        logger.warning("ru_goemotions %s: skipped %d rows with an empty text", split, skipped)
     records = []
-    for text, group in groups.items():
+    for text, positions in group_rows_by_text(rows, "ru_text", f"ru_goemotions {split}").items():
+        group = [rows[position] for position in positions]
         labels = [parse_labels(row.get("labels") or "", label_names) for row in group]
         # Within a row the labels combine; repeated rows of one text are separate judgements: union.
         allowed = union_evidence([combine_evidence([LABEL_EVIDENCE[name] for name in names]) for names in labels])
@@ -181,7 +163,7 @@ def map_rows(rows: list[dict[str, str]], split: str, label_names: dict[int, str]
                 lang="ru",
                 source=NAME,
                 tier=TIER,
-                conversation_id=text_group(text),
+                conversation_id=text_group_id(NAME, text),
                 origin_split=split,
                 meta={
                     "labels": ",".join(dict.fromkeys(name for names in labels for name in names)),
@@ -194,21 +176,15 @@ def map_rows(rows: list[dict[str, str]], split: str, label_names: dict[int, str]
     return records
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a ru-GoEmotions CSV file."""
-    return read_csv_rows(path)
-
-
 def read_label_names(path: Path) -> dict[int, str]:
     """The id -> name mapping of ``id_to_label.yaml``."""
     return parse_label_names(require_file(path).read_text(encoding="utf-8").splitlines())
 
 
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/ru_goemotions``): the validation split."""
+    """All records of ``folder`` (``<data root>/ru_goemotions``): the validation split (CSV), labels named by id."""
     label_names = read_label_names(folder / LABEL_FILE)
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split, label_names)]
+    return load_split_files(folder, SPLIT_FILES, partial(map_rows, label_names=label_names), "csv")
 
 
 SOURCE = Source(

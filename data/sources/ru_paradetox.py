@@ -67,8 +67,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tonewatch.data.records import NOT_ABUSIVE, Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file
+from tonewatch.data.records import NOT_ABUSIVE, NOT_CALM, Record
+from tonewatch.data.sources.base import Source, load_split_files
 from tonewatch.data.sources.evidence import evidence_fields
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ TOXIC_COLUMN = "toxic_comment"
 NEUTRAL_COLUMNS: tuple[str, ...] = ("neutral_comment1", "neutral_comment2", "neutral_comment3")
 INDEX_COLUMN = "index"
 
-TOXIC_EVIDENCE: tuple[str, ...] = ("frustrated", "angry", "abusive")
+TOXIC_EVIDENCE: tuple[str, ...] = NOT_CALM
 """What a toxic sentence says: not calm (insult -> abusive, mat about a situation -> frustrated or angry)."""
 
 NEUTRAL_EVIDENCE: tuple[str, ...] = NOT_ABUSIVE
@@ -165,15 +165,9 @@ def map_rows(rows: list[dict[str, str]], split: str) -> list[Record]:
     return records
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a RuParaDetox TSV file (CSV quoting: some paraphrases span several lines)."""
-    return read_csv_rows(path, delimiter="\t")
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/ru_paradetox``): train, then dev."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_rows(path), split)]
+    """All records of ``folder`` (``<data root>/ru_paradetox``): train, then dev (TSV; some paraphrases span lines)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "tsv")
 
 
 SOURCE = Source(

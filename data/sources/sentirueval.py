@@ -68,7 +68,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file, text_group_id
+from tonewatch.data.sources.base import Source, group_rows_by_text, load_split_files, require_file, text_group_id
 from tonewatch.data.sources.evidence import evidence_fields
 from tonewatch.labels import EMOTION_LABELS
 
@@ -76,11 +76,11 @@ logger = logging.getLogger(__name__)
 
 NAME = "sentirueval"
 TIER = "eval"
-FILES: tuple[tuple[str, str, str], ...] = (
-    ("banks", "train", "raw/2015/SentiRuEval-2015-banks/train.xml"),
-    ("telecoms", "train", "raw/2015/SentiRuEval-2015-telecoms/train.xml"),
-)
-"""``(domain, split, file)`` of the files present (the test etalons are withheld)."""
+SPLIT_FILES: dict[tuple[str, str], str] = {
+    ("train", "banks"): "raw/2015/SentiRuEval-2015-banks/train.xml",
+    ("train", "telecoms"): "raw/2015/SentiRuEval-2015-telecoms/train.xml",
+}
+"""``(split, domain)`` of the files present (the test etalons are withheld)."""
 
 TWEET_COLUMNS: tuple[str, ...] = ("id", "twitid", "date", "text")
 """Columns that are not a company; every other column holds a company sentiment."""
@@ -134,25 +134,12 @@ def tweet_evidence(values: dict[str, str]) -> tuple[str, ...]:
     return tuple(label for label in EMOTION_LABELS if any(label in allowed for allowed in sets))
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_rows(rows: list[dict[str, str]], split: str, domain: str) -> list[Record]:
     """Records of the parsed rows of one file; duplicate texts keep their first row, empty texts are skipped."""
-    seen: set[str] = set()
+    groups = group_rows_by_text(rows, "text", f"sentirueval {domain} {split}")
     records = []
-    skipped = duplicates = 0
-    for row in rows:
-        text = (row.get("text") or "").strip()
-        if not text:
-            skipped += 1
-            continue
-        if text in seen:
-            duplicates += 1
-            continue
-        seen.add(text)
+    for text, positions in groups.items():
+        row = rows[positions[0]]
         values = company_values(row)
         records.append(
             Record(
@@ -161,7 +148,7 @@ def map_rows(rows: list[dict[str, str]], split: str, domain: str) -> list[Record
                 lang="ru",
                 source=NAME,
                 tier=TIER,
-                conversation_id=text_group(text),
+                conversation_id=text_group_id(NAME, text),
                 origin_split=split,
                 meta={
                     "domain": domain,
@@ -172,14 +159,13 @@ def map_rows(rows: list[dict[str, str]], split: str, domain: str) -> list[Record
                 **evidence_fields(tweet_evidence(values)),
             )
         )
-    if skipped:
-        logger.warning("sentirueval %s %s: skipped %d rows with an empty text", domain, split, skipped)
+    duplicates = sum(len(positions) - 1 for positions in groups.values())
     if duplicates:
         logger.info("sentirueval %s %s: merged %d duplicate texts", domain, split, duplicates)
     return records
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
+def read_dump_rows(path: Path) -> list[dict[str, str]]:
     """The tweet rows of a phpMyAdmin XML dump: one dict of column name -> text per ``<table>`` element."""
     root = ElementTree.parse(require_file(path)).getroot()
     database = root.find("database")
@@ -193,8 +179,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def load(folder: Path) -> list[Record]:
     """All records of ``folder`` (``<data root>/sentirueval``): 2015 banks train, then 2015 telecoms train."""
-    paths = [(domain, split, require_file(folder / name)) for domain, split, name in FILES]
-    return [record for domain, split, path in paths for record in map_rows(read_rows(path), split, domain)]
+    return load_split_files(folder, SPLIT_FILES, map_rows, read_dump_rows)
 
 
 SOURCE = Source(

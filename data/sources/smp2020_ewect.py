@@ -42,43 +42,23 @@ text), so they never land in different splits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, require_file, text_group_id, warn_skipped
+from tonewatch.data.records import CALM_OR_FRUSTRATED, NOT_CALM, Record
+from tonewatch.data.sources.base import Source, load_split_files, text_group_id, warn_skipped
+from tonewatch.data.sources.evidence import Evidence, lookup_evidence
 
 NAME = "smp2020_ewect"
 TIER = "eval"
 
 
-class SplitFile(NamedTuple):
-    """One raw file: its topic set, its split and its path under the source folder."""
-
-    domain: str
-    split: str
-    path: str
-
-
-SPLIT_FILES: tuple[SplitFile, ...] = (
-    SplitFile("usual", "eval", "raw/usual_eval_labeled.txt"),
-    SplitFile("virus", "eval", "raw/virus_eval_labeled.txt"),
-    SplitFile("virus", "train", "raw/virus_train.txt"),
-)
-"""The files present in the folder (usual_train is missing, the test files are withheld)."""
-
-NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
-CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
-
-
-class Evidence(NamedTuple):
-    """What one source label says in the label scheme of LABELS.md."""
-
-    emotion: str | None
-    emotion_among: tuple[str, ...]
-    weight: float
-
+SPLIT_FILES: dict[tuple[str, str], str] = {
+    ("eval", "usual"): "raw/usual_eval_labeled.txt",
+    ("eval", "virus"): "raw/virus_eval_labeled.txt",
+    ("train", "virus"): "raw/virus_train.txt",
+}
+"""``(split, topic set)`` of the files present in the folder (usual_train is missing, the test files are withheld)."""
 
 LABEL_EVIDENCE: dict[str, Evidence] = {
     "angry": Evidence(None, NOT_CALM, 1.0),
@@ -91,33 +71,21 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 """SMP2020-EWECT's six labels onto the label scheme."""
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_row(row: dict[str, Any], split: str, domain: str) -> Record | None:
     """The record of one parsed post, or ``None`` when its text is empty."""
     text = str(row.get("content") or "").strip()
     if not text:
         return None
     label = str(row.get("label"))
-    if label not in LABEL_EVIDENCE:
-        raise ValueError(
-            f"smp2020_ewect {domain}_{split} id {row.get('id')}: unknown label {label!r}; "
-            f"expected one of {list(LABEL_EVIDENCE)}"
-        )
-    evidence = LABEL_EVIDENCE[label]
+    evidence = lookup_evidence(LABEL_EVIDENCE, label, f"smp2020_ewect {domain}_{split} id {row.get('id')}")
     return Record(
         id=f"{NAME}:{domain}_{split}:{row['id']}",
         text=text,
         lang="zh",
         source=NAME,
         tier=TIER,
-        emotion=evidence.emotion,
-        emotion_among=evidence.emotion_among,
-        weight=evidence.weight,
-        conversation_id=text_group(text),
+        **evidence._asdict(),
+        conversation_id=text_group_id(NAME, text),
         origin_split=split,
         meta={"label": label, "domain": domain},
     )
@@ -129,23 +97,9 @@ def map_rows(rows: list[dict[str, Any]], split: str, domain: str) -> list[Record
     return warn_skipped(records, len(rows), f"smp2020_ewect {domain}_{split}", "empty posts")
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The posts of one SMP2020-EWECT file (a JSON array)."""
-    with open(require_file(path), encoding="utf-8-sig") as handle:
-        rows = json.load(handle)
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON array of posts, got {type(rows).__name__}")
-    return rows
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/smp2020_ewect``): usual eval, virus eval, virus train."""
-    paths = [(split_file, require_file(folder / split_file.path)) for split_file in SPLIT_FILES]
-    return [
-        record
-        for split_file, path in paths
-        for record in map_rows(read_rows(path), split_file.split, split_file.domain)
-    ]
+    """All records of ``folder`` (``<data root>/smp2020_ewect``): usual eval, virus eval, virus train (JSON arrays)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "json")
 
 
 SOURCE = Source(

@@ -50,16 +50,12 @@ supervisor requests as such.
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from tonewatch.data.records import Record, Turn
-from tonewatch.data.sources.base import Source, require_file
-
-logger = logging.getLogger(__name__)
+from tonewatch.data.records import CALM_OR_FRUSTRATED, Record, Turn
+from tonewatch.data.sources.base import Source, load_split_files, warn_skipped
 
 NAME = "stc3_dch"
 TIER = "train"
@@ -74,7 +70,6 @@ WEAK_WEIGHT = 0.5
 """Weight of the records labelled from a dialogue-level score."""
 
 SENDER_SPEAKERS: dict[str, str] = {"customer": "customer", "helpdesk": "agent"}
-CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
 
 
 def mean_quality(annotations: list[dict[str, Any]], key: str) -> float | None:
@@ -150,24 +145,12 @@ def map_rows(dialogues: list[dict[str, Any]], split: str) -> list[Record]:
     """Records of the parsed dialogues of one split file; empty customer turns are skipped and counted."""
     records = [record for dialogue in dialogues for record in map_dialogue(dialogue, split)]
     customer_turns = sum(turn.get("sender") == "customer" for dialogue in dialogues for turn in dialogue["turns"])
-    if len(records) < customer_turns:
-        logger.warning("stc3_dch %s: skipped %d empty customer turns", split, customer_turns - len(records))
-    return records
-
-
-def read_dialogues(path: Path) -> list[dict[str, Any]]:
-    """The dialogues of an STC-3 JSON file."""
-    with open(require_file(path), encoding="utf-8-sig") as handle:
-        dialogues = json.load(handle)
-    if not isinstance(dialogues, list):
-        raise ValueError(f"{path}: expected a JSON array of dialogues, got {type(dialogues).__name__}")
-    return dialogues
+    return warn_skipped(records, customer_turns, f"stc3_dch {split}", "empty customer turns")
 
 
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/stc3_dch``): the labelled train split."""
-    paths = {split: require_file(folder / name) for split, name in SPLIT_FILES.items()}
-    return [record for split, path in paths.items() for record in map_rows(read_dialogues(path), split)]
+    """All records of ``folder`` (``<data root>/stc3_dch``): the labelled train split (a JSON array of dialogues)."""
+    return load_split_files(folder, SPLIT_FILES, map_rows, "json")
 
 
 SOURCE = Source(

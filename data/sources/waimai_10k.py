@@ -37,22 +37,14 @@ digest of the text, so duplicates never land in different splits.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 from tonewatch.data.records import Record
-from tonewatch.data.sources.base import Source, read_csv_rows, require_file, text_group_id, warn_skipped
+from tonewatch.data.sources.base import Source, read_rows, text_group_id, warn_skipped
+from tonewatch.data.sources.evidence import Evidence, lookup_evidence
 
 NAME = "waimai_10k"
 TIER = "eval"
 RAW_FILE = "raw/waimai_10k.csv"
-
-
-class Evidence(NamedTuple):
-    """What one source label says in the label scheme of LABELS.md."""
-
-    emotion: str | None
-    emotion_among: tuple[str, ...]
-    weight: float
 
 
 LABEL_EVIDENCE: dict[str, Evidence] = {
@@ -62,30 +54,21 @@ LABEL_EVIDENCE: dict[str, Evidence] = {
 """waimai_10k's ``label`` column onto the label scheme."""
 
 
-def text_group(text: str) -> str:
-    """A conversation id shared by every record with exactly this text, so duplicates are never split apart."""
-    return text_group_id(NAME, text)
-
-
 def map_row(row: dict[str, str], index: int) -> Record | None:
     """The record of one parsed CSV row, or ``None`` when its review is empty."""
     text = (row.get("review") or "").strip()
     if not text:
         return None
     label = (row.get("label") or "").strip()
-    if label not in LABEL_EVIDENCE:
-        raise ValueError(f"waimai_10k row {index}: unknown label {label!r}; expected one of {list(LABEL_EVIDENCE)}")
-    evidence = LABEL_EVIDENCE[label]
+    evidence = lookup_evidence(LABEL_EVIDENCE, label, f"waimai_10k row {index}")
     return Record(
         id=f"{NAME}:{index}",
         text=text,
         lang="zh",
         source=NAME,
         tier=TIER,
-        emotion=evidence.emotion,
-        emotion_among=evidence.emotion_among,
-        weight=evidence.weight,
-        conversation_id=text_group(text),
+        **evidence._asdict(),
+        conversation_id=text_group_id(NAME, text),
         meta={"label": label},
     )
 
@@ -96,14 +79,9 @@ def map_rows(rows: list[dict[str, str]]) -> list[Record]:
     return warn_skipped(records, len(rows), "waimai_10k", "rows with an empty review")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of the CSV file (a BOM, if any, is dropped)."""
-    return read_csv_rows(path)
-
-
 def load(folder: Path) -> list[Record]:
-    """All records of ``folder`` (``<data root>/waimai_10k``)."""
-    return map_rows(read_rows(require_file(folder / RAW_FILE)))
+    """All records of ``folder`` (``<data root>/waimai_10k``): its one CSV file, which has no split."""
+    return map_rows(read_rows(folder / RAW_FILE, "csv"))
 
 
 SOURCE = Source(

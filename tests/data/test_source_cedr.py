@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from tonewatch.data.sources import cedr
-from tonewatch.data.sources.base import SourceNotFoundError
+from tonewatch.data.sources.base import SourceNotFoundError, text_group_id
 
 # The real file's format: CSV ``text,labels,source``, numpy-style id lists, ``[]`` = no emotion.
 TRAIN_CSV = """text,labels,source
@@ -66,7 +66,7 @@ def test_duplicates_merge_their_evidence(tmp_path):
     content = "text,labels,source\nОпять двадцать пять,[0],twitter\nОпять двадцать пять,[1],twitter\n"
     records = cedr.SOURCE.load(write_train(tmp_path, content))
     assert [(record.id, record.emotion_among) for record in records] == [("cedr:train:0", ("calm", "frustrated"))]
-    assert records[0].conversation_id == cedr.text_group("Опять двадцать пять")
+    assert records[0].conversation_id == text_group_id("cedr", "Опять двадцать пять")
 
 
 def test_unknown_label_id_is_an_error(tmp_path):

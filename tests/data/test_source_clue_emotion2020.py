@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tonewatch.data.sources.base import SourceNotFoundError
-from tonewatch.data.sources.clue_emotion2020 import SOURCE, read_rows
+from tonewatch.data.sources.clue_emotion2020 import SOURCE
 
 # Like the real file: JSON lines with ", " separators, unescaped Chinese, a final newline.
 VALID_TXT = (
@@ -50,11 +50,13 @@ def test_load_maps_labels(tmp_path: Path) -> None:
 
 
 def test_a_broken_line_is_reported_with_its_number(tmp_path: Path) -> None:
-    path = tmp_path / "valid.txt"
-    path.write_text('{"id": 0, "content": "好", "label": "like"}\n{"id": 1, "content": \n', encoding="utf-8")
+    folder = write_clue(tmp_path)
+    (folder / "raw" / "valid.txt").write_text(
+        '{"id": 0, "content": "好", "label": "like"}\n{"id": 1, "content": \n', encoding="utf-8"
+    )
 
     with pytest.raises(ValueError, match=r"valid\.txt:2: invalid JSON"):
-        read_rows(path)
+        SOURCE.load(folder)
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:

@@ -99,7 +99,8 @@ def test_unknown_sentiment_value_is_an_error(tmp_path):
 
 def test_missing_file_names_the_path(tmp_path):
     folder = write_folder(tmp_path, telecoms=False)
-    with pytest.raises(SourceNotFoundError, match=re.escape(str(folder / sentirueval.FILES[1][2]))):
+    telecoms_file = folder / sentirueval.SPLIT_FILES["train", "telecoms"]
+    with pytest.raises(SourceNotFoundError, match=re.escape(str(telecoms_file))):
         sentirueval.SOURCE.load(folder)
 
 
