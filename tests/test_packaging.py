@@ -39,6 +39,7 @@ def test_wheel_holds_only_the_tonewatch_package(wheel_names):
 def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
     assert "tonewatch/data/callcenter_dev/dialogues.jsonl" in wheel_names
     assert "tonewatch/data/callcenter_train/zh.jsonl" in wheel_names
+    assert "tonewatch/data/callcenter_train/ru-escalation-triggers.jsonl" in wheel_names  # every *.jsonl ships
     assert "tonewatch/data/probes/escalation_triggers.jsonl" in wheel_names  # read by `tonewatch evaluate`
     assert "tonewatch/serve/static/index.html" in wheel_names
     for bundled in ("default", "fast"):  # the shipped models, loadable by name without the repository

@@ -12,9 +12,12 @@ becomes its context. Agent turns are context only.
 - ``callcenter_dev`` (200 conversations): the in-domain **validation** set.
   Its tier is ``eval``: it is never trained on for the shipped model or for a
   reported figure.
-- ``callcenter_train`` (300 conversations from ``shared/datasets``, weighted
-  toward the frustrated/angry/abusive and escalation boundaries, plus the
-  project's extensions in ``*-extra.jsonl``, written the same way): ``train``.
+- ``callcenter_train``: ``train``. The core set ``zh.jsonl`` and ``ru.jsonl``
+  (300 conversations from ``shared/datasets``, weighted toward the
+  frustrated/angry/abusive and escalation boundaries) and the project's
+  extensions, written the same way and named by what they hold
+  (``<lang>-all-boundaries``, ``-angry-vs-abusive``, ``-calm-vs-frustrated``,
+  ``-escalation-triggers``; ``data/callcenter_train/README.md``).
 
 What it cannot express: real ASR errors and real customers (the texts are
 written, ASR-like for the voice channel); other languages.
@@ -30,6 +33,9 @@ from tonewatch.data.sources.base import Source, require_file
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent
 """The folder holding the in-repo copies (``tonewatch/data``)."""
+
+CORE_TRAIN_FILES: tuple[str, ...] = ("zh.jsonl", "ru.jsonl")
+"""The core set of ``callcenter_train``, byte-identical copies of ``shared/datasets/callcenter_train``; required."""
 
 LICENSE = "CC BY 4.0"
 ORIGIN = "tonewatch project (shared/datasets, copied into data/)"
@@ -52,8 +58,14 @@ def load_dev(folder: Path) -> list[Record]:
 
 
 def load_train(folder: Path) -> list[Record]:
-    """``callcenter_train``: ``zh.jsonl``, ``ru.jsonl`` and any further ``*.jsonl`` the project added (``train``)."""
-    files = [folder / "zh.jsonl", folder / "ru.jsonl"]
+    """``callcenter_train`` (``train``): the core files, then every other ``*.jsonl`` of ``folder`` by sorted name.
+
+    The order is part of the result: seeded training draws its batches in this
+    order, and the ONNX export measures its int8 error on every n-th turn of
+    these files in sorted order (``model/export.py``), so a renamed file must
+    keep its place in the sort to keep both unchanged.
+    """
+    files = [folder / name for name in CORE_TRAIN_FILES]
     files += sorted(path for path in folder.glob("*.jsonl") if path not in files)
     return load_conversation_files(files, source="callcenter_train", tier="train")
 

@@ -46,6 +46,24 @@ def test_train_fixture_maps_every_customer_turn(tmp_path):
     assert records[0].meta == {"domain": "telecom", "channel": "voice"}
 
 
+def test_train_reads_the_core_files_first_then_the_others_by_sorted_name(tmp_path):
+    # The order is part of the result (seeded training, the ONNX export's calibration sample).
+    def one(conversation_id, lang, text):
+        turn = {"speaker": "customer", "text": text, "emotion": "calm", "escalate": False}
+        return {"id": conversation_id, "lang": lang, "turns": [turn]}
+
+    write(tmp_path / "zh-b.jsonl", [one("zh-b", "zh", "好的")])
+    write(tmp_path / "ru.jsonl", [one("ru-core", "ru", "Спасибо")])
+    write(tmp_path / "ru-a.jsonl", [one("ru-a", "ru", "Жду")])
+    write(tmp_path / "zh.jsonl", [one("zh-core", "zh", "谢谢")])
+    write(tmp_path / "zh-a.jsonl", [one("zh-a", "zh", "行")])
+    (tmp_path / "notes.txt").write_text("not a conversation file", encoding="utf-8")
+
+    records = callcenter.load_train(tmp_path)
+
+    assert [r.conversation_id for r in records] == ["zh-core", "ru-core", "ru-a", "zh-a", "zh-b"]
+
+
 def test_dev_is_eval_tier(tmp_path):
     write(tmp_path / "dialogues.jsonl", [ZH, RU])
     records = callcenter.load_dev(tmp_path)
@@ -66,6 +84,18 @@ def test_packaged_copies_have_the_documented_size():
     assert {r.conversation_id for r in dev}.isdisjoint({r.conversation_id for r in train})
     assert Counter(r.lang for r in dev).keys() == {"zh", "ru"}
     assert all(r.emotion is not None and r.escalate is not None for r in dev + train)
+
+
+def test_packaged_training_files_are_documented_and_share_no_conversation():
+    folder = callcenter.PACKAGE_DATA / "callcenter_train"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    seen: dict[str, str] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        assert f"`{path.name}`" in readme, f"{path.name} is not described in {folder / 'README.md'}"
+        for line in path.read_text(encoding="utf-8").splitlines():
+            conversation_id = json.loads(line)["id"]
+            assert conversation_id not in seen, f"{conversation_id} is in {seen.get(conversation_id)} and {path.name}"
+            seen[conversation_id] = path.name
 
 
 def test_packaged_copies_match_the_shared_originals(data_root):
