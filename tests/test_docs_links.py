@@ -190,8 +190,8 @@ def test_the_checker_accepts_links_that_resolve(tmp_path):
             "docs/a b.md": "",
         },
     )
-    for path in markdown_files(root):
-        assert broken_links(path, root, None) == [], path
+    for name in ("README.md", "docs/labels.md"):
+        assert broken_links(root / name, root, None) == [], name
 
 
 def test_the_checker_refuses_links_outside_missing_or_untracked(tmp_path):
