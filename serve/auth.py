@@ -3,22 +3,50 @@
 A key is sent as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. A
 browser's EventSource cannot set headers, so read-only GET requests may also
 pass it as ``?key=KEY`` (the server's own access log never shows query strings).
+
+Routes declare what they need with ``dependencies=[Depends(require_scope("write"))]``;
+the dependency reads the key through FastAPI's security schemes, so the
+OpenAPI schema shows them (``bearer``, ``apiKey``, and ``apiKeyQuery`` on
+read-only GET operations). With no keys configured everything is allowed.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
-from tonewatch.serve.config import ApiKey
+from tonewatch.serve.config import SCOPES, ApiKey
 from tonewatch.serve.errors import ApiError
 
 QUERY_KEY_PARAMETER = "key"
 
+# auto_error=False: a missing key is not an error of the scheme; the Authenticator decides (401 only when keys are
+# configured, and with the project's typed error body).
+BEARER = HTTPBearer(
+    scheme_name="bearer", auto_error=False, description="An API key sent as `Authorization: Bearer KEY`."
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="apiKey", auto_error=False, description="An API key sent as `X-API-Key: KEY`."
+)
+API_KEY_QUERY = APIKeyQuery(
+    name=QUERY_KEY_PARAMETER,
+    scheme_name="apiKeyQuery",
+    auto_error=False,
+    description="A read key as `?key=KEY`, for read-only GET requests only (a browser's EventSource cannot set "
+    "headers).",
+)
+
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+HeaderKey = Annotated[str | None, Security(API_KEY_HEADER)]
+QueryKey = Annotated[str | None, Security(API_KEY_QUERY)]
+
 
 class Authenticator:
-    """Checks a request's key against the configured ones; everything is allowed when none are configured."""
+    """Checks a presented key against the configured ones; everything is allowed when none are configured."""
 
     def __init__(self, keys: list[ApiKey]):
         self._keys = [(key.key.encode(), frozenset(key.scopes), key.name) for key in keys]
@@ -27,23 +55,22 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def require(self, request: Request, *scopes: str) -> str | None:
-        """The name of the key of ``request`` when it has one of ``scopes``; else a 401 or 403 :class:`ApiError`."""
+    def check(self, presented: str | None, scopes: tuple[str, ...]) -> str | None:
+        """The name of the key ``presented`` when it has one of ``scopes``; else a 401 or 403 :class:`ApiError`."""
         if not self._keys:
             return None
-        read_only = set(scopes) == {"read"} and request.method in ("GET", "HEAD")
-        presented = self._presented_key(request, allow_query=read_only)
-        if presented is None:
+        if not presented:
             raise ApiError(
                 401,
                 "unauthorized",
                 "an API key is required: 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        presented_bytes = presented.encode("utf-8", "surrogateescape")
         matched = None
         for key, key_scopes, name in self._keys:
             # Compare with every key in constant time: no early exit that times which key matched.
-            if hmac.compare_digest(key, presented):
+            if hmac.compare_digest(key, presented_bytes):
                 matched = (key_scopes, name)
         if matched is None:
             raise ApiError(401, "unauthorized", "invalid API key", headers={"WWW-Authenticate": "Bearer"})
@@ -53,18 +80,38 @@ class Authenticator:
             raise ApiError(403, "forbidden", f"this API key lacks the {wanted} scope")
         return name
 
-    @staticmethod
-    def _presented_key(request: Request, allow_query: bool) -> bytes | None:
-        authorization = request.headers.get("authorization")
-        if authorization:
-            kind, _, value = authorization.partition(" ")
-            if kind.lower() == "bearer" and value.strip():
-                return value.strip().encode("utf-8", "surrogateescape")
-        header = request.headers.get("x-api-key")
-        if header:
-            return header.strip().encode("utf-8", "surrogateescape")
-        if allow_query:
-            value = request.query_params.get(QUERY_KEY_PARAMETER)
-            if value:
-                return value.encode("utf-8", "surrogateescape")
-        return None
+
+def presented_key(bearer: HTTPAuthorizationCredentials | None, header: str | None, query: str | None) -> str | None:
+    """The key a request presents: the bearer token, else ``X-API-Key``, else ``?key=`` (when allowed)."""
+    for value in (bearer.credentials if bearer else None, header):
+        if value and value.strip():
+            return value.strip()
+    return query or None
+
+
+def require_scope(*scopes: str) -> Callable[..., Awaitable[str | None]]:
+    """A dependency that lets a request through when its key has one of ``scopes``; 401/403 otherwise.
+
+    Its value is the name of the key (``None`` without keys). Only ``require_scope("read")`` accepts the key in
+    the query string, and only on GET and HEAD requests.
+    """
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if not scopes or unknown:
+        raise ValueError(f"scopes must be some of {SCOPES}, got {scopes}")
+
+    if set(scopes) == {"read"}:
+
+        async def read_key(request: Request, bearer: BearerKey, header: HeaderKey, query: QueryKey) -> str | None:
+            query = query if request.method in ("GET", "HEAD") else None
+            return _authenticator(request).check(presented_key(bearer, header, query), scopes)
+
+        return read_key
+
+    async def api_key(request: Request, bearer: BearerKey, header: HeaderKey) -> str | None:
+        return _authenticator(request).check(presented_key(bearer, header, None), scopes)
+
+    return api_key
+
+
+def _authenticator(request: Request) -> Authenticator:
+    return request.app.state.server.auth

@@ -125,6 +125,13 @@ class ServeConfig:
         default=False, metadata={"help": "DEBUG ONLY: write turn texts to the logs (they never are otherwise)."}
     )
     log_level: str = field(default="info", metadata={"help": "Log level: debug, info, warning or error."})
+    api_docs: bool = field(
+        default=True,
+        metadata={
+            "help": "Serve the API docs pages /docs (Swagger UI) and /redoc from this server's own files (no CDN); "
+            "/openapi.json is served either way."
+        },
+    )
 
     def __post_init__(self) -> None:
         _check_scalar_types(self)

@@ -115,18 +115,11 @@ def test_an_escalating_conversation_raises_one_alert_then_all_clear(client, scri
     )
 
 
-def test_agent_turns_are_encoded_ahead_only_for_a_turns_model(scripted):
-    with make_client(scripted) as client:
-        post_turn(client, "j1", "Здравствуйте", speaker="agent")
-        assert scripted.calls == []  # joint model: an agent turn costs nothing until the next customer turn
-    scripted.config.architecture = "turns"
-    with make_client(scripted) as client:
-        post_turn(client, "t1", "Здравствуйте", speaker="agent", lang="ru")
-        deadline = time.monotonic() + 5
-        while not scripted.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert scripted.calls == [[TurnInput("Здравствуйте", (), "ru")]]  # its vector is cached for later
-        assert client.get("/v1/conversations/t1").json()["state"]["turns"] == 1
+def test_an_agent_turn_costs_no_model_call_and_is_the_next_customer_turns_context(client, scripted):
+    post_turn(client, "j1", "Здравствуйте", speaker="agent", lang="ru")
+    assert scripted.calls == []  # an agent turn is not classified: it waits as context
+    post_turn(client, "j1", "Опять не работает")
+    assert scripted.calls == [[TurnInput("Опять не работает", (("agent", "Здравствуйте"),), "ru")]]
 
 
 def test_abusive_turn_alerts_immediately(client):

@@ -1,0 +1,87 @@
+"""``/v1/classify``: predictions for texts or whole conversations, in the shapes ``tonewatch label`` writes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from tonewatch.data.conversations import ConversationFormatError, validate_conversation
+from tonewatch.model.classifier import TurnInput, conversation_turn_inputs
+from tonewatch.serve.auth import require_scope
+from tonewatch.serve.errors import ApiError, is_clean_json
+from tonewatch.serve.schemas import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    ClassifiedConversations,
+    ClassifiedTexts,
+    ClassifyRequest,
+    error_responses,
+)
+from tonewatch.serve.server import Server, ServerDep
+
+router = APIRouter(tags=["model"], dependencies=[Depends(require_scope("write"))])
+
+
+@router.post(
+    "/v1/classify",
+    # Only the key of the list that was sent is in the answer (``texts`` or ``conversations``), and an agent turn
+    # gets no ``prediction`` key: fields that were never set are left out.
+    response_model=ClassifiedTexts | ClassifiedConversations,
+    response_model_exclude_unset=True,
+    responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, 503),
+)
+async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
+    """Predictions for texts or conversations, in the shapes ``tonewatch label`` writes."""
+    config = server.config
+    if (body.texts is None) == (body.conversations is None):
+        raise ApiError(422, "invalid_request", "give either 'texts' or 'conversations'")
+    records = body.texts if body.texts is not None else body.conversations
+    if not records:
+        raise ApiError(422, "empty_request", "nothing to classify: the list is empty")
+    if len(records) > config.max_items:
+        raise ApiError(422, "too_many_items", f"{len(records)} items; the limit is {config.max_items} per request")
+    classifier = server.require_ready()
+    model = {"name": classifier.config.name, "version": classifier.config.version}
+    if body.texts is not None:
+        texts = [server.check_text(text, f"texts[{index}]") for index, text in enumerate(body.texts)]
+        predictions = await server.batcher.classify([TurnInput(text, (), body.lang) for text in texts])
+        server.count_turns(predictions, "classify")
+        return {
+            "model": model,
+            "texts": [
+                {"text": text, "prediction": prediction.to_dict()}
+                for text, prediction in zip(body.texts, predictions, strict=True)
+            ],
+        }
+    inputs = [conversation_inputs(server, conversation, index) for index, conversation in enumerate(records)]
+    predictions = await server.batcher.classify([item for items in inputs for item in items])
+    server.count_turns(predictions, "classify")
+    labelled, position = [], 0
+    for conversation in records:
+        turns = [dict(turn) for turn in conversation["turns"]]
+        for turn in turns:
+            if turn["speaker"] == "customer":
+                turn["prediction"] = predictions[position].to_dict()
+                position += 1
+        labelled.append({**conversation, "turns": turns})
+    return {"model": model, "conversations": labelled}
+
+
+def conversation_inputs(server: Server, conversation: dict, index: int) -> list[TurnInput]:
+    """The model inputs of ``conversation``'s customer turns, or a typed 422 when it is not a valid conversation."""
+    where = f"conversations[{index}]"
+    if not is_clean_json(conversation):
+        raise ApiError(422, "invalid_text", f"{where}: holds unpaired surrogates, NaN or Infinity, or nests too deep")
+    try:
+        validate_conversation(conversation)
+    except ConversationFormatError as error:
+        raise ApiError(422, "invalid_conversation", f"{where}: {error}") from None
+    turns = conversation["turns"]
+    if len(turns) > server.config.max_conversation_turns:
+        raise ApiError(
+            422,
+            "too_many_items",
+            f"{where}: {len(turns)} turns; the limit is {server.config.max_conversation_turns} per conversation",
+        )
+    for position, turn in enumerate(turns):
+        server.check_text(turn["text"], f"{where}.turns[{position}]")
+    return conversation_turn_inputs(conversation)

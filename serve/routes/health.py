@@ -1,0 +1,34 @@
+"""Probes and metrics: open to everyone (no API key), for load balancers and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+
+from tonewatch.serve.schemas import Health, Readiness, error_responses
+from tonewatch.serve.server import ServerDep
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> dict:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses=error_responses(503))
+async def readyz(server: ServerDep) -> dict:
+    """The model is loaded and requests can be classified."""
+    classifier = server.require_ready()
+    return {"ready": True, "model": classifier.config.name, "version": classifier.config.version}
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus metrics in the text exposition format."}},
+)
+async def metrics(server: ServerDep) -> Response:
+    """Prometheus metrics (text format)."""
+    return Response(server.metrics.render(), media_type=server.metrics.content_type)

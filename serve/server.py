@@ -1,0 +1,155 @@
+"""What one app holds: the model, the batcher, live conversations, alerts, metrics, keys.
+
+:func:`get_server` is the FastAPI dependency that hands it to the routes (``ServerDep``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tonewatch.model.tracker import AlertEvent, ConversationTracker
+from tonewatch.serve.alerts import AlertHub
+from tonewatch.serve.auth import Authenticator
+from tonewatch.serve.batching import MicroBatcher
+from tonewatch.serve.config import ServeConfig
+from tonewatch.serve.errors import ApiError
+from tonewatch.serve.metrics import Metrics
+from tonewatch.serve.state import ConversationStore
+
+logger = logging.getLogger("tonewatch.serve")
+
+
+class Server:
+    """Everything one app holds: the model, the batcher, live conversations, alerts, metrics, keys."""
+
+    def __init__(self, config: ServeConfig, classifier=None, clock=time.monotonic):
+        self.config = config
+        self.classifier = classifier
+        self.load_error: str | None = None
+        self.metrics = Metrics()
+        self.auth = Authenticator(config.api_keys)
+        self.hub = AlertHub(config.sse_queue_size, config.recent_events, on_publish=self._on_event)
+        self.batcher = self.new_batcher()
+        self.store = ConversationStore(
+            self._new_tracker,
+            idle_timeout_s=config.idle_timeout_s,
+            sweep_interval_s=config.sweep_interval_s,
+            max_conversations=config.max_conversations,
+            clock=clock,
+        )
+        self.clock = clock
+        self.policy = None
+        if classifier is not None:
+            self._set_classifier(classifier)
+        self.metrics.live_conversations.set_function(lambda: len(self.store))
+
+    # -- model ------------------------------------------------------------------------------------------------
+    def new_batcher(self) -> MicroBatcher:
+        return MicroBatcher(
+            self._classify,
+            max_batch_size=self.config.batch_max_size,
+            max_wait_s=self.config.batch_max_wait_ms / 1000,
+            on_batch=self.metrics.observe_batch,
+        )
+
+    def _set_classifier(self, classifier) -> None:
+        self.policy = self.config.alert.with_calibration(classifier.config.calibration)
+        self.classifier = classifier
+
+    def load_model(self) -> None:
+        """Load ``config.model_dir`` (in a worker thread at startup when no classifier was given)."""
+        from tonewatch.model.classifier import Classifier
+
+        try:
+            started = time.perf_counter()
+            classifier = Classifier.from_pretrained(
+                self.config.model_dir, backend=self.config.backend, threads=self.config.torch_threads or None
+            )
+        except Exception as error:
+            self.load_error = f"{type(error).__name__}: {error}"
+            logger.error("could not load the model: %s", self.load_error)
+            return
+        self._set_classifier(classifier)
+        logger.info("model %s loaded in %.1f s", classifier.config.name, time.perf_counter() - started)
+
+    def _classify(self, items):
+        # Only a single large /v1/classify request exceeds batch_max_size; it is run in chunks of that size.
+        return self.classifier.classify(items, batch_size=self.config.batch_max_size)
+
+    def require_ready(self):
+        """The classifier, or a typed 503 while it is loading (or failed to load)."""
+        if self.classifier is None:
+            message = f"the model failed to load: {self.load_error}" if self.load_error else "the model is loading"
+            raise ApiError(503, "not_ready", message, headers={"Retry-After": "5"})
+        return self.classifier
+
+    def _new_tracker(self, conversation_id: str) -> ConversationTracker:
+        classifier = self.require_ready()
+        return ConversationTracker(
+            conversation_id,
+            policy=self.policy,
+            max_context_turns=classifier.config.limits.max_context_turns,
+            keep_turns=self.config.keep_turns,
+            clock=self.clock,
+            on_event=self.hub.publish,
+        )
+
+    # -- input checks -----------------------------------------------------------------------------------------
+    def check_text(self, text: str, where: str) -> str:
+        """``text`` stripped, or a typed 422 when it is empty, too long, or not encodable as UTF-8."""
+        if len(text) > self.config.max_text_chars:
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"{where}: text is {len(text)} characters; the limit is {self.config.max_text_chars}",
+            )
+        stripped = text.strip()
+        if not stripped:
+            raise ApiError(422, "empty_text", f"{where}: text is empty")
+        try:
+            stripped.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(422, "invalid_text", f"{where}: text holds unpaired surrogate code points") from None
+        return stripped
+
+    # -- events -----------------------------------------------------------------------------------------------
+    def _on_event(self, event: AlertEvent) -> None:
+        self.metrics.observe_event(event)
+        if event.kind == "ended" and not event.alerts_raised:
+            logger.debug("conversation %s ended (%s)", event.conversation_id, event.reason)
+            return
+        details = event.to_dict(include_text=self.config.log_transcripts)
+        text = f" text={details['text']!r}" if self.config.log_transcripts else ""
+        log = logger.warning if event.kind == "alert" else logger.info
+        log(
+            "%s conversation=%s reason=%s label=%s score=%s turn=%s queue=%s team=%s%s",
+            event.kind,
+            event.conversation_id,
+            event.reason,
+            event.label,
+            details["score"],
+            event.turn_index,
+            event.queue,
+            event.team,
+            text,
+        )
+
+    def event_dict(self, event: AlertEvent | None) -> dict | None:
+        return None if event is None else event.to_dict(include_text=self.config.alert_text)
+
+    def count_turns(self, predictions, endpoint: str) -> None:
+        """Count classified turns by predicted label for ``/metrics``."""
+        for prediction in predictions:
+            self.metrics.turns.labels(prediction.emotion, endpoint).inc()
+
+
+def get_server(request: Request) -> Server:
+    """The :class:`Server` of the app that received ``request`` (a FastAPI dependency)."""
+    return request.app.state.server
+
+
+ServerDep = Annotated[Server, Depends(get_server)]
