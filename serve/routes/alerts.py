@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
-from tonewatch.model.tracker import AlertEvent
+from tonewatch.model.tracker import EVENT_KINDS, AlertEvent
 from tonewatch.serve.alerts import EventFilter
 from tonewatch.serve.auth import require_scope
 from tonewatch.serve.schemas import AUTH_ERRORS, LABEL_LENGTH, AlertList, error_responses
@@ -18,10 +18,29 @@ from tonewatch.serve.server import Server, ServerDep
 
 router = APIRouter(tags=["alerts"], dependencies=[Depends(require_scope("read"))])
 
-SSE_DESCRIPTION = (
-    "Server-Sent Events: `retry` and comments (`: keep-alive`), then one event per alert, all clear or end, "
-    "each `id: N`, `event: alert|all_clear|ended` and `data:` the event as JSON (the AlertEventBody schema)."
-)
+SSE_RESPONSE = {
+    "description": "Server-Sent Events: one per alert, all clear or conversation end (`id` its sequence number, "
+    "`event` its kind, `data` the event as JSON), between `retry` and keep-alive comments.",
+    "content": {
+        "text/event-stream": {
+            # Each event, as FastAPI documents its own SSE responses (OpenAPI 3.2's itemSchema).
+            "itemSchema": {
+                "type": "object",
+                "required": ["data", "event", "id"],
+                "properties": {
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": "#/components/schemas/AlertEventBody"},
+                    },
+                    "event": {"type": "string", "enum": list(EVENT_KINDS)},
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "retry": {"type": "integer", "minimum": 0},
+                },
+            }
+        }
+    },
+}
 
 
 @router.get("/v1/alerts", response_model=AlertList, responses=error_responses(*AUTH_ERRORS, 422))
@@ -40,7 +59,7 @@ async def recent_alerts(
     "/v1/alerts/stream",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": SSE_DESCRIPTION},
+        200: SSE_RESPONSE,
         **error_responses(*AUTH_ERRORS, 422),
     },
 )

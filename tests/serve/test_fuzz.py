@@ -1,8 +1,10 @@
-"""Schemathesis fuzzes every operation of the OpenAPI schema against the app with the tiny model: no 5xx.
+"""Schemathesis fuzzes every operation of the OpenAPI schema against the app with the tiny model.
 
 Valid and invalid generated requests (odd Unicode, wrong types, missing
 fields) reach the real tokenizer and network through live turns and
-/v1/classify. Every error answer must also have the typed body.
+/v1/classify. No answer is a 5xx, every error has the typed body, and every
+answer conforms to the schema: a documented status code and media type, and
+a body that validates against the documented response model.
 """
 
 from __future__ import annotations
@@ -13,15 +15,24 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not i
 from fastapi.testclient import TestClient  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.errors import FailureGroup  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tonewatch.serve.app import create_app  # noqa: E402
 from tonewatch.serve.config import ServeConfig  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 20
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 def fuzz_operation(operation, mode, failures: list[str]):
-    """A Hypothesis test of ``operation`` in ``mode`` (valid or invalid requests); records 5xx and untyped errors."""
+    """A Hypothesis test of ``operation`` in ``mode`` (valid or invalid requests); records 5xx, untyped errors and
+    answers that do not conform to the schema."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -38,11 +49,15 @@ def fuzz_operation(operation, mode, failures: list[str]):
             failures.append(f"{label} -> {response.status_code}: {response.text[:300]}")
         elif response.status_code >= 400 and set(response.json()) != {"error", "error_type"}:
             failures.append(f"{label} -> untyped error body {response.text[:300]}")
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except FailureGroup as group:
+            failures.extend(f"{label} -> {failure.title}: {failure.message[:300]}" for failure in group.exceptions)
 
     return fuzz
 
 
-def test_no_operation_answers_5xx(tiny_classifier):
+def test_no_operation_answers_5xx_or_off_schema(tiny_classifier):
     # Streams close within 0.2 s, so fuzzing the SSE endpoint cannot hang the run.
     config = ServeConfig(sse_max_duration_s=0.2, sse_keepalive_s=0.05, max_text_chars=500)
     app = create_app(config, classifier=tiny_classifier)
