@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Annotated
+
 import pytest
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from tonewatch.serve.app import create_app
+from tonewatch.serve.auth import Authenticator, require_scope
 from tonewatch.serve.config import ApiKey, ServeConfig
+from tonewatch.serve.errors import install_error_handlers
 
 WRITE_KEY = "write-key-0123456789"
 READ_KEY = "read-key-0123456789a"
@@ -14,16 +20,25 @@ BOTH_KEY = "both-key-0123456789a"
 
 TURN = {"speaker": "customer", "text": "[angry 0.9] hello"}
 
-# (method, path, json body, scope needed)
-ENDPOINTS = [
-    ("POST", "/v1/classify", {"texts": ["hello"]}, "write"),
-    ("POST", "/v1/conversations/c1/turns", TURN, "write"),
-    ("DELETE", "/v1/conversations/c1", None, "write"),
-    ("GET", "/v1/conversations/c1", None, "read"),
-    ("GET", "/v1/conversations", None, "read"),
-    ("GET", "/v1/alerts", None, "read"),
-    ("GET", "/v1/alerts/stream?timeout=0.05", None, "read"),
-]
+# Every operation of the API: (method, path template) -> (a path to call, json body, the scopes that may call it).
+# None = open to everyone (probes, metrics, the dashboard page). A new route must be added here.
+ROUTES = {
+    ("GET", "/"): ("/", None, None),
+    ("GET", "/healthz"): ("/healthz", None, None),
+    ("GET", "/readyz"): ("/readyz", None, None),
+    ("GET", "/metrics"): ("/metrics", None, None),
+    ("GET", "/v1/info"): ("/v1/info", None, ("read", "write")),
+    ("POST", "/v1/classify"): ("/v1/classify", {"texts": ["hello"]}, ("write",)),
+    ("POST", "/v1/conversations/{conversation_id}/turns"): ("/v1/conversations/c1/turns", TURN, ("write",)),
+    ("DELETE", "/v1/conversations/{conversation_id}"): ("/v1/conversations/c1", None, ("write",)),
+    ("GET", "/v1/conversations/{conversation_id}"): ("/v1/conversations/c1", None, ("read",)),
+    ("GET", "/v1/conversations"): ("/v1/conversations", None, ("read",)),
+    ("GET", "/v1/alerts"): ("/v1/alerts", None, ("read",)),
+    ("GET", "/v1/alerts/stream"): ("/v1/alerts/stream?timeout=0.05", None, ("read",)),
+}
+PROTECTED = [(method, *ROUTES[method, template]) for method, template in ROUTES if ROUTES[method, template][2]]
+OPEN = [(method, ROUTES[method, template][0]) for method, template in ROUTES if not ROUTES[method, template][2]]
+KEYS_BY_SCOPE = {"write": WRITE_KEY, "read": READ_KEY}
 
 
 @pytest.fixture
@@ -56,8 +71,13 @@ def assert_error(response, status, error_type):
     assert response.json()["error_type"] == error_type
 
 
-@pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
-def test_no_key_or_a_wrong_key_is_401(client, method, path, body, scope):
+def test_the_table_covers_every_operation_of_the_schema(client):
+    operations = {(method.upper(), path) for path, item in client.app.openapi()["paths"].items() for method in item}
+    assert operations == set(ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scopes"), PROTECTED)
+def test_no_key_or_a_wrong_key_is_401(client, method, path, body, scopes):
     response = call(client, method, path, body, {})
     assert_error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
@@ -67,13 +87,53 @@ def test_no_key_or_a_wrong_key_is_401(client, method, path, body, scope):
     assert_error(call(client, method, path, body, {"X-API-Key": WRITE_KEY[:-1]}), 401, "unauthorized")
 
 
-@pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
-def test_the_wrong_scope_is_403_and_the_right_one_passes(client, method, path, body, scope):
-    right, wrong = (WRITE_KEY, READ_KEY) if scope == "write" else (READ_KEY, WRITE_KEY)
-    assert_error(call(client, method, path, body, {"X-API-Key": wrong}), 403, "forbidden")
-    assert call(client, method, path, body, {"Authorization": f"Bearer {right}"}).status_code == 200
+@pytest.mark.parametrize(("method", "path", "body", "scopes"), PROTECTED)
+def test_the_wrong_scope_is_403_and_the_right_one_passes(client, method, path, body, scopes):
+    for scope, key in KEYS_BY_SCOPE.items():
+        response = call(client, method, path, body, {"X-API-Key": key})
+        if scope in scopes:
+            assert response.status_code == 200, (scope, response.text)
+        else:
+            assert_error(response, 403, "forbidden")
     if method != "DELETE":  # c1 is gone after the first successful delete
+        right = KEYS_BY_SCOPE[scopes[0]]
+        assert call(client, method, path, body, {"Authorization": f"Bearer {right}"}).status_code == 200
         assert call(client, method, path, body, {"X-API-Key": BOTH_KEY}).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), OPEN)
+def test_probes_metrics_and_the_dashboard_page_need_no_key(client, method, path):
+    assert client.request(method, path).status_code == 200
+
+
+def test_the_schema_shows_each_operations_security(client):
+    schema = client.app.openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": schemes["bearer"]["description"]}
+    assert (schemes["apiKey"]["in"], schemes["apiKey"]["name"]) == ("header", "X-API-Key")
+    assert (schemes["apiKeyQuery"]["in"], schemes["apiKeyQuery"]["name"]) == ("query", "key")
+    for (method, template), (_, _, scopes) in ROUTES.items():
+        operation = schema["paths"][template][method.lower()]
+        security = [name for requirement in operation.get("security", []) for name in requirement]
+        if scopes is None:
+            assert security == [], template
+        elif scopes == ("read",) and method == "GET":  # EventSource cannot send headers: ?key= is allowed
+            assert security == ["bearer", "apiKey", "apiKeyQuery"], template
+        else:
+            assert security == ["bearer", "apiKey"], template
+        if scopes is not None:
+            for status in ("401", "403"):
+                assert operation["responses"][status]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorBody"
+                }
+
+
+def test_a_request_without_a_key_is_refused_before_its_body_is_validated(client):
+    # Nothing about the API's validation is told to a caller without a key.
+    assert_error(client.post("/v1/conversations/c1/turns", json={"speaker": "boss"}), 401, "unauthorized")
+    assert_error(client.post("/v1/classify", json={"texts": "not a list"}), 401, "unauthorized")
+    response = client.post("/v1/classify", json={"texts": "not a list"}, headers={"X-API-Key": WRITE_KEY})
+    assert_error(response, 422, "validation_error")
 
 
 def test_a_read_key_in_the_query_works_for_reads_only(client):
@@ -84,12 +144,10 @@ def test_a_read_key_in_the_query_works_for_reads_only(client):
     assert_error(client.post(f"/v1/classify?key={BOTH_KEY}", json={"texts": ["a"]}), 401, "unauthorized")
 
 
-def test_info_takes_either_scope_and_probes_metrics_dashboard_are_open(client):
-    assert_error(client.get("/v1/info"), 401, "unauthorized")
+def test_info_says_auth_is_on_and_the_static_files_are_open(client):
     for key in (READ_KEY, WRITE_KEY):
-        info = client.get("/v1/info", headers={"X-API-Key": key}).json()
-        assert info["auth"] is True
-    for path in ("/healthz", "/readyz", "/metrics", "/", "/static/dashboard.js"):
+        assert client.get("/v1/info", headers={"X-API-Key": key}).json()["auth"] is True
+    for path in ("/static/dashboard.js", "/static/dashboard.css", "/openapi.json", "/docs"):
         assert client.get(path).status_code == 200, path
 
 
@@ -109,3 +167,28 @@ def test_without_keys_everything_is_open_and_bound_to_localhost(scripted):
     with TestClient(create_app(config, classifier=scripted)) as client:
         assert client.post("/v1/conversations/c/turns", json=TURN).status_code == 200
         assert client.get("/v1/conversations").status_code == 200
+
+
+def test_require_scope_is_a_dependency_any_route_can_declare(keys):
+    app = FastAPI()
+    app.state.server = SimpleNamespace(auth=Authenticator(keys))
+    install_error_handlers(app)
+
+    @app.api_route("/who", methods=["GET", "POST"])
+    async def who(name: Annotated[str | None, Depends(require_scope("read"))]) -> dict:
+        return {"name": name}
+
+    with TestClient(app) as client:
+        assert client.get("/who", headers={"X-API-Key": READ_KEY}).json() == {"name": "supervisors"}
+        assert client.get(f"/who?key={BOTH_KEY}").json() == {"name": "admin"}
+        assert client.post("/who", headers={"Authorization": f"Bearer {READ_KEY}"}).json() == {"name": "supervisors"}
+        # ?key= is for reads by browsers only (EventSource): a POST must send the key in a header.
+        assert_error(client.post(f"/who?key={READ_KEY}"), 401, "unauthorized")
+        assert_error(client.get("/who", headers={"X-API-Key": WRITE_KEY}), 403, "forbidden")
+    app.state.server = SimpleNamespace(auth=Authenticator([]))
+    with TestClient(app) as client:
+        assert client.post("/who").json() == {"name": None}  # no keys configured: no authentication
+    with pytest.raises(ValueError, match="scopes"):
+        require_scope("admin")
+    with pytest.raises(ValueError, match="scopes"):
+        require_scope()
