@@ -68,15 +68,21 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 
 
-def error_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for an operation: each status documented with the :class:`ErrorBody` schema.
+def error_responses(*statuses: int, json_route: bool = True, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for an operation: each status (and 500) documented with the :class:`ErrorBody` schema.
 
-    ``descriptions`` overrides the default description of a status, keyed ``s503="..."``.
+    ``descriptions`` overrides the default description of a status, keyed ``s503="..."``. An operation whose
+    answer is not JSON (``json_route=False``) refers to the schema by name: FastAPI would document a ``model``
+    in the operation's own media type, while errors are always JSON.
     """
     documented: dict[int | str, dict[str, Any]] = {}
     for status in sorted({*statuses, 500}):
         description = descriptions.get(f"s{status}", ERROR_DESCRIPTIONS[status])
-        documented[status] = {"model": ErrorBody, "description": description}
+        if json_route:
+            documented[status] = {"model": ErrorBody, "description": description}
+        else:
+            schema = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+            documented[status] = {"description": description, "content": {"application/json": {"schema": schema}}}
     return documented
 
 

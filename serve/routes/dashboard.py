@@ -10,6 +10,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
+from tonewatch.serve.schemas import error_responses
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 """The dashboard's files, mounted at ``/static`` by ``create_app``."""
 
@@ -17,7 +19,9 @@ router = APIRouter(tags=["dashboard"])
 
 
 @router.get(
-    "/", response_class=HTMLResponse, responses={200: {"description": "The supervisor dashboard (an HTML page)."}}
+    "/",
+    response_class=HTMLResponse,
+    responses={200: {"description": "The supervisor dashboard (an HTML page)."}, **error_responses(json_route=False)},
 )
 async def dashboard() -> FileResponse:
     """The supervisor dashboard: live conversations riskiest first, alerts as they happen."""

@@ -11,7 +11,7 @@ from tonewatch.serve.server import ServerDep
 router = APIRouter(tags=["probes"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=error_responses())
 async def healthz() -> dict:
     """The process answers."""
     return {"status": "ok"}
@@ -27,7 +27,10 @@ async def readyz(server: ServerDep) -> dict:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"description": "Prometheus metrics in the text exposition format."}},
+    responses={
+        200: {"description": "Prometheus metrics in the text exposition format."},
+        **error_responses(json_route=False),
+    },
 )
 async def metrics(server: ServerDep) -> Response:
     """Prometheus metrics (text format)."""
