@@ -29,7 +29,7 @@ logger = logging.getLogger("tonewatch.serve")
 access_logger = logging.getLogger("tonewatch.serve.access")
 
 DOCS_ASSETS_URL = "/docs/assets"
-"""Where the Swagger UI and ReDoc files (from the fastapi-offline package) are served: no CDN."""
+"""Where the Swagger UI files (from the fastapi-offline package) are served: no CDN."""
 
 
 def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) -> FastAPI:
@@ -74,7 +74,10 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
 
 
 def _new_app(api_docs: bool, **settings) -> FastAPI:
-    """A FastAPI app whose /docs (Swagger UI) and /redoc pages load their files from this server, or have none."""
+    """A FastAPI app whose /docs page (Swagger UI) loads its files from this server, or that has no docs page.
+
+    ReDoc (/redoc) is left out either way: its bundle fetches a logo from cdn.redoc.ly.
+    """
     if not api_docs:
         return FastAPI(docs_url=None, redoc_url=None, **settings)
     from fastapi_offline import FastAPIOffline
@@ -82,7 +85,7 @@ def _new_app(api_docs: bool, **settings) -> FastAPI:
     # No validator badge: Swagger UI would fetch it from validator.swagger.io.
     return FastAPIOffline(
         docs_url="/docs",
-        redoc_url="/redoc",
+        redoc_url=None,
         static_url=DOCS_ASSETS_URL,
         swagger_ui_parameters={"validatorUrl": None},
         **settings,

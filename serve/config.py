@@ -128,7 +128,7 @@ class ServeConfig:
     api_docs: bool = field(
         default=True,
         metadata={
-            "help": "Serve the API docs pages /docs (Swagger UI) and /redoc from this server's own files (no CDN); "
+            "help": "Serve the API docs page /docs (Swagger UI) from this server's own files (no CDN); "
             "/openapi.json is served either way."
         },
     )

@@ -1,4 +1,5 @@
 """The supervisor dashboard in headless Chromium: a live alert appears and its conversation moves to the top.
+And the API docs page (Swagger UI) renders every operation with requests to other hosts refused.
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and ``pip install
 playwright``; Playwright's own browser is never downloaded. Set
@@ -123,5 +124,32 @@ def test_dashboard_shows_a_live_alert_and_moves_its_conversation_to_the_top(
             screenshot = Path(os.environ.get("TONEWATCH_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
             page.screenshot(path=str(screenshot))
             assert screenshot.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+def test_the_api_docs_render_offline_from_this_server_alone(sync_playwright, scripted, live_server):
+    app = create_app(ServeConfig(), classifier=scripted)
+    operations = sum(len(item) for item in app.openapi()["paths"].values())
+    with live_server(app) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requested: list[str] = []
+            errors: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            # Anything for another host is refused, as on a contact centre's network without internet.
+            page.route(
+                "**/*",
+                lambda route: route.continue_() if route.request.url.startswith(server.url) else route.abort(),
+            )
+            page.goto(f"{server.url}/docs")
+            page.wait_for_function(f"document.querySelectorAll('.opblock').length === {operations}", timeout=20_000)
+            assert "/v1/conversations/{conversation_id}/turns" in page.content()
+            assert not errors, errors
+            assert f"{server.url}/openapi.json" in requested
+            assert f"{server.url}/docs/assets/swagger-ui-bundle.js" in requested
+            assert [url for url in requested if not url.startswith(server.url)] == []
         finally:
             browser.close()
