@@ -42,6 +42,7 @@ def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
     assert "tonewatch/data/callcenter_train/ru-escalation-triggers.jsonl" in wheel_names  # every *.jsonl ships
     assert "tonewatch/data/probes/escalation_triggers.jsonl" in wheel_names  # read by `tonewatch evaluate`
     assert "tonewatch/serve/static/index.html" in wheel_names
+    assert "tonewatch/serve/routes/__init__.py" in wheel_names  # the server's routers, a subpackage
     for bundled in ("default", "fast"):  # the shipped models, loadable by name without the repository
         assert f"tonewatch/model/{bundled}/model.safetensors" in wheel_names
         assert f"tonewatch/model/{bundled}/config.json" in wheel_names
