@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tonewatch import configfile
 from tonewatch.model.tracker import AlertPolicy
 
 SCOPES: tuple[str, ...] = ("read", "write")
@@ -55,11 +53,11 @@ class ApiKey:
     name: str = field(default="", metadata={"help": "Who holds the key (shown in logs instead of the key)."})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or len(self.key) < MIN_KEY_LENGTH:
+        configfile.coerce_fields(self)
+        if len(self.key) < MIN_KEY_LENGTH:
             raise ValueError(f"API key {self.name!r}: a key needs at least {MIN_KEY_LENGTH} characters")
         if not self.key.isascii() or not self.key.isprintable() or " " in self.key:
             raise ValueError(f"API key {self.name!r}: a key is printable ASCII without spaces")
-        self.scopes = list(self.scopes)
         unknown = [scope for scope in self.scopes if scope not in SCOPES]
         if unknown or not self.scopes:
             raise ValueError(f"API key {self.name!r}: scopes must be some of {SCOPES}, got {self.scopes}")
@@ -134,19 +132,11 @@ class ServeConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_scalar_types(self)
-        try:
-            self.api_keys = [
-                key if isinstance(key, ApiKey) else ApiKey(**_table(key, "api_keys")) for key in self.api_keys
-            ]
-            if not isinstance(self.alert, AlertPolicy):
-                self.alert = AlertPolicy(**_table(self.alert, "alert"))
-        except TypeError as error:  # a value of the wrong type compared or iterated
-            raise ValueError(f"invalid api_keys or alert setting: {error}") from None
+        configfile.coerce_fields(self)  # types first: [[api_keys]] and [alert] tables become dataclasses here
         keys = [key.key for key in self.api_keys]
         if len(set(keys)) != len(keys):
             raise ValueError("api_keys: the same key is configured twice")
-        if not isinstance(self.host, str) or not self.host:
+        if not self.host:
             raise ValueError("host must be a non-empty string")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
@@ -162,7 +152,7 @@ class ServeConfig:
             "recent_events": self.recent_events,
         }
         for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not 0 <= self.batch_max_wait_ms <= 1000:
             raise ValueError(f"batch_max_wait_ms must be in [0, 1000], got {self.batch_max_wait_ms}")
@@ -193,22 +183,14 @@ class ServeConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path | None = None, **overrides: Any) -> ServeConfig:
-        """Load ``path`` (TOML; none = defaults), then apply ``overrides`` that are not ``None``; validate."""
-        values: dict[str, Any] = {}
-        if path is not None:
-            try:
-                values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ValueError(f"config file {path} does not exist") from None
-            except tomllib.TOMLDecodeError as error:
-                raise ValueError(f"{path} is not valid TOML: {error}") from None
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(
-                f"unknown serve config fields {unknown}; known: {[f.name for f in dataclasses.fields(cls)]}"
-            )
-        return cls(**values)
+        """Load ``path`` (TOML, its ``extends`` chain resolved; none = defaults), then apply ``overrides`` that
+        are not ``None`` (command-line options); validate;
+        a :class:`~tonewatch.configfile.ConfigError` names the file and key."""
+        config = configfile.read_config_file(path) if path is not None else configfile.ConfigValues()
+        given = {key: value for key, value in overrides.items() if value is not None}
+        values = {**config.values, **given}
+        origins = configfile.ConfigValues(values, {**config.origins, **dict.fromkeys(given, "command line")})
+        return configfile.build(cls, values, origins=origins, source=str(path) if path is not None else None)
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
         """The resolved configuration; API keys are redacted unless ``redact=False``."""
@@ -217,39 +199,6 @@ class ServeConfig:
             for key in data["api_keys"]:
                 key["key"] = "***"
         return data
-
-
-def _check_scalar_types(config: ServeConfig) -> None:
-    """TOML and JSON give any type: check the scalar fields before comparing them."""
-    hints = typing.get_type_hints(type(config))
-    for item in dataclasses.fields(config):
-        value, hint = getattr(config, item.name), hints[item.name]
-        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
-        if optional:
-            if value is None:
-                continue
-            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            setattr(config, item.name, float(value))
-        elif hint in (int, float) and (isinstance(value, bool) or not isinstance(value, hint)):
-            raise ValueError(f"{item.name} must be a number, got {value!r}")
-        elif hint in (str, bool) and not isinstance(value, hint):
-            raise ValueError(f"{item.name} must be {'a string' if hint is str else 'true or false'}, got {value!r}")
-        elif typing.get_origin(hint) is list and not isinstance(value, list | tuple):
-            raise ValueError(f"{item.name} must be a list, got {value!r}")
-
-
-def _table(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{name}: expected a table, got {type(value).__name__}")
-    allowed = {
-        "api_keys": {item.name for item in dataclasses.fields(ApiKey)},
-        "alert": {item.name for item in dataclasses.fields(AlertPolicy)},
-    }[name]
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ValueError(f"{name}: unknown fields {unknown}; known: {sorted(allowed)}")
-    return value
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tonewatch import configfile
 from tonewatch.model.encoder import DEFAULT_BASE_MODEL
 
 DEFAULT_SOURCE_SHARES: dict[str, float] = {
@@ -39,6 +38,7 @@ class ExtraData:
     name: str | None = field(default=None, metadata={"help": "Source name in reports (default: file stem)."})
 
     def __post_init__(self) -> None:
+        configfile.coerce_fields(self)
         if self.format not in ("auto", "conversations", "texts"):
             raise ValueError(f"extra data format must be auto, conversations or texts, not {self.format!r}")
         if self.share <= 0:
@@ -54,7 +54,13 @@ class TrainConfig:
         default=DEFAULT_BASE_MODEL,
         metadata={"help": "Base encoder: the offline default, a Hugging Face id, or a local path."},
     )
-    data_root: str | None = field(default=None, metadata={"help": "Data root of the third-party datasets."})
+    data_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the third-party datasets (cold/, cedr/, ...); unset: --data-root or $TONEWATCH_DATA. "
+            "A run records the folder it read in training_config.json."
+        },
+    )
     source_shares: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_SOURCE_SHARES),
         metadata={"help": "Share of each batch drawn from each source; sources not listed are not trained on."},
@@ -134,7 +140,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        self.extra_data = [item if isinstance(item, ExtraData) else ExtraData(**item) for item in self.extra_data]
+        configfile.coerce_fields(self)  # types first: a TOML table in extra_data becomes an ExtraData here
         for name, value in self.source_shares.items():
             if value < 0:
                 raise ValueError(f"source_shares[{name!r}] must be >= 0, got {value}")
@@ -201,54 +207,11 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-        """Load a TOML (or JSON) file, apply ``key=value`` overrides, validate."""
-        values: dict[str, Any] = {}
-        if path is not None:
-            text = Path(path).read_text()
-            values = json.loads(text) if str(path).endswith(".json") else tomllib.loads(text)
-        for override in overrides or []:
-            key, value = parse_override(override)
-            if "." in key:
-                table, sub = key.split(".", 1)
-                values.setdefault(table, {})[sub] = value
-            else:
-                values[key] = value
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown config fields {unknown}; see `tonewatch train --show-fields`")
-        return cls(**{key: coerce(cls, key, value) for key, value in values.items()})
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as TOML (numbers, booleans, lists, quoted strings) or a bare string."""
-    if "=" not in text:
-        raise ValueError(f"override {text!r} is not key=value")
-    key, raw = (part.strip() for part in text.split("=", 1))
-    try:
-        return key, tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key, raw
-
-
-def coerce(cls: type, key: str, value: Any) -> Any:
-    """Convert a TOML value to the field's declared scalar type (e.g. ``1`` for a float field)."""
-    hints = typing.get_type_hints(cls)
-    hint = hints[key]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        raise ValueError(f"{key} must be a string, got {value!r}")
-    if hint is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ValueError(f"{key} must be an integer, got {value!r}")
-    if hint is bool and not isinstance(value, bool):
-        raise ValueError(f"{key} must be true or false, got {value!r}")
-    return value
+        """Load a TOML recipe (its ``extends`` chain resolved) or a saved JSON config, apply ``key=value``
+        overrides, validate; a :class:`~tonewatch.configfile.ConfigError` names the file and key of any error."""
+        return configfile.load(cls, path, overrides or ())
 
 
 def field_help(cls: type = TrainConfig) -> list[tuple[str, str, str]]:
     """``(name, default, help)`` of every field, for ``--show-fields``."""
-    rows = []
-    for item in dataclasses.fields(cls):
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
-        rows.append((item.name, json.dumps(default, ensure_ascii=False, default=str), item.metadata.get("help", "")))
-    return rows
+    return configfile.field_help(cls)

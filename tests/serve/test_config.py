@@ -66,12 +66,12 @@ def test_defaults_listen_on_localhost_without_keys():
         ({"api_keys": [{"key": "short", "scopes": ["read"]}]}, "16 characters"),
         ({"api_keys": [{"key": "k" * 20, "scopes": ["admin"]}]}, "scopes"),
         ({"api_keys": [{"key": "k" * 20, "scopes": []}]}, "scopes"),
-        ({"api_keys": [{"key": "k" * 20, "role": "x"}]}, "unknown fields"),
+        ({"api_keys": [{"key": "k" * 20, "role": "x"}]}, r"unknown key 'api_keys\[0\]\.role'"),
         ({"api_keys": [{"key": "k" * 20}, {"key": "k" * 20}]}, "twice"),
         ({"api_keys": "k" * 20}, "list"),
         ({"alert": {"hysteresis": 2}}, "hysteresis"),
         ({"alert": {"hysteresis": "high"}}, "alert"),
-        ({"alert": {"loudness": 1}}, "unknown fields"),
+        ({"alert": {"loudness": 1}}, "unknown key 'alert.loudness'"),
     ],
 )
 def test_invalid_settings_are_value_errors(settings, message):
@@ -80,7 +80,7 @@ def test_invalid_settings_are_value_errors(settings, message):
 
 
 def test_unknown_fields_and_bad_files_are_value_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown serve config fields"):
+    with pytest.raises(ValueError, match="unknown key 'prot' in ServeConfig; did you mean 'port'"):
         ServeConfig.from_toml(None, prot=1)
     with pytest.raises(ValueError, match="does not exist"):
         ServeConfig.from_toml(tmp_path / "missing.toml")
