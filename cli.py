@@ -1,7 +1,14 @@
 """The ``tonewatch`` command line.
 
 Every subcommand parses its options into a typed config and calls a library
-function; bad input ends with a one-line ``error: ...`` and exit code 2.
+function. The project's user-facing errors (:func:`user_error_types`: a bad
+config, no data root, a bad model directory or input file, an unknown
+source, ...) end with a one-line ``error: ...`` and exit code 2; anything
+else is a bug and keeps its traceback.
+
+Options that mean the same thing are spelled, typed and explained the same
+way in every command: ``--model/-m``, ``--data-root``, ``--backend``,
+``--format``, ``--output/-o``, ``--config/-c``, ``--cache-dir``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-MODEL_HELP = "Model directory, or a bundled model: default, fast."
+MODEL_HELP = "Model directory, or a bundled model: default (when unset), fast."
 
 app = typer.Typer(
     help="tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations.",
@@ -33,8 +40,29 @@ app.add_typer(cache_app, name="cache")
 
 T = TypeVar("T")
 
+
+class Backend(StrEnum):
+    auto = "auto"
+    onnx = "onnx"
+    torch = "torch"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class LabelFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+ModelOption = Annotated[
+    Path | None, typer.Option("--model", "-m", metavar="MODEL", help=MODEL_HELP, show_default=False)
+]
+
 BackendOption = Annotated[
-    str | None,
+    Backend | None,
     typer.Option(
         "--backend",
         help="Model runtime: auto (ONNX Runtime when installed, built once and cached; default), onnx or torch "
@@ -43,15 +71,20 @@ BackendOption = Annotated[
     ),
 ]
 
+# No typer envvar: the library reads $TONEWATCH_DATA, so that for `train` a data_root in the config file wins
+# over the environment and only the option wins over the file.
 DataRootOption = Annotated[
     Path | None,
     typer.Option(
         "--data-root",
-        envvar="TONEWATCH_DATA",
-        help="Folder of the third-party datasets (default: ../shared/datasets when it exists).",
+        metavar="DIR",
+        help="Folder of the third-party datasets (cold/, cedr/, ...); default $TONEWATCH_DATA. "
+        "Needed only by what reads them.",
         show_default=False,
     ),
 ]
+
+OutputFormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 
 
 CacheDirOption = Annotated[
@@ -60,19 +93,11 @@ CacheDirOption = Annotated[
 ]
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported in one line with exit code 2."""
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the library's input errors into ``error: ...`` on stderr and exit code 2."""
+def user_error_types() -> tuple[type[Exception], ...]:
+    """The project's errors that are the user's input, not a bug: each is reported in one line."""
+    from tonewatch.configfile import ConfigError
     from tonewatch.data.conversations import ConversationFormatError
+    from tonewatch.data.custom import RowFormatError
     from tonewatch.data.paths import DataRootNotFoundError
     from tonewatch.data.sources import UnknownSourceError
     from tonewatch.data.sources.base import SourceNotFoundError
@@ -80,19 +105,26 @@ def user_errors() -> Iterator[None]:
     from tonewatch.model.encoder import BaseEncoderError
     from tonewatch.model.labeling import LabelInputError
 
+    return (
+        ConfigError,  # a bad config file, override, option value or setting
+        DataRootNotFoundError,  # no data root, or one that does not exist
+        SourceNotFoundError,  # a source's folder or file missing under the data root
+        UnknownSourceError,
+        ModelDirectoryError,  # missing files or label maps
+        BaseEncoderError,  # the base encoder's package missing or incomplete
+        ConversationFormatError,  # input files: conversations, text rows, files to label
+        RowFormatError,
+        LabelInputError,
+    )
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the project's user-facing errors into ``error: ...`` on stderr and exit code 2; anything else
+    (a bug) propagates with its traceback."""
     try:
         yield
-    except (
-        UsageError,
-        ValueError,
-        UnknownSourceError,
-        DataRootNotFoundError,
-        SourceNotFoundError,
-        ConversationFormatError,
-        BaseEncoderError,
-        ModelDirectoryError,
-        LabelInputError,
-    ) as error:
+    except user_error_types() as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
 
@@ -120,15 +152,16 @@ def data_stats(
     source: Annotated[
         list[str] | None, typer.Option("--source", "-s", help="Only these sources (repeatable).", show_default=False)
     ] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output_format: OutputFormatOption = OutputFormat.table,
 ) -> None:
     """Records per source x language x label, with escalation yes/no/missing and license tier."""
+    from tonewatch.configfile import build
     from tonewatch.data.config import DataConfig
     from tonewatch.data.sources import get_source, load_source
     from tonewatch.data.stats import format_table, source_stats
 
     def work() -> None:
-        config = DataConfig(data_root=str(data_root) if data_root else None, sources=tuple(source or ()))
+        config = build(DataConfig, {"data_root": str(data_root) if data_root else None, "sources": source or []})
         rows = []
         for name in config.source_names:
             entry = get_source(name)
@@ -170,7 +203,7 @@ def encoder_build(
 @cache_app.command("info")
 def cache_info(
     cache_dir: CacheDirOption = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output_format: OutputFormatOption = OutputFormat.table,
 ) -> None:
     """List the cache's directories: kind, model, ONNX recipe, size, and whether it is stale (never used again)."""
     from tonewatch.model.cache import cache_entries
@@ -206,22 +239,35 @@ def cache_clear(
 @app.command("train")
 def train_command(
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file of TrainConfig fields.", show_default=False)
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help='TOML file of TrainConfig fields; `extends = "FILE"` in it starts from another one.',
+            show_default=False,
+        ),
     ] = None,
     override: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override one field: key=value (TOML value), repeatable.", show_default=False),
+        typer.Option(
+            "--set",
+            help="Override one field: key=value (TOML value; table.key=value for one key of a table), repeatable.",
+            show_default=False,
+        ),
     ] = None,
+    data_root: DataRootOption = None,
     resume: Annotated[bool, typer.Option(help="Continue from the output directory's last checkpoint.")] = False,
     show_fields: Annotated[bool, typer.Option(help="List every config field with its default and exit.")] = False,
 ) -> None:
     """Fine-tune, calibrate and evaluate a model; writes a model directory with its card and report."""
+    import dataclasses
     import logging
 
-    from tonewatch.training.config import TrainConfig, field_help
+    from tonewatch.configfile import field_help
+    from tonewatch.training.config import TrainConfig
 
     if show_fields:
-        for name, default, description in field_help():
+        for name, default, description in field_help(TrainConfig):
             typer.echo(f"{name} = {default}\n    {description}")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -230,6 +276,8 @@ def train_command(
         from tonewatch.training.train import train
 
         settings = TrainConfig.from_file(config, override)
+        if data_root is not None:  # the option wins over the file and --set; the run records the resolved root
+            settings = dataclasses.replace(settings, data_root=str(data_root))
         summary = train(settings, resume=resume)
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
 
@@ -238,10 +286,17 @@ def train_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model_dir: Annotated[Path, typer.Argument(help="Model directory to evaluate.")],
+    model_argument: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL", help="The model, as with --model (`tonewatch evaluate runs/x`).", show_default=False
+        ),
+    ] = None,
+    model: ModelOption = None,
     data_root: DataRootOption = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Report folder (default: MODEL_DIR).", show_default=False)
+        Path | None,
+        typer.Option("--output", "-o", help="Report folder (default: the model directory).", show_default=False),
     ] = None,
     max_records_per_source: Annotated[int, typer.Option(help="Cap per public source (COLD dev is whole).")] = 2000,
     baseline: Annotated[bool, typer.Option(help="Train and report the TF-IDF baseline.")] = True,
@@ -253,14 +308,22 @@ def evaluate_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
     def work() -> None:
+        from tonewatch.configfile import ConfigError, build
+        from tonewatch.model.classifier import resolve_model_dir
         from tonewatch.training.evaluate import EvalConfig, evaluate
 
-        settings = EvalConfig(
-            data_root=str(data_root) if data_root else None,
-            output_dir=str(output) if output else None,
-            max_records_per_source=max_records_per_source,
-            baseline=baseline,
-            public_sources=public,
+        if model is not None and model_argument is not None and model != model_argument:
+            raise ConfigError(f"two models given: {model_argument} and --model {model}; give one")
+        model_dir = resolve_model_dir(model or model_argument)
+        settings = build(
+            EvalConfig,
+            {
+                "data_root": str(data_root) if data_root else None,
+                "output_dir": str(output) if output else None,
+                "max_records_per_source": max_records_per_source,
+                "baseline": baseline,
+                "public_sources": public,
+            },
         )
         evaluate(model_dir, settings)
         if output is None or output == model_dir:
@@ -276,14 +339,17 @@ def evaluate_command(
 def label_command(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the labelled records are written.")],
-    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
-    batch_size: Annotated[int, typer.Option(help="Turns per model call.")] = 64,
+    model: ModelOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Turns per model call.")] = 64,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of the same INPUT and OUTPUT.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail on the first unreadable line instead of skipping it.")] = False,
     output_format: Annotated[
-        str | None, typer.Option("--format", help="jsonl or csv (default: csv for CSV->.csv, else jsonl).")
+        LabelFormat | None,
+        typer.Option(
+            "--format", help="Output file format (default: csv for CSV->.csv, else jsonl).", show_default=False
+        ),
     ] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads of the model runtime (0 = default).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads of the model runtime (0 = default).")] = 0,
     backend: BackendOption = None,
 ) -> None:
     """Label every customer turn (or text) of INPUT with emotion, scores and escalation."""
@@ -295,7 +361,7 @@ def label_command(
         from tonewatch.model.classifier import Classifier
         from tonewatch.model.labeling import label_file
 
-        classifier = Classifier.from_pretrained(model, backend=backend, threads=threads or None)
+        classifier = Classifier.from_pretrained(model, backend=backend and backend.value, threads=threads or None)
         summary = label_file(
             classifier,
             input_path,
@@ -303,7 +369,7 @@ def label_command(
             batch_size=batch_size,
             resume=resume,
             strict=strict,
-            output_format=output_format,
+            output_format=output_format and output_format.value,
             on_bad_line=report_bad_line,
         )
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
@@ -318,7 +384,7 @@ def label_command(
 
 @app.command("export")
 def export_command(
-    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    model: ModelOption = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -347,11 +413,17 @@ def export_command(
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    model: ModelOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).", show_default=False)] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).", show_default=False)] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML file of ServeConfig fields.", show_default=False)
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help='TOML file of ServeConfig fields; `extends = "FILE"` in it starts from another one.',
+            show_default=False,
+        ),
     ] = None,
     backend: BackendOption = None,
 ) -> None:
@@ -363,7 +435,7 @@ def serve_command(
 
         run_server(
             ServeConfig.from_toml(
-                config, model_dir=str(model) if model else None, host=host, port=port, backend=backend
+                config, model_dir=str(model) if model else None, host=host, port=port, backend=backend and backend.value
             )
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tonewatch import configfile
 from tonewatch.data.records import TIERS
 
 
@@ -13,7 +14,7 @@ class DataConfig:
 
     data_root: str | None = field(
         default=None,
-        metadata={"help": "Folder holding the third-party datasets; default $TONEWATCH_DATA or ../shared/datasets."},
+        metadata={"help": "Folder holding the third-party datasets (cold/, cedr/, ...); default $TONEWATCH_DATA."},
     )
     sources: tuple[str, ...] = field(
         default=(),
@@ -30,8 +31,7 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        self.sources = tuple(self.sources)
-        self.tiers = tuple(self.tiers)
+        configfile.coerce_fields(self)
         unknown_tiers = [tier for tier in self.tiers if tier not in TIERS]
         if unknown_tiers or not self.tiers:
             raise ValueError(f"tiers must be a non-empty subset of {TIERS}, got {self.tiers}")

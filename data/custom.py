@@ -19,6 +19,10 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
+class RowFormatError(ValueError):
+    """A row of a researcher's table cannot be read (no text, no language, a label that is not one)."""
+
+
 def parse_escalate(value: Any) -> bool | None:
     """A yes/no cell as bool; empty or missing is ``None``; anything else is a ``ValueError``."""
     if value is None or (isinstance(value, float) and value != value) or value == "":
@@ -52,29 +56,27 @@ def rows_to_records(
     records = []
     for index, row in enumerate(rows):
         if "text" not in row:
-            raise ValueError(f"{source}: row {index} has no 'text' column (columns: {sorted(row)})")
+            raise RowFormatError(f"{source}: row {index} has no 'text' column (columns: {sorted(row)})")
         text = row["text"]
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{source}: row {index} has an empty text")
+            raise RowFormatError(f"{source}: row {index} has an empty text")
         row_lang = row.get("lang") or lang
         if row_lang is None:
-            raise ValueError(f"{source}: row {index} has no 'lang' and none was configured")
+            raise RowFormatError(f"{source}: row {index} has no 'lang' and none was configured")
         try:
-            emotion = parse_emotion(row.get("emotion"))
-            escalate = parse_escalate(row.get("escalate"))
-        except ValueError as error:
-            raise ValueError(f"{source}: row {index}: {error}") from None
-        weight = row.get("weight")
-        records.append(
-            Record(
-                id=f"{source}:{row.get('id', index)}",
-                text=text.strip(),
-                lang=row_lang,
-                source=source,
-                tier=tier,
-                emotion=emotion,
-                escalate=escalate,
-                weight=float(weight) if weight not in (None, "") else 1.0,
+            weight = row.get("weight")
+            records.append(
+                Record(
+                    id=f"{source}:{row.get('id', index)}",
+                    text=text.strip(),
+                    lang=row_lang,
+                    source=source,
+                    tier=tier,
+                    emotion=parse_emotion(row.get("emotion")),
+                    escalate=parse_escalate(row.get("escalate")),
+                    weight=float(weight) if weight not in (None, "") else 1.0,
+                )
             )
-        )
+        except ValueError as error:  # a label, weight or language the record refuses
+            raise RowFormatError(f"{source}: row {index}: {error}") from None
     return records

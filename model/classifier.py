@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tonewatch.configfile import ConfigError
 from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID, SPEAKERS
 from tonewatch.model.inputs import EncodedInput, InputLimits, context_window, encode_single_turn, encode_turn
 from tonewatch.model.modeling import (
@@ -343,7 +344,7 @@ def calibrated_margins(
 def _pick_backend(backend: str | None) -> str:
     chosen = backend or os.environ.get(BACKEND_ENV) or "auto"
     if chosen not in BACKENDS:
-        raise ValueError(f"unknown backend {chosen!r}; choose from {BACKENDS}")
+        raise ConfigError(f"unknown backend {chosen!r} (from the argument or ${BACKEND_ENV}); choose from {BACKENDS}")
     return chosen
 
 

@@ -43,6 +43,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tonewatch.configfile import ConfigError
 from tonewatch.model.encoder import default_cache_dir, staged_directory
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class OnnxRecipe:
     def named(cls, name: str) -> OnnxRecipe:
         """``int8`` (default: int8 + fp32 re-check of close calls), ``int8-full`` (int8 only) or ``fp32``."""
         if name not in RECIPES:
-            raise ValueError(f"unknown ONNX recipe {name!r}; choose from {sorted(RECIPES)}")
+            raise ConfigError(f"unknown ONNX recipe {name!r}; choose from {sorted(RECIPES)}")
         return RECIPES[name]
 
     @property

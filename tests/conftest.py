@@ -1,12 +1,27 @@
-"""Shared fixtures: the real data root (skipped when absent)."""
+"""Shared fixtures: the real data root (tests marked ``datasets``), the offline cache, tiny models."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
+DATA_ROOT_ENV = "TONEWATCH_DATA"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test that uses the real datasets must say so with ``@pytest.mark.datasets``: an unmarked one is a
+    collection error, so no dataset test can skip unnoticed in CI (which sets $TONEWATCH_DATA)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "data_root" in getattr(item, "fixturenames", ()) and item.get_closest_marker("datasets") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the data_root fixture without @pytest.mark.datasets: " + ", ".join(unmarked)
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,11 +43,15 @@ def offline_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The real data root (``../shared/datasets`` or ``$TONEWATCH_DATA``); skips the test when there is none."""
-    try:
-        return resolve_data_root()
-    except DataRootNotFoundError as error:
-        pytest.skip(f"real datasets not available: {error}")
+    """The real data root, ``$TONEWATCH_DATA``. Unset (a fresh clone): the test skips. Set to a folder that does
+    not exist: the test fails, since a misconfigured CI must not pass by skipping."""
+    configured = os.environ.get(DATA_ROOT_ENV, "")
+    if not configured:
+        pytest.skip(f"third-party datasets not configured: set ${DATA_ROOT_ENV} to the data root to run this test")
+    root = Path(configured).expanduser()
+    if not root.is_dir():
+        pytest.fail(f"${DATA_ROOT_ENV} is {configured}, which is not a folder", pytrace=False)
+    return root.resolve()
 
 
 TINY_CHARACTERS = (

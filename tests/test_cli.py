@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from tonewatch.cli import app
@@ -57,6 +58,7 @@ def test_unknown_source_is_a_usage_error():
     assert "unknown sources" in result.output
 
 
+@pytest.mark.datasets
 def test_stats_table_on_real_data(data_root):
     result = runner.invoke(app, ["data", "stats", "--data-root", str(data_root)])
     assert result.exit_code == 0, result.output

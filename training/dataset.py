@@ -25,8 +25,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tonewatch.configfile import ConfigError
 from tonewatch.data.conversations import conversation_records, read_conversations
 from tonewatch.data.custom import rows_to_records
+from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
 from tonewatch.data.records import Record
 from tonewatch.data.sources import get_source, load_source
 from tonewatch.data.splits import split_by_conversation
@@ -109,7 +111,7 @@ def load_extra(extra: ExtraData) -> list[Record]:
     if path.exists():
         builder = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(path.suffix)
         if builder is None:
-            raise ValueError(f"extra data {path}: unsupported file type {path.suffix!r} (csv, jsonl, json, parquet)")
+            raise ConfigError(f"extra data {path}: unsupported file type {path.suffix!r} (csv, jsonl, json, parquet)")
         table = datasets.load_dataset(builder, data_files=str(path), split="train")
     else:
         table = datasets.load_dataset(extra.path, split=extra.split)
@@ -127,6 +129,22 @@ def _looks_like_conversations(path: Path) -> bool:
     return False
 
 
+def training_data_root(config: TrainConfig) -> str | None:
+    """The data root a run reads (resolved: ``config.data_root``, else ``$TONEWATCH_DATA``), to record with it.
+
+    ``None`` when none is configured and no source of the mix needs one (the
+    project's own data is inside the package); a
+    :class:`~tonewatch.data.paths.DataRootNotFoundError` when a source does.
+    """
+    needed = any(share > 0 and not get_source(name).in_repo for name, share in config.source_shares.items())
+    try:
+        return str(resolve_data_root(config.data_root))
+    except DataRootNotFoundError:
+        if needed:
+            raise
+        return None
+
+
 def build_training_data(config: TrainConfig) -> TrainingData:
     """Load, filter, cap and split every source of the training mix."""
     train: dict[str, list[Record]] = {}
@@ -136,7 +154,7 @@ def build_training_data(config: TrainConfig) -> TrainingData:
             continue
         source = get_source(name)
         if source.tier != "train" and not config.allow_eval_tier:
-            raise ValueError(f"source {name!r} is {source.tier}-tier and may not be trained on")
+            raise ConfigError(f"source {name!r} is {source.tier}-tier and may not be trained on")
         records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
         if name != IN_DOMAIN_SOURCE:
             records = cap_records(records, config.max_records_per_source, config.seed)

@@ -48,7 +48,10 @@ ABUSIVE = LABEL2ID["abusive"]
 class EvalConfig:
     """What ``tonewatch evaluate`` measures."""
 
-    data_root: str | None = field(default=None, metadata={"help": "Data root of the third-party datasets."})
+    data_root: str | None = field(
+        default=None,
+        metadata={"help": "Folder of the third-party datasets (cold/, cedr/, ...); default $TONEWATCH_DATA."},
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Report folder (default: MODEL_DIR)."})
     max_records_per_source: int = field(
         default=2000, metadata={"help": "Cap per public source (seeded subset); COLD dev is always read whole."}
@@ -339,7 +342,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     classifier = Classifier.from_pretrained(directory, backend="torch")  # the reference (fp32) figures
     train_config_path = directory / "training_config.json"
     train_config = TrainConfig.from_file(train_config_path) if train_config_path.exists() else TrainConfig()
-    train_config.data_root = config.data_root or train_config.data_root
+    # The root the model was trained on may be another machine's: only --data-root or $TONEWATCH_DATA count.
+    train_config.data_root = config.data_root
     sets = evaluation_sets(config, train_config)
 
     baseline = None

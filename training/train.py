@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tonewatch.configfile import ConfigError
 from tonewatch.labels import EMOTION_LABELS
 from tonewatch.model.classifier import (
     CONFIG_NAME,
@@ -44,7 +45,7 @@ from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS
 from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
 from tonewatch.training.config import TrainConfig
-from tonewatch.training.dataset import build_training_data, source_shares, to_dataset
+from tonewatch.training.dataset import build_training_data, source_shares, to_dataset, training_data_root
 
 logger = logging.getLogger(__name__)
 
@@ -202,12 +203,12 @@ def check_teacher(config: TrainConfig, limits: InputLimits) -> None:
     for name in config.teachers:
         teacher = read_model_config(resolve_model_dir(name))
         if teacher.architecture != config.architecture or teacher.limits != limits:
-            raise ValueError(
+            raise ConfigError(
                 f"teacher {name} reads {teacher.architecture} inputs with {teacher.limits}; "
                 f"this config reads {config.architecture} inputs with {limits}: they must be the same"
             )
         if teacher.base_model != config.base_model:
-            raise ValueError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
+            raise ConfigError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
 
 
 class TeacherEnsemble(nn.Module):
@@ -258,7 +259,7 @@ def sample_plan(source_of_example: list[str], shares: dict[str, float], steps: i
         by_source.setdefault(source, []).append(index)  # type: ignore[attr-defined]
     names = [name for name in shares if name in by_source]
     if not names:
-        raise ValueError("no training examples in any configured source")
+        raise ConfigError("no training examples in any configured source")
     probabilities = np.array([shares[name] for name in names])
     probabilities = probabilities / probabilities.sum()
     pools = [np.array(by_source[name]) for name in names]
@@ -274,7 +275,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device = cuda but no CUDA device is available")
+        raise ConfigError("device = cuda but no CUDA device is available")
     return torch.device(name)
 
 
@@ -430,7 +431,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     started = time.perf_counter()
     output = Path(config.output_dir)
     if output.exists() and (output / CONFIG_NAME).exists() and not resume:
-        raise ValueError(f"{output} already holds a model; choose another output_dir or pass --resume")
+        raise ConfigError(f"output_dir {output} already holds a model; choose another output_dir or pass --resume")
+    config.data_root = training_data_root(config)  # recorded resolved; fails here, before any work, when missing
     output.mkdir(parents=True, exist_ok=True)
     config.save(output / "training_config.json")
     if config.threads:

@@ -98,6 +98,7 @@ def test_packaged_training_files_are_documented_and_share_no_conversation():
             seen[conversation_id] = path.name
 
 
+@pytest.mark.datasets
 def test_packaged_copies_match_the_shared_originals(data_root):
     for name in ("callcenter_dev", "callcenter_train"):
         for original in sorted((data_root / name).glob("*.jsonl")):

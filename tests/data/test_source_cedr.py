@@ -81,6 +81,7 @@ def test_missing_file_names_the_path(tmp_path):
         cedr.SOURCE.load(tmp_path / "cedr")
 
 
+@pytest.mark.datasets
 def test_real_folder(data_root):
     records = cedr.SOURCE.load(data_root / cedr.SOURCE.name)
     # SOURCE.md: 7,528 train rows, 28 of them repeat an earlier text.

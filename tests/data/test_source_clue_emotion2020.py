@@ -66,6 +66,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
         SOURCE.load(tmp_path / "clue_emotion2020")
 
 
+@pytest.mark.datasets
 def test_real_files(data_root: Path) -> None:
     records = SOURCE.load(data_root / SOURCE.name)
 

@@ -132,6 +132,7 @@ def test_missing_file_names_the_path(tmp_path, missing, name):
         ru_goemotions.SOURCE.load(folder)
 
 
+@pytest.mark.datasets
 def test_real_folder(data_root):
     records = ru_goemotions.SOURCE.load(data_root / ru_goemotions.SOURCE.name)
     # SOURCE.md: 5,426 validation rows; a few translations repeat ("Спасибо!").

@@ -74,6 +74,7 @@ def test_missing_file_names_the_path(tmp_path):
         ru_paradetox.SOURCE.load(folder)
 
 
+@pytest.mark.datasets
 def test_real_folder(data_root):
     records = ru_paradetox.SOURCE.load(data_root / ru_paradetox.SOURCE.name)
     assert len({record.id for record in records}) == len(records)

@@ -104,6 +104,7 @@ def test_missing_file_names_the_path(tmp_path):
         sentirueval.SOURCE.load(folder)
 
 
+@pytest.mark.datasets
 def test_real_folder(data_root):
     records = sentirueval.SOURCE.load(data_root / sentirueval.SOURCE.name)
     assert Counter(record.meta["domain"] for record in records) == {"banks": 5000, "telecoms": 5000}

@@ -63,6 +63,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
         SOURCE.load(tmp_path / "waimai_10k")
 
 
+@pytest.mark.datasets
 def test_real_files(data_root: Path) -> None:
     records = SOURCE.load(data_root / SOURCE.name)
 
