@@ -206,7 +206,9 @@ def build(
 def _build(cls: type[C], values: Any, prefix: str) -> C:
     name = cls.__name__
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix or name} must be a table, got {values!r}", key=prefix or None)
+        raise ConfigError(
+            f"{prefix.rstrip('.') or name} must be a table, got {values!r}", key=prefix.rstrip(".") or None
+        )
     fields = {item.name: item for item in dataclasses.fields(cls) if item.init}  # type: ignore[arg-type]
     unknown = [key for key in values if key not in fields]
     if unknown:
@@ -221,7 +223,9 @@ def _build(cls: type[C], values: Any, prefix: str) -> C:
         if key not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{prefix or name} is missing the key {missing[0]!r}", key=prefix.rstrip(".") or None)
+        raise ConfigError(
+            f"{prefix.rstrip('.') or name} is missing the key {missing[0]!r}", key=prefix.rstrip(".") or None
+        )
     hints = _type_hints(cls)
     converted = {key: coerce(hints[key], value, f"{prefix}{key}") for key, value in values.items()}
     try:

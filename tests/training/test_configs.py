@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from tonewatch.configfile import ConfigError, field_help
 from tonewatch.model.classifier import resolve_model_dir
-from tonewatch.training.config import TrainConfig
+from tonewatch.training.config import ExtraData, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "configs").glob("*.toml"))
@@ -36,3 +41,75 @@ def test_a_teacher_is_one_model_or_a_non_empty_list_of_them():
     for bad in ([], ["a", ""], ["a", 3]):
         with pytest.raises(ValueError, match=r"non-empty list|must be a string or a list of strings"):
             TrainConfig(teacher=bad)
+
+
+RESOLVED = json.loads((ROOT / "tests" / "fixtures" / "recipes_resolved.json").read_text())
+"""Every recipe's resolved values, written from the recipes as they were before they said ``extends``."""
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.name)
+def test_every_recipe_resolves_to_the_values_it_had_before_it_extended_the_default(path):
+    resolved = TrainConfig.from_file(path).to_dict()
+    # Fields removed since the reference was written are not compared; a field added since takes its default.
+    expected = {key: value for key, value in RESOLVED[path.name].items() if key in resolved}
+    assert set(expected) >= set(tomllib.loads(path.read_text())) - {"extends"}  # what the file sets is compared
+    assert {key: resolved[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("path", [path for path in RECIPES if path.name != "default.toml"], ids=lambda path: path.name)
+def test_the_other_recipes_extend_the_default_and_list_only_what_differs(path):
+    own = tomllib.loads(path.read_text())
+    assert own.pop("extends") == "default.toml"
+    default = TrainConfig.from_file(ROOT / "configs" / "default.toml").to_dict()
+    same = [key for key, value in own.items() if TrainConfig.from_file(path).to_dict()[key] == default[key]]
+    assert not same, f"{path.name} repeats the default's {same}"
+
+
+def test_a_recipe_error_names_the_file_and_the_key(tmp_path):
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(f'extends = "{ROOT / "configs" / "default.toml"}"\nlora_r = "big"\n')
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(recipe))}: lora_r must be an integer, got 'big'"):
+        TrainConfig.from_file(recipe)
+    recipe.write_text(f'extends = "{ROOT / "configs" / "default.toml"}"\n[source_shares]\ncold = 0.3\nimdb = 0.1\n')
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(recipe))}: unknown sources in source_shares: \\['imdb'\\]"):
+        TrainConfig.from_file(recipe)
+    recipe.write_text(f'extends = "{ROOT / "configs" / "default.toml"}"\n[source_shares]\ncold = 0.3\n')
+    shares = TrainConfig.from_file(recipe).source_shares
+    assert shares["cold"] == 0.3 and shares["callcenter_train"] == 0.5  # the table merges key by key
+    with pytest.raises(ConfigError, match="unknown key 'lora_rank' in TrainConfig; did you mean 'lora_r'"):
+        TrainConfig.from_file(recipe, ["lora_rank=4"])
+    assert TrainConfig.from_file(recipe, ["source_shares.cedr=0"]).source_shares["cedr"] == 0.0
+
+
+def test_extra_data_tables_become_typed_entries(tmp_path):
+    recipe = tmp_path / "extra.toml"
+    recipe.write_text('[[extra_data]]\npath = "mine.csv"\nlang = "zh"\nshare = 1\n')
+    (extra,) = TrainConfig.from_file(recipe).extra_data
+    assert isinstance(extra, ExtraData) and extra.share == 1.0 and isinstance(extra.share, float)
+    recipe.write_text('[[extra_data]]\npath = "mine.csv"\nformat = "xml"\n')
+    with pytest.raises(ConfigError, match=r"extra_data\[0\]: extra data format must be"):
+        TrainConfig.from_file(recipe)
+
+
+def test_a_run_records_its_resolved_data_root_and_needs_one_only_for_third_party_sources(tmp_path, monkeypatch):
+    from tonewatch.data.paths import NO_DATA_ROOT, DataRootNotFoundError
+    from tonewatch.training.dataset import training_data_root
+
+    monkeypatch.delenv("TONEWATCH_DATA", raising=False)
+    in_repo_only = TrainConfig(source_shares={"callcenter_train": 1.0})
+    assert training_data_root(in_repo_only) is None
+    with pytest.raises(DataRootNotFoundError) as error:
+        training_data_root(TrainConfig())
+    assert str(error.value) == NO_DATA_ROOT
+    monkeypatch.setenv("TONEWATCH_DATA", str(tmp_path))
+    assert training_data_root(TrainConfig()) == str(tmp_path.resolve())
+    assert training_data_root(in_repo_only) == str(tmp_path.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert training_data_root(TrainConfig(data_root=str(elsewhere))) == str(elsewhere.resolve())  # beats the env
+
+
+def test_show_fields_lists_every_field_with_its_help():
+    rows = field_help(TrainConfig)
+    assert [name for name, _, _ in rows] == [item.name for item in dataclasses.fields(TrainConfig)]
+    assert all(text for _, _, text in rows)
