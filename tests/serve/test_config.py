@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tonewatch.model.tracker import AlertPolicy
@@ -96,3 +98,23 @@ def test_every_field_has_help():
     for cls in (ServeConfig, ApiKey, AlertPolicy):
         for item in dataclasses.fields(cls):
             assert item.metadata.get("help"), f"{cls.__name__}.{item.name} has no help"
+
+
+def test_a_serve_config_extends_another_and_errors_name_the_file_and_key(tmp_path):
+    base = tmp_path / "base.toml"
+    base.write_text(TOML)
+    site = tmp_path / "site.toml"
+    site.write_text('extends = "base.toml"\nport = 9200\n\n[alert]\ncooldown_turns = 6\n')
+    config = ServeConfig.from_toml(site)
+    assert config.port == 9200 and config.host == "0.0.0.0"
+    assert config.alert.cooldown_turns == 6 and config.alert.hysteresis == 0.2  # [alert] merges key by key
+    assert [key.name for key in config.api_keys] == ["telephony", "supervisors"]
+    site.write_text(
+        'extends = "base.toml"\n\n[[api_keys]]\nname = "only"\nkey = "only-key-0123456789"\nscopes = ["read"]\n'
+    )
+    assert [key.name for key in ServeConfig.from_toml(site).api_keys] == ["only"]  # arrays of tables are replaced
+    site.write_text('extends = "base.toml"\n\n[[api_keys]]\nkey = "only-key-0123456789"\nscopes = "read"\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(site))}: api_keys\[0\]\.scopes must be a list of strings"):
+        ServeConfig.from_toml(site)
+    with pytest.raises(ValueError, match=r"^command line: port must be an integer, got '80'"):
+        ServeConfig.from_toml(site, port="80")
