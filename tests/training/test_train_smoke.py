@@ -168,3 +168,20 @@ def test_sample_plan_follows_the_shares():
     from_a = (plan < 10).mean()
     assert 0.4 < from_a < 0.6
     assert (plan == sample_plan(sources, {"a": 0.5, "b": 0.5}, 200, 10, seed=0)).all()
+
+
+def test_a_run_records_the_resolved_data_root_and_fails_early_without_one(
+    tiny_base_dir, tmp_path, make_tiny_config, monkeypatch
+):
+    from tonewatch.data.paths import DataRootNotFoundError
+
+    monkeypatch.setenv("TONEWATCH_DATA", str(tmp_path))
+    train(make_tiny_config(tiny_base_dir, tmp_path / "run", max_steps=1, eval_every=1))
+    saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
+    assert saved["data_root"] == str(tmp_path.resolve())
+
+    monkeypatch.delenv("TONEWATCH_DATA")
+    needs_cold = make_tiny_config(tiny_base_dir, tmp_path / "cold-run", source_shares={"cold": 1.0})
+    with pytest.raises(DataRootNotFoundError, match="no data root"):
+        train(needs_cold)
+    assert not (tmp_path / "cold-run").exists()
