@@ -23,6 +23,8 @@ Example ``serve.toml``::
     escalation_thresholds = { zh = 0.55 }
 
 Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says.
+A file may start from another with ``extends = "base.toml"`` (:mod:`tonewatch.configfile`: tables such as
+``[alert]`` merge key by key, arrays such as ``[[api_keys]]`` replace the parent's).
 """
 
 from __future__ import annotations

@@ -63,7 +63,10 @@ class TrainConfig:
     )
     source_shares: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_SOURCE_SHARES),
-        metadata={"help": "Share of each batch drawn from each source; sources not listed are not trained on."},
+        metadata={
+            "help": "Share of each batch drawn from each source; sources not listed, or at 0, are not trained on "
+            "(a recipe that extends another merges this table key by key: set a share to 0 to drop a source)."
+        },
     )
     max_records_per_source: int = field(
         default=20000, metadata={"help": "Cap on records read per public source (random subset, fixed seed)."}
