@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tonewatch.data.overlays import apply_overlay, source_overlay
 from tonewatch.data.paths import resolve_data_root
 from tonewatch.data.records import Record
 from tonewatch.data.sources import (
@@ -70,10 +71,12 @@ def source_folder(source: Source, data_root: str | Path | None = None) -> Path:
     return folder
 
 
-def load_source(name: str, data_root: str | Path | None = None) -> list[Record]:
-    """All records of the source called ``name``."""
+def load_source(name: str, data_root: str | Path | None = None, annotations: bool = True) -> list[Record]:
+    """All records of the source called ``name``, with the project's exact labels (``data/annotations/``) joined
+    in unless ``annotations`` is false (see :mod:`tonewatch.data.overlays`)."""
     source = get_source(name)
-    return source.load(source_folder(source, data_root))
+    records = source.load(source_folder(source, data_root))
+    return apply_overlay(records, source_overlay(name), name) if annotations else records
 
 
 __all__ = ["SOURCES", "Source", "SourceNotFoundError", "UnknownSourceError", "get_source", "load_source"]
