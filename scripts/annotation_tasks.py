@@ -50,7 +50,8 @@ def conversation_group(records: list[Record]) -> dict:
         position = len(record.context)
         if turns[position]["text"] != record.text:
             raise ValueError(f"{record.id}: context does not line up")
-        turns[position]["id"] = record.id
+        if turns[position]["speaker"] == "customer":  # a drama's other speaker is context here, never labelled
+            turns[position]["id"] = record.id
     return {"group": last.conversation_id, "source": last.source, "lang": last.lang, "turns": turns}
 
 
