@@ -6,16 +6,11 @@ Every path runs in its own process (so peak RSS is its own) on the customer
 turns of callcenter_dev with their conversation context, as `tonewatch label`
 and the live service see them:
 
-- single turn: one turn per call, timed from text to calibrated prediction
-  (tokenisation + model + calibration; loading excluded); p50 and p99.
-  The turns come in conversation order, as a live conversation sends them:
-  a ``turns`` model reuses the cached vectors of the earlier turns it has
-  seen (the agent turns in between are encoded in the same call as the
-  customer turn that follows them); "cold" p50 clears that cache before
-  every turn, so the whole window is encoded each time;
-- batch: every turn (810) in calls of 64, turns per second (cache cleared
-  first; within the run each turn is encoded once); and the same turns as
-  bare texts without context (texts per second);
+- single turn: one turn per call, in conversation order, timed from text to
+  calibrated prediction (tokenisation + model + calibration; loading
+  excluded); p50 and p99;
+- batch: every turn (810) in calls of 64, turns per second; and the same
+  turns as bare texts without context (texts per second);
 - peak RSS of the process (load included), and load time;
 - agreement of each path's emotion labels and escalation decisions with
   tonewatch's PyTorch path (the reference).
@@ -24,8 +19,7 @@ Paths:
 
 - ``naive``: what a user would write around the same merged weights: one
   ``network(**inputs)`` per turn under ``torch.no_grad()``, torch's default
-  threads; batches in input order, padded to the longest. For a ``turns``
-  model: every turn of the window encoded, then the context head; no cache.
+  threads; batches in input order, padded to the longest.
 - ``torch``: tonewatch's PyTorch path (inference mode, batches sorted by
   length).
 - ``onnx-fp32``, ``onnx-int8-full``: ONNX Runtime, fused graph, fp32 / every
@@ -60,34 +54,6 @@ def _turns():
     return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
 
 
-def _naive_turns(classifier, turns):
-    """The ``turns`` architecture without tonewatch: encode every turn of every window, then the head."""
-    import torch
-
-    from tonewatch.labels import SPEAKERS
-    from tonewatch.model.inputs import context_window, encode_single_turn
-
-    limits, network = classifier.config.limits, classifier.network
-    windows = [[*context_window(turn.context, limits), ("customer", turn.text)] for turn in turns]
-    ids, mask = classifier.pad_ids(
-        [encode_single_turn(classifier.tokenizer, text, limits) for window in windows for _, text in window]
-    )
-    slots = max(len(window) for window in windows)
-    with torch.no_grad():
-        encoded = network.encode_turns(torch.from_numpy(ids), torch.from_numpy(mask))
-        vectors = torch.zeros(len(windows), slots, encoded.shape[1])
-        speakers = torch.zeros(len(windows), slots, dtype=torch.long)
-        present = torch.zeros(len(windows), slots, dtype=torch.bool)
-        position = 0
-        for row, window in enumerate(windows):
-            offset = slots - len(window)
-            vectors[row, offset:] = encoded[position : position + len(window)]
-            speakers[row, offset:] = torch.tensor([SPEAKERS.index(speaker) for speaker, _ in window])
-            present[row, offset:] = True
-            position += len(window)
-        return network.context(vectors, speakers, present)
-
-
 def _naive(classifier):
     """One plain forward per call; the same weights and inputs, none of tonewatch's batching or runtime."""
     import torch
@@ -95,13 +61,10 @@ def _naive(classifier):
     network, calibration = classifier.network, classifier.config.calibration
 
     def predict(turns):
-        if classifier.config.architecture == "turns":
-            emotion, escalation = _naive_turns(classifier, turns)
-        else:
-            encoded = [classifier.encode(turn) for turn in turns]
-            ids, mask, types = (torch.from_numpy(array) for array in classifier.pad(encoded))
-            with torch.no_grad():
-                emotion, escalation = network(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        encoded = [classifier.encode(turn) for turn in turns]
+        ids, mask, types = (torch.from_numpy(array) for array in classifier.pad(encoded))
+        with torch.no_grad():
+            emotion, escalation = network(input_ids=ids, attention_mask=mask, token_type_ids=types)
         bias = torch.tensor(calibration.emotion_bias)
         labels = (emotion / calibration.emotion_temperature + bias).argmax(-1).tolist()
         scores = torch.sigmoid(escalation / calibration.escalation_temperature).tolist()
@@ -132,27 +95,16 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
         def predict(items, batch_size=64):
             return [(p.emotion, p.escalate) for p in classifier.classify(items, batch_size=batch_size)]
 
-    clear = getattr(classifier, "clear_cache", lambda: None)
     timed = turns[:n_turns]
     for turn in timed[:10]:  # warm-up
         predict([turn])
-
-    def one_at_a_time(cold: bool) -> list[float]:
-        clear()
-        latencies = []
-        for turn in timed:
-            if cold:
-                clear()
-            begun = time.perf_counter()
-            predict([turn])
-            latencies.append((time.perf_counter() - begun) * 1000)
-        return latencies
-
-    latencies = one_at_a_time(cold=False)
-    cold = one_at_a_time(cold=True)
+    latencies = []
+    for turn in timed:
+        begun = time.perf_counter()
+        predict([turn])
+        latencies.append((time.perf_counter() - begun) * 1000)
 
     def timed_batch(items) -> tuple[list, float]:
-        clear()
         begun = time.perf_counter()
         if path == "naive":
             decisions = [
@@ -171,7 +123,6 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
         "load_s": round(load_seconds, 1),
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
-        "cold_p50_ms": round(percentile(cold, 50), 2),
         "turns_per_s": round(len(turns) / batch_seconds, 1),
         "texts_per_s": round(len(texts) / texts_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -189,21 +140,20 @@ def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
         "",
         f"Measured by `python benchmarks/speed.py` in one run on {settings['machine']}; "
         f"{settings['threads']} runtime threads; model `{settings['model']}` "
-        f"({settings['layers']} encoder layers, architecture `{settings['architecture']}`); inputs are the "
-        f"{settings['turns']} customer turns of callcenter_dev with their context ({settings['tokens']}). "
-        f"Single turn: {settings['timed']} turns one at a time in conversation order, text to calibrated "
-        "prediction, load excluded; cold: the turn-vector cache cleared before each turn. Batch: all turns in "
-        "calls of 64; texts: the same turns without context. Agreement: share of emotion labels / escalation "
-        "decisions equal to tonewatch's PyTorch path. Each path ran in its own process.",
+        f"({settings['layers']} encoder layers); inputs are the {settings['turns']} customer turns of "
+        f"callcenter_dev with their context ({settings['tokens']}). Single turn: {settings['timed']} turns one "
+        "at a time in conversation order, text to calibrated prediction, load excluded. Batch: all turns in calls "
+        "of 64; texts: the same turns without context. Agreement: share of emotion labels / escalation decisions "
+        "equal to tonewatch's PyTorch path. Each path ran in its own process.",
         "",
-        "| path | single turn p50 (ms) | p99 (ms) | cold p50 (ms) | speed-up vs naive (p50) | batch (turns/s) "
+        "| path | single turn p50 (ms) | p99 (ms) | speed-up vs naive (p50) | batch (turns/s) "
         "| texts/s | peak RSS (MB) | load (s) | emotion agreement | escalation agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         speed_up = f"{naive['p50_ms'] / result['p50_ms']:.1f}×" if naive else "-"
         lines.append(
-            f"| {result['path']} | {result['p50_ms']} | {result['p99_ms']} | {result['cold_p50_ms']} | "
+            f"| {result['path']} | {result['p50_ms']} | {result['p99_ms']} | "
             f"{speed_up} | {result['turns_per_s']} | {result['texts_per_s']} | "
             f"{result['peak_rss_mb']} | "
             f"{result['load_s']} | {100 * result['emotion_agreement']:.2f} % | "
@@ -258,31 +208,18 @@ def main() -> None:
 
     from tonewatch.model.classifier import read_model_config, resolve_model_dir
     from tonewatch.model.encoder import resolve_base_model
-    from tonewatch.model.inputs import context_window, encode_single_turn, encode_turn
+    from tonewatch.model.inputs import encode_turn
 
     config = read_model_config(resolve_model_dir(arguments.model))
     turns = _turns()
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(config.base_model))
-    if config.architecture == "turns":
-        alone = sorted(len(encode_single_turn(tokenizer, t.text, config.limits)) for t in turns)
-        window = sorted(
-            sum(
-                len(encode_single_turn(tokenizer, text, config.limits))
-                for _, text in context_window(t.context, config.limits)
-            )
-            + len(encode_single_turn(tokenizer, t.text, config.limits))
-            for t in turns
-        )
-        tokens = f"median {alone[len(alone) // 2]} tokens per turn alone, {window[len(window) // 2]} per window"
-    else:
-        lengths = sorted(len(encode_turn(tokenizer, t.text, t.context, config.limits).input_ids) for t in turns)
-        tokens = f"median {lengths[len(lengths) // 2]} tokens"
+    lengths = sorted(len(encode_turn(tokenizer, t.text, t.context, config.limits).input_ids) for t in turns)
+    tokens = f"median {lengths[len(lengths) // 2]} tokens"
     settings = {
         "machine": machine(),
         "threads": arguments.threads,
         "model": config.name,
         "layers": config.num_hidden_layers,
-        "architecture": config.architecture,
         "turns": len(turns),
         "timed": min(arguments.turns, len(turns)),
         "tokens": tokens,

@@ -2,8 +2,8 @@
 
 A model directory holds::
 
-    config.json          label maps, architecture, base encoder, input limits, LoRA shape, calibration
-    model.safetensors    LoRA factors, token-type embeddings (joint) or context layer (turns), the two heads
+    config.json          label maps, base encoder, input limits, LoRA shape, calibration
+    model.safetensors    LoRA factors, token-type embeddings, the two heads
     tokenizer files      the base encoder's tokenizer
     README.md            the model card
 
@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,25 +27,18 @@ import numpy as np
 import torch
 
 from tonewatch.configfile import ConfigError
-from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID, SPEAKERS
-from tonewatch.model.inputs import EncodedInput, InputLimits, context_window, encode_single_turn, encode_turn
-from tonewatch.model.modeling import (
-    HEAD_PREFIXES,
-    TRAINED_ENCODER_PARAMETERS,
-    ContextHead,
-    TurnClassifierNetwork,
-    TurnContextNetwork,
-    merge_lora,
-)
+from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID
+from tonewatch.model.inputs import EncodedInput, InputLimits, encode_turn
+from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, TurnClassifierNetwork, merge_lora
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "tonewatch-turn-classifier"
-ARCHITECTURES = ("joint", "turns")
-"""``joint``: turn and context in one token sequence; ``turns``: each turn encoded alone, context from turn
-vectors (``tonewatch.model.modeling``). A config without the field is ``joint`` (models v1-v2)."""
+ARCHITECTURE = "joint"
+"""The one architecture (turn and context in one token sequence), which ``config.json`` names. The ``turns``
+architecture was removed; its last version is the git tag ``archive/turns-and-ensembles``."""
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 """The shipped default model (inside the installed package)."""
 BUNDLED_MODELS = {"default": DEFAULT_MODEL_DIR, "fast": DEFAULT_MODEL_DIR.parent / "fast"}
@@ -102,11 +94,15 @@ class ModelConfig:
     name: str = "tonewatch"
     version: str = "0"
     base_weights_sha256: str | None = None
-    architecture: str = "joint"
+    architecture: str = ARCHITECTURE
+    """Written to ``config.json`` as before; a config without the field is ``joint`` (models v1-v2)."""
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ModelDirectoryError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.architecture != ARCHITECTURE:
+            raise ModelDirectoryError(
+                f"architecture {self.architecture!r} is not supported: this tonewatch loads {ARCHITECTURE!r} models "
+                "only (the 'turns' architecture was removed; git tag archive/turns-and-ensembles still has it)"
+            )
 
     @property
     def lora_scaling(self) -> float:
@@ -181,27 +177,12 @@ def read_model_config(model_dir: str | Path) -> ModelConfig:
     return ModelConfig.from_json(data)
 
 
-def build_network(
-    config: ModelConfig, base_path: str, dropout: float = 0.1
-) -> TurnClassifierNetwork | TurnContextNetwork:
-    """A network of ``config.architecture`` around the base encoder at ``base_path``, cut to
-    ``config.num_hidden_layers`` layers."""
+def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
+    """The network around the base encoder at ``base_path``, cut to ``config.num_hidden_layers`` layers."""
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
-    if config.architecture == "turns":
-        return TurnContextNetwork(encoder, encoder.config.hidden_size, config.limits.max_context_turns, dropout)
     return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout)
-
-
-def load_context_head(directory: Path, config: ModelConfig) -> ContextHead:
-    """The context layer and heads of a ``turns`` model, without its encoder (for the ONNX Runtime path)."""
-    from safetensors.torch import load_file
-
-    head = ContextHead(config.hidden_size, config.limits.max_context_turns, dropout=0.0)
-    state = load_file(str(directory / WEIGHTS_NAME))
-    head.load_state_dict({key[len("context.") :]: value for key, value in state.items() if key.startswith("context.")})
-    return head.eval()
 
 
 def _quiet_transformers():
@@ -218,15 +199,12 @@ BACKEND_ENV = "TONEWATCH_BACKEND"
 
 
 class TorchBackend:
-    """The merged PyTorch network.
-
-    ``joint``: ``backend(ids, mask, types)`` gives both logits; ``turns``: ``backend(ids, mask)`` gives turn vectors.
-    """
+    """The merged PyTorch network: ``backend(ids, mask, types)`` gives both logits."""
 
     name = "torch"
     margins = None
 
-    def __init__(self, network: TurnClassifierNetwork | TurnContextNetwork, threads: int | None = None):
+    def __init__(self, network: TurnClassifierNetwork, threads: int | None = None):
         self.network = network.eval()
         if threads:
             torch.set_num_threads(threads)
@@ -234,8 +212,6 @@ class TorchBackend:
     @torch.inference_mode()
     def __call__(self, *arrays: np.ndarray, fp32: bool = False):
         tensors = [torch.from_numpy(array) for array in arrays]
-        if isinstance(self.network, TurnContextNetwork):
-            return self.network.encode_turns(*tensors).float().numpy()
         emotion, escalation = self.network(*tensors)
         return emotion.float().numpy(), escalation.float().numpy()
 
@@ -305,10 +281,10 @@ class OnnxBackend:
 
     @staticmethod
     def _run(session, arrays: Sequence[np.ndarray]):
-        """Feed ``arrays`` (input_ids, attention_mask[, token_type_ids]); both logits (joint) or vectors (turns)."""
+        """Feed ``arrays`` (input_ids, attention_mask, token_type_ids); both logits."""
         names = ("input_ids", "attention_mask", "token_type_ids")
-        outputs = session.run(None, dict(zip(names, arrays, strict=False)))
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+        emotion, escalation = session.run(None, dict(zip(names, arrays, strict=True)))
+        return emotion, escalation
 
     def __call__(self, *arrays: np.ndarray, fp32: bool = False):
         """The main graph's output, or the fp32 graph's with ``fp32`` (counted as re-checked)."""
@@ -356,33 +332,19 @@ class Classifier:
     CPUs). Tokenisation and calibration are shared.
     """
 
-    VECTOR_CACHE_SIZE = 20_000
-    """Turn vectors kept (architecture ``turns``), least recently used dropped first; about 1.5 kB each."""
-
     def __init__(
         self,
         backend,
         tokenizer,
         config: ModelConfig,
         model_dir: Path | None = None,
-        head: ContextHead | None = None,
     ):
-        if isinstance(backend, TurnClassifierNetwork | TurnContextNetwork):
+        if isinstance(backend, TurnClassifierNetwork):
             backend = TorchBackend(backend)
         self.backend = backend
         self.tokenizer = tokenizer
         self.config = config
         self.model_dir = model_dir
-        self.head = head
-        if config.architecture == "turns" and head is None:
-            if isinstance(backend, TorchBackend):
-                self.head = backend.network.context
-            elif model_dir is not None:
-                self.head = load_context_head(model_dir, config)
-            else:
-                raise ValueError("a 'turns' classifier on ONNX Runtime needs its context head (or model_dir)")
-        self._vectors: OrderedDict[tuple[bool, str], np.ndarray] = OrderedDict()
-        self._vectors_lock = threading.Lock()
 
     @property
     def backend_name(self) -> str:
@@ -553,7 +515,7 @@ class Classifier:
     def raw_logits(
         self, items: Sequence[TurnInput | str], batch_size: int = 64, precision: str = "auto"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uncalibrated emotion and escalation logits of ``items``, for either architecture.
+        """Uncalibrated emotion and escalation logits of ``items``.
 
         ``precision``: ``auto`` re-checks close int8 calls in fp32 (ONNX
         default recipe); ``fast`` uses the main graph only; ``fp32`` the fp32
@@ -561,44 +523,7 @@ class Classifier:
         """
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         langs = [turn.lang for turn in turns]
-        if self.config.architecture == "turns":
-            return self._turns_logits(turns, batch_size, langs, precision)
         return self.logits([self.encode(turn) for turn in turns], batch_size, langs, precision)
-
-    def turn_vectors(self, texts: Sequence[str], fp32: bool = False, batch_size: int = 64) -> np.ndarray:
-        """One vector per turn text (architecture ``turns``), from the cache or encoded (sorted by length).
-
-        ``fp32`` asks for the fp32 graph's vectors when the main graph is int8.
-        """
-        fp32 = bool(fp32 and self.backend.margins)
-        found: dict[str, np.ndarray] = {}
-        with self._vectors_lock:
-            for text in texts:
-                vector = self._vectors.get((fp32, text))
-                if vector is not None:
-                    self._vectors.move_to_end((fp32, text))
-                    found[text] = vector
-        missing = [text for text in dict.fromkeys(texts) if text not in found]
-        if missing:
-            ids = [encode_single_turn(self.tokenizer, text, self.config.limits) for text in missing]
-            order = sorted(range(len(missing)), key=lambda index: len(ids[index]))
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                batch_ids, batch_mask = self.pad_ids([ids[index] for index in chunk])
-                vectors = self.backend(batch_ids, batch_mask, fp32=fp32)
-                for row, index in enumerate(chunk):
-                    found[missing[index]] = vectors[row]
-            with self._vectors_lock:
-                for text in missing:
-                    self._vectors[(fp32, text)] = found[text]
-                while len(self._vectors) > self.VECTOR_CACHE_SIZE:
-                    self._vectors.popitem(last=False)
-        return np.stack([found[text] for text in texts]) if texts else np.zeros((0, self.config.hidden_size))
-
-    def clear_cache(self) -> None:
-        """Forget every cached turn vector."""
-        with self._vectors_lock:
-            self._vectors.clear()
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
@@ -609,48 +534,6 @@ class Classifier:
             ids[row, : len(sequence)] = sequence
             mask[row, : len(sequence)] = 1
         return ids, mask
-
-    def _head_logits(self, windows: list[list[tuple[str, str]]], fp32: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Both logits of turn windows (context turns oldest first, labelled turn last)."""
-        texts = [text for window in windows for _, text in window]
-        vectors = self.turn_vectors(texts, fp32=fp32)
-        slots = max(len(window) for window in windows)
-        batch = np.zeros((len(windows), slots, vectors.shape[1]), dtype=np.float32)
-        speakers = np.zeros((len(windows), slots), dtype=np.int64)
-        mask = np.zeros((len(windows), slots), dtype=bool)
-        position = 0
-        for row, window in enumerate(windows):
-            offset = slots - len(window)
-            batch[row, offset:] = vectors[position : position + len(window)]
-            speakers[row, offset:] = [SPEAKERS.index(speaker) for speaker, _ in window]
-            mask[row, offset:] = True
-            position += len(window)
-        with torch.inference_mode():
-            emotion, escalation = self.head(torch.from_numpy(batch), torch.from_numpy(speakers), torch.from_numpy(mask))
-        return emotion.float().numpy(), escalation.float().numpy()
-
-    def _turns_logits(
-        self, turns: Sequence[TurnInput], batch_size: int, langs: Sequence[str | None], precision: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not turns:
-            return torch.zeros((0, len(EMOTION_LABELS))), torch.zeros(0)
-        limits = self.config.limits
-        windows = [[*context_window(turn.context, limits), ("customer", turn.text)] for turn in turns]
-        emotion = np.empty((len(turns), len(EMOTION_LABELS)), dtype=np.float32)
-        escalation = np.empty(len(turns), dtype=np.float32)
-        for start in range(0, len(windows), batch_size):
-            rows = slice(start, start + batch_size)
-            emotion[rows], escalation[rows] = self._head_logits(windows[rows], fp32=precision == "fp32")
-        margins = self.backend.margins
-        if margins and precision == "auto":
-            top, second, decision = calibrated_margins(emotion, escalation, langs, self.config.calibration)
-            close = np.flatnonzero(
-                (top - second < margins["emotion_margin"]) | (np.abs(decision) < margins["escalation_margin"])
-            )
-            for start in range(0, len(close), batch_size):
-                rows = close[start : start + batch_size]
-                emotion[rows], escalation[rows] = self._head_logits([windows[row] for row in rows], fp32=True)
-        return torch.from_numpy(emotion), torch.from_numpy(escalation)
 
     def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
         """Predictions for ``items`` (turns with context, or bare strings), in order."""

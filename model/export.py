@@ -3,8 +3,6 @@
 :func:`export_onnx` turns a tonewatch model directory into an ONNX directory::
 
     model.onnx        the merged network (LoRA folded in), both heads, raw logits; int8 MatMuls
-                      (architecture ``turns``: the turn encoder only, one vector per turn; the small
-                      context layer and heads run in PyTorch from the model directory)
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
     tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
     onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
@@ -56,24 +54,6 @@ FP32_NAME = "model.fp32.onnx"
 META_NAME = "onnx.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
-TURN_INPUT_NAMES = ("input_ids", "attention_mask")
-TURN_OUTPUT_NAMES = ("turn_vector",)
-
-
-def _turn_encoder(network):
-    """A module ``forward(input_ids, attention_mask) -> turn vectors`` over a ``turns`` network, to export."""
-    import torch
-
-    class TurnEncoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.network = network
-
-        def forward(self, input_ids, attention_mask):
-            return self.network.encode_turns(input_ids, attention_mask)
-
-    return TurnEncoder().eval()
-
 
 QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output")
 """MatMul groups of each encoder layer: fused QKV attention, attention output
@@ -210,25 +190,20 @@ def _export_fp32(classifier, path: Path) -> None:
 
     encoder = classifier.network.encoder
     encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
-    try:
-        if classifier.config.architecture == "turns":
-            module, input_names, output_names = _turn_encoder(classifier.network), TURN_INPUT_NAMES, TURN_OUTPUT_NAMES
-            example = classifier.pad_ids([[0, 6, 7, 8, 2], [0, 9, 2]])
-        else:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
-            module, input_names, output_names = classifier.network, INPUT_NAMES, OUTPUT_NAMES
-            example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
+    try:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
+        example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
         inputs = tuple(torch.from_numpy(array) for array in example)
-        dynamic = {name: {0: "batch", 1: "sequence"} for name in input_names}
-        dynamic |= {name: {0: "batch"} for name in output_names}
+        dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+        dynamic |= {name: {0: "batch"} for name in OUTPUT_NAMES}
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
             torch.onnx.export(
-                module,
+                classifier.network,
                 inputs,
                 str(path),
                 dynamo=False,
-                input_names=list(input_names),
-                output_names=list(output_names),
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
                 dynamic_axes=dynamic,
                 opset_version=17,
                 do_constant_folding=True,
@@ -371,7 +346,7 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dic
     turns = calibration_turns()
     langs = [turn.lang for turn in turns]
     backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}})  # both graphs of the work directory
-    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir, head=classifier.head)
+    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir)
     outputs = {
         name: tuple(array.numpy() for array in measuring.raw_logits(turns, precision=precision))
         for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))

@@ -11,11 +11,6 @@ chronological order, each prefixed with its speaker, filling the remaining
 budget from the most recent turn backwards: the oldest turns are dropped
 first, and the oldest kept turn may lose its beginning. Token type 1 marks
 the context so the network can tell what it labels from what it reads.
-
-That is the ``joint`` architecture. The ``turns`` architecture encodes every
-turn on its own (:func:`encode_single_turn`) and reads the vectors of the
-last ``max_context_turns`` turns (:func:`context_window`); ``max_length``
-does not apply to it.
 """
 
 from __future__ import annotations
@@ -86,17 +81,3 @@ def encode_turn(
         input_ids += [*context_ids, eos]
         token_types += [1] * (len(context_ids) + 1)
     return EncodedInput(input_ids, token_types)
-
-
-def encode_single_turn(tokenizer, text: str, limits: InputLimits = InputLimits()) -> list[int]:
-    """``<s> turn </s>`` ids of one turn on its own (architecture ``turns``), cut to ``max_turn_tokens``."""
-    return [tokenizer.bos_token_id, *_content_ids(tokenizer, text)[: limits.max_turn_tokens], tokenizer.eos_token_id]
-
-
-def context_window(context: Sequence[tuple[str, str]], limits: InputLimits) -> list[tuple[str, str]]:
-    """The preceding turns the ``turns`` architecture reads: the last ``max_context_turns``, oldest first."""
-    recent = list(context)[-limits.max_context_turns :] if limits.max_context_turns else []
-    for speaker, _ in recent:
-        if speaker not in SPEAKERS:
-            raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
-    return recent

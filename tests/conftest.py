@@ -149,14 +149,8 @@ def build_tiny_model_dir(base_dir: Path, output: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
-    """A tiny random model of the ``joint`` architecture."""
+    """A tiny random model (random LoRA factors and heads around the tiny base)."""
     return build_tiny_model_dir(tiny_base_dir, tmp_path_factory.mktemp("tiny-model"))
-
-
-@pytest.fixture(scope="session")
-def tiny_turns_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
-    """A tiny random model of the ``turns`` architecture (each turn encoded alone, context from turn vectors)."""
-    return build_tiny_model_dir(tiny_base_dir, tmp_path_factory.mktemp("tiny-turns-model"), architecture="turns")
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,6 @@ from tonewatch.data.sources import SOURCES
 from tonewatch.training.report import headline_rows
 
 
-def _teacher_text(teacher: str | list[str]) -> str:
-    if isinstance(teacher, str):
-        return f"the model `{teacher}`"
-    names = ", ".join(f"`{name}`" for name in teacher)
-    return f"an ensemble of {len(teacher)} models (their averaged probabilities: {names})"
-
-
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -23,7 +16,6 @@ def _load(path: Path) -> dict | None:
 RECIPES = {
     "tonewatch-default": "configs/default.toml",
     "tonewatch-fast": "configs/distil3.toml",
-    "tonewatch-turns": "configs/turns.toml",
 }
 """The shipped recipe of each named model; any other model is reproduced from its own training_config.json."""
 
@@ -38,7 +30,6 @@ def write_model_card(model_dir: str | Path) -> Path:
     weights = directory / "model.safetensors"
     size_mb = weights.stat().st_size / 1e6 if weights.is_file() else 0.0
     limits = config.get("limits", {})
-    turns = config.get("architecture") == "turns"
     name = config.get("name", directory.name)
     lines = [
         "---",
@@ -63,28 +54,15 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"Weights sha256 `{config.get('base_weights_sha256')}`.",
         f"- First {config.get('num_hidden_layers')} of 12 layers kept; LoRA r={config.get('lora_r')} "
         f"alpha={config.get('lora_alpha')} on {', '.join(config.get('lora_target_modules', []))}, merged into the "
-        "base weights at load time; "
-        + (
-            "the context layer and two heads trained in full."
-            if turns
-            else "token-type embeddings and two heads trained in full."
-        ),
+        "base weights at load time; token-type embeddings and two heads trained in full.",
         f"- This directory stores only the trained tensors: `model.safetensors` is {size_mb:.1f} MB.",
         "",
         "## Input",
         "",
-        (
-            f"Architecture `turns`: every turn is encoded on its own (at most {limits.get('max_turn_tokens')} "
-            "tokens) and mean-pooled into one vector, computed once per turn and cached. The customer turn's "
-            f"vector and those of up to {limits.get('max_context_turns')} preceding turns, each with a speaker "
-            "and a distance embedding, pass through one transformer layer; both heads read the turn's own "
-            "vector beside its mixed one."
-            if turns
-            else f"The customer turn (at most {limits.get('max_turn_tokens')} tokens, token type 0), then "
-            f"up to {limits.get('max_context_turns')} preceding turns prefixed with their speaker "
-            f"(token type 1), truncated from the oldest end, {limits.get('max_length')} tokens in all. "
-            "Turn and context are mean-pooled separately; both heads read the concatenation."
-        ),
+        f"The customer turn (at most {limits.get('max_turn_tokens')} tokens, token type 0), then "
+        f"up to {limits.get('max_context_turns')} preceding turns prefixed with their speaker "
+        f"(token type 1), truncated from the oldest end, {limits.get('max_length')} tokens in all. "
+        "Turn and context are mean-pooled separately; both heads read the concatenation.",
         "",
         "## Runtime",
         "",
@@ -118,7 +96,7 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"cross-entropy for weak labels, class balance {training.get('class_balance')}; best validation step "
         f"{summary.get('best_step')}; {summary.get('train_minutes')} minutes on {summary.get('device')}. "
         + (
-            f"Distilled from {_teacher_text(training['teacher'])} (loss weight {training.get('distill_weight')}, "
+            f"Distilled from the model `{training['teacher']}` (loss weight {training.get('distill_weight')}, "
             f"temperature {training.get('distill_temperature')}): the teachers' own training data applies too. "
             if training.get("teacher")
             else ""

@@ -80,25 +80,12 @@ class TrainConfig:
         default=0.15,
         metadata={"help": "Share of callcenter_train conversations held out for early stopping and calibration."},
     )
-    architecture: str = field(
-        default="joint",
-        metadata={
-            "help": "'joint': turn and context in one token sequence; 'turns': each turn encoded alone, context "
-            "read from turn vectors (cacheable; see docs/design.md)."
-        },
-    )
-    context_grad: bool = field(
-        default=False,
-        metadata={"help": "'turns' only: back-propagate through the context turns too (slower)."},
-    )
-    teacher: str | list[str] | None = field(
+    teacher: str | None = field(
         default=None,
         metadata={
-            "help": "A trained tonewatch model to distil from (a directory or a bundled name such as default), or a "
-            "list of them (an ensemble, e.g. the same recipe trained with several seeds: its softened "
-            "probabilities are averaged): the student also learns the teacher's emotion distribution and "
-            "escalation probability on every training example. Same architecture and input limits as this "
-            "config. None: no teacher."
+            "help": "A trained tonewatch model to distil from (a directory or a bundled name such as default): the "
+            "student also learns the teacher's emotion distribution and escalation probability on every training "
+            "example. Same input limits and base encoder as this config. None: no teacher."
         },
     )
     distill_weight: float = field(
@@ -143,6 +130,11 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.teacher, list):  # before the type check, whose message would not say why
+            raise ValueError(
+                f"teacher must be one model directory or bundled model name, got {self.teacher!r} (ensembles of "
+                "teachers were removed; git tag archive/turns-and-ensembles still has them)"
+            )
         configfile.coerce_fields(self)  # types first: a TOML table in extra_data becomes an ExtraData here
         for name, value in self.source_shares.items():
             if value < 0:
@@ -164,14 +156,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.architecture not in ("joint", "turns"):
-            raise ValueError(f"architecture must be 'joint' or 'turns', got {self.architecture!r}")
         if self.max_length < self.max_turn_tokens + 2:
             raise ValueError("max_length must leave room for the turn and two special tokens")
-        if isinstance(self.teacher, list) and (
-            not self.teacher or not all(isinstance(item, str) and item for item in self.teacher)
-        ):
-            raise ValueError(f"teacher must be a model directory or a non-empty list of them, got {self.teacher!r}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -195,13 +181,6 @@ class TrainConfig:
                 f"sources {eval_tier} are eval-tier (unclear licenses): set allow_eval_tier = true for a research run"
             )
 
-    @property
-    def teachers(self) -> list[str]:
-        """The teacher models (none, one, or an ensemble)."""
-        if self.teacher is None:
-            return []
-        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -212,7 +191,30 @@ class TrainConfig:
     def from_file(cls, path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
         """Load a TOML recipe (its ``extends`` chain resolved) or a saved JSON config, apply ``key=value``
         overrides, validate; a :class:`~tonewatch.configfile.ConfigError` names the file and key of any error."""
-        return configfile.load(cls, path, overrides or ())
+        config = configfile.apply_overrides(
+            configfile.read_config_file(path) if path is not None else configfile.ConfigValues(), overrides or ()
+        )
+        source = str(path) if path is not None else None
+        drop_retired_fields(config, source)
+        return configfile.build(cls, config.values, origins=config, source=source)
+
+
+RETIRED_FIELDS: dict[str, Any] = {"architecture": "joint", "context_grad": False}
+"""Fields of the removed ``turns`` architecture, each with the one value it may still hold: older runs' saved
+``training_config.json`` (the shipped models' included) have them and still load."""
+
+
+def drop_retired_fields(config: configfile.ConfigValues, source: str | None = None) -> None:
+    """Remove :data:`RETIRED_FIELDS` from ``config``; any other value of them is a ConfigError naming its file."""
+    for name, kept in RETIRED_FIELDS.items():
+        value = config.values.pop(name, kept)
+        if value != kept:
+            where = config.origin(name, source)
+            raise configfile.ConfigError(
+                f"{where + ': ' if where else ''}{name} = {value!r} is not supported: the 'turns' architecture was "
+                f"removed (git tag archive/turns-and-ensembles still has it); only {name} = {kept!r} is accepted",
+                key=name,
+            )
 
 
 def field_help(cls: type = TrainConfig) -> list[tuple[str, str, str]]:

@@ -32,8 +32,8 @@ from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
 from tonewatch.data.records import Record
 from tonewatch.data.sources import get_source, load_source
 from tonewatch.data.splits import split_by_conversation
-from tonewatch.labels import EMOTION_LABELS, LABEL2ID, SPEAKERS
-from tonewatch.model.inputs import InputLimits, context_window, encode_single_turn, encode_turn
+from tonewatch.labels import EMOTION_LABELS, LABEL2ID
+from tonewatch.model.inputs import InputLimits, encode_turn
 from tonewatch.training.config import ExtraData, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -193,20 +193,8 @@ def record_to_example(record: Record) -> dict:
     }
 
 
-def tokenize_batch(batch: dict, tokenizer, limits: InputLimits, architecture: str = "joint") -> dict:
-    """``datasets.map`` function: encoder inputs for a batch of examples.
-
-    ``joint``: ``input_ids`` and ``token_type_ids`` of turn + context. ``turns``: ``input_ids`` of the turn
-    alone, ``context_ids`` of each context turn alone and their ``context_speaker_ids``.
-    """
-    if architecture == "turns":
-        input_ids, context_ids, speaker_ids = [], [], []
-        for text, speakers, texts in zip(batch["text"], batch["context_speakers"], batch["context_texts"], strict=True):
-            window = context_window(list(zip(speakers, texts, strict=True)), limits)
-            input_ids.append(encode_single_turn(tokenizer, text, limits))
-            context_ids.append([encode_single_turn(tokenizer, turn_text, limits) for _, turn_text in window])
-            speaker_ids.append([SPEAKERS.index(speaker) for speaker, _ in window])
-        return {"input_ids": input_ids, "context_ids": context_ids, "context_speaker_ids": speaker_ids}
+def tokenize_batch(batch: dict, tokenizer, limits: InputLimits) -> dict:
+    """``datasets.map`` function: ``input_ids`` and ``token_type_ids`` of turn + context for a batch of examples."""
     input_ids, token_type_ids = [], []
     for text, speakers, texts in zip(batch["text"], batch["context_speakers"], batch["context_texts"], strict=True):
         encoded = encode_turn(tokenizer, text, list(zip(speakers, texts, strict=True)), limits)
@@ -215,9 +203,7 @@ def tokenize_batch(batch: dict, tokenizer, limits: InputLimits, architecture: st
     return {"input_ids": input_ids, "token_type_ids": token_type_ids}
 
 
-def to_dataset(
-    records: list[Record], tokenizer, limits: InputLimits, cache_dir: Path | None = None, architecture: str = "joint"
-):
+def to_dataset(records: list[Record], tokenizer, limits: InputLimits, cache_dir: Path | None = None):
     """A tokenised ``datasets.Dataset`` of ``records``; cached on disk by content when ``cache_dir`` is given."""
     import datasets
 
@@ -226,16 +212,14 @@ def to_dataset(
     cache_file = None
     if cache_dir is not None and examples:
         fingerprint = hashlib.sha256(
-            json.dumps(
-                [examples, limits.__dict__, tokenizer.name_or_path, len(tokenizer), architecture], ensure_ascii=False
-            ).encode()
+            json.dumps([examples, limits.__dict__, tokenizer.name_or_path, len(tokenizer)], ensure_ascii=False).encode()
         ).hexdigest()[:24]
         cache_dir.mkdir(parents=True, exist_ok=True)
         cache_file = str(cache_dir / f"tokenized-{fingerprint}.arrow")
     return dataset.map(
         tokenize_batch,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "limits": limits, "architecture": architecture},
+        fn_kwargs={"tokenizer": tokenizer, "limits": limits},
         cache_file_name=cache_file,
         load_from_cache_file=cache_file is not None,
         desc="tokenising",

@@ -4,7 +4,7 @@
 conversations where a supervisor request or a threat of external action is said calmly, conditionally or
 in the first customer turn, and negatives that use the same words without a trigger. :func:`probe_report`
 scores a model on them per language and group of customer turns (see ``GROUPS``); ``tonewatch evaluate``
-adds it to the report and ``scripts/eval_probes.py`` compares several models.
+adds it to the report (run it on each model to compare several).
 """
 
 from __future__ import annotations

@@ -66,29 +66,8 @@ class Batch:
     def to(self, device: torch.device) -> Batch:
         return type(self)(**{name: value.to(device) for name, value in self.__dict__.items()})
 
-    def logits(self, network, context_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, network) -> tuple[torch.Tensor, torch.Tensor]:
         return network(self.input_ids, self.attention_mask, self.token_type_ids)
-
-
-@dataclass
-class TurnsBatch(Batch):
-    """A batch of the ``turns`` architecture: labelled turns alone, plus the distinct context turns."""
-
-    context_ids: torch.Tensor
-    context_mask: torch.Tensor
-    context_index: torch.Tensor
-    context_speakers: torch.Tensor
-
-    def logits(self, network, context_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        return network(
-            self.input_ids,
-            self.attention_mask,
-            self.context_ids,
-            self.context_mask,
-            self.context_index,
-            self.context_speakers,
-            context_grad=context_grad,
-        )
 
 
 def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,9 +81,7 @@ def _pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 
 def collate(rows: list[dict], pad_id: int) -> Batch:
-    """Pad a list of tokenised examples to the longest one (a :class:`TurnsBatch` for ``turns`` examples)."""
-    if "context_ids" in rows[0]:
-        return collate_turns(rows, pad_id)
+    """Pad a list of tokenised examples to the longest one."""
     ids, mask = _pad([row["input_ids"] for row in rows], pad_id)
     types = torch.zeros_like(ids)
     for index, row in enumerate(rows):
@@ -113,33 +90,6 @@ def collate(rows: list[dict], pad_id: int) -> Batch:
         input_ids=ids,
         attention_mask=mask,
         token_type_ids=types,
-        **_labels(rows),
-    )
-
-
-def collate_turns(rows: list[dict], pad_id: int) -> TurnsBatch:
-    """Labelled turns padded; context turns deduplicated across the batch and indexed right-aligned."""
-    input_ids, attention_mask = _pad([row["input_ids"] for row in rows], pad_id)
-    width = max(len(row["context_ids"]) for row in rows)
-    index = torch.full((len(rows), width), -1, dtype=torch.long)
-    speakers = torch.zeros((len(rows), width), dtype=torch.long)
-    distinct: dict[tuple[int, ...], int] = {}
-    for row_index, row in enumerate(rows):
-        offset = width - len(row["context_ids"])
-        for slot, (ids, speaker) in enumerate(zip(row["context_ids"], row["context_speaker_ids"], strict=True)):
-            index[row_index, offset + slot] = distinct.setdefault(tuple(ids), len(distinct))
-            speakers[row_index, offset + slot] = speaker
-    context_ids, context_mask = _pad([list(ids) for ids in distinct], pad_id)
-    if not distinct:
-        context_ids, context_mask = context_ids[:0], context_mask[:0]
-    return TurnsBatch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        token_type_ids=torch.zeros_like(input_ids),
-        context_ids=context_ids,
-        context_mask=context_mask,
-        context_index=index,
-        context_speakers=speakers,
         **_labels(rows),
     )
 
@@ -198,49 +148,23 @@ def distillation_loss(
 
 def check_teacher(config: TrainConfig, limits: InputLimits) -> None:
     """Refuse a teacher that does not read the student's inputs, from its ``config.json`` alone (no weights are
-    loaded and no random numbers drawn, so a run fails before it builds its data, and a valid run is unchanged).
-    Every member of an ensemble is checked."""
-    for name in config.teachers:
-        teacher = read_model_config(resolve_model_dir(name))
-        if teacher.architecture != config.architecture or teacher.limits != limits:
-            raise ConfigError(
-                f"teacher {name} reads {teacher.architecture} inputs with {teacher.limits}; "
-                f"this config reads {config.architecture} inputs with {limits}: they must be the same"
-            )
-        if teacher.base_model != config.base_model:
-            raise ConfigError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
-
-
-class TeacherEnsemble(nn.Module):
-    """Several teachers as one: the logits it returns are those whose softened distributions (at the
-    distillation temperature) are the mean of the members' softened distributions, so
-    :func:`distillation_loss` matches the student to the ensemble's averaged probabilities."""
-
-    def __init__(self, members: list[nn.Module], temperature: float):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.temperature = temperature
-
-    def forward(self, *inputs: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:
-        t = self.temperature
-        outputs = [member(*inputs, **options) for member in self.members]
-        emotion = torch.stack([torch.softmax(e.float() / t, dim=-1) for e, _ in outputs]).mean(0)
-        escalation = torch.stack([torch.sigmoid(x.float() / t) for _, x in outputs]).mean(0)
-        return t * torch.log(emotion.clamp_min(1e-12)), t * torch.logit(escalation, eps=1e-6)
+    loaded and no random numbers drawn, so a run fails before it builds its data, and a valid run is unchanged)."""
+    teacher = read_model_config(resolve_model_dir(config.teacher))
+    if teacher.limits != limits:
+        raise ConfigError(
+            f"teacher {config.teacher} reads inputs with {teacher.limits}; this config reads inputs with {limits}: "
+            "they must be the same"
+        )
+    if teacher.base_model != config.base_model:
+        raise ConfigError(f"teacher base {teacher.base_model!r} differs from {config.base_model!r} (tokenizer)")
 
 
 def load_teacher(config: TrainConfig, device: torch.device) -> nn.Module:
-    """The teacher's network (LoRA merged, eval mode, frozen), or a :class:`TeacherEnsemble` of several;
-    :func:`check_teacher` has accepted them."""
-    members = []
-    for name in config.teachers:
-        network = Classifier.from_pretrained(name, backend="torch").network.to(device).eval()
-        for parameter in network.parameters():
-            parameter.requires_grad_(False)
-        members.append(network)
-    if len(members) == 1:
-        return members[0]
-    return TeacherEnsemble(members, config.distill_temperature).to(device).eval()
+    """The teacher's network (LoRA merged, eval mode, frozen); :func:`check_teacher` has accepted it."""
+    network = Classifier.from_pretrained(config.teacher, backend="torch").network.to(device).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
 
 
 def class_weights_from(dataset, balance: float) -> torch.Tensor:
@@ -280,8 +204,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def add_lora(network, config: TrainConfig):
-    """Wrap the encoder with LoRA factors (peft); train those, the token-type embeddings, the context layer
-    (``turns``) and the heads."""
+    """Wrap the encoder with LoRA factors (peft); train those, the token-type embeddings and the heads."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -330,7 +253,6 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         name=config.model_name,
         version=config.model_version,
         base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
-        architecture=config.architecture,
     )
 
 
@@ -399,8 +321,9 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
     """Emotion macro-F1 (exact labels) and escalation F1 at 0.5 on a tokenised dataset."""
     network.eval()
     order = np.argsort([len(ids) for ids in dataset["input_ids"]])
-    inputs = ["context_ids", "context_speaker_ids"] if "context_ids" in dataset.column_names else ["token_type_ids"]
-    rows = dataset.select_columns(["input_ids", *inputs, "emotion_allowed", "emotion_exact", "escalate", "weight"])
+    rows = dataset.select_columns(
+        ["input_ids", "token_type_ids", "emotion_allowed", "emotion_exact", "escalate", "weight"]
+    )
     emotion_pred = np.empty(len(dataset), dtype=np.int64)
     escalation_score = np.empty(len(dataset))
     for start in range(0, len(order), batch_size):
@@ -443,24 +366,17 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     base_path = resolve_base_model(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
-    if config.teachers:
+    if config.teacher:
         check_teacher(config, limits)  # before minutes of data building
     data = build_training_data(config)
     logger.info("records per source: %s", json.dumps(data.counts()))
     cache = output / "cache"
     train_records = [record for records in data.train.values() for record in records]
-    architecture = config.architecture
-    train_set = to_dataset(train_records, tokenizer, limits, cache, architecture)
-    in_domain_validation = to_dataset(
-        data.validation.get("callcenter_train", []), tokenizer, limits, cache, architecture
-    )
+    train_set = to_dataset(train_records, tokenizer, limits, cache)
+    in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
     if len(in_domain_validation) == 0:
         in_domain_validation = to_dataset(
-            [record for records in data.validation.values() for record in records],
-            tokenizer,
-            limits,
-            cache,
-            architecture,
+            [record for records in data.validation.values() for record in records], tokenizer, limits, cache
         )
 
     network = build_network(model_config_for(config, _encoder_config(base_path, config)), base_path, config.dropout)
@@ -483,11 +399,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if resume and (checkpoint / "state.json").exists():
         step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
         logger.info("resumed from step %d", step)
-    teacher = load_teacher(config, device) if config.teachers else None
+    teacher = load_teacher(config, device) if config.teacher else None
     if teacher is not None:
         logger.info(
             "distilling from %s (weight %.2f, temperature %.1f)",
-            " + ".join(config.teachers),
+            config.teacher,
             config.distill_weight,
             config.distill_temperature,
         )
@@ -503,7 +419,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     while step < config.max_steps:
         rows = train_set.select(plan[step].tolist())
         batch = collate(list(rows), pad_id).to(device)
-        emotion_logits, escalation_logits = batch.logits(network, config.context_grad)
+        emotion_logits, escalation_logits = batch.logits(network)
         loss = emotion_loss(emotion_logits, batch, class_weights) + config.escalation_loss_weight * escalation_loss(
             escalation_logits, batch
         )

@@ -23,14 +23,10 @@ CONVERSATION = {
 }
 
 
-@pytest.fixture(
-    scope="module", params=[("joint", "torch"), ("joint", "onnx"), ("turns", "torch"), ("turns", "onnx")], ids="-".join
-)
-def classifier(request):
-    """Every test runs on both architectures and both backends."""
-    architecture, backend = request.param
-    directory = request.getfixturevalue("tiny_turns_model_dir" if architecture == "turns" else "tiny_model_dir")
-    return Classifier.from_pretrained(directory, backend=backend)
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def classifier(request, tiny_model_dir):
+    """Every test runs on both backends."""
+    return Classifier.from_pretrained(tiny_model_dir, backend=request.param)
 
 
 # Dynamic int8 quantisation scales activations per batch, so the ONNX path's scores move slightly with batch
@@ -137,92 +133,45 @@ def test_missing_head_tensors_are_an_error(tiny_model_dir, tmp_path):
         Classifier.from_pretrained(copy)
 
 
-# Architecture "turns": every turn is encoded alone and its vector reused as context.
+def test_a_turns_architecture_model_is_refused(tiny_model_dir, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    data = json.loads((copy / "config.json").read_text())
+    assert data["architecture"] == "joint"  # still written, as older versions read it
+    data["architecture"] = "turns"
+    (copy / "config.json").write_text(json.dumps(data))
+    for backend in ("torch", "onnx"):
+        with pytest.raises(ModelDirectoryError, match="'turns' is not supported"):
+            Classifier.from_pretrained(copy, backend=backend)
+    del data["architecture"]  # models v1-v2 did not name it: joint
+    (copy / "config.json").write_text(json.dumps(data))
+    assert read_model_config(copy).architecture == "joint"
 
 
-class CountingBackend:
-    """Wraps a backend and records how many turn texts it encodes."""
-
-    def __init__(self, backend):
-        self.backend, self.encoded = backend, 0
-        self.name, self.margins = backend.name, backend.margins
-
-    def __call__(self, *arrays, fp32=False):
-        self.encoded += len(arrays[0])
-        return self.backend(*arrays, fp32=fp32)
-
-
-@pytest.fixture()
-def turns_classifier(tiny_turns_model_dir):
-    classifier = Classifier.from_pretrained(tiny_turns_model_dir, backend="torch")
-    classifier.backend = CountingBackend(classifier.backend)
-    return classifier
-
-
-def test_turns_model_encodes_every_turn_once_and_reuses_cached_vectors(turns_classifier):
-    predictions = turns_classifier.classify_conversation(CONVERSATION)
-    assert len(predictions) == 2
-    assert turns_classifier.backend.encoded == len(CONVERSATION["turns"])  # 4 distinct turns, each once
-    again = turns_classifier.classify_conversation(CONVERSATION)
-    assert turns_classifier.backend.encoded == len(CONVERSATION["turns"])  # all from the cache
-    assert [p.to_dict() for p in again] == [p.to_dict() for p in predictions]
-    turns_classifier.clear_cache()
-    cold = turns_classifier.classify_conversation(CONVERSATION)
-    assert turns_classifier.backend.encoded == 2 * len(CONVERSATION["turns"])
-    assert [p.to_dict() for p in cold] == [p.to_dict() for p in predictions]
-
-
-def test_turns_model_cache_is_bounded(turns_classifier):
-    turns_classifier.VECTOR_CACHE_SIZE = 3
-    turns_classifier.classify([f"text {index}" for index in range(10)])
-    assert len(turns_classifier._vectors) == 3
-    turns_classifier.classify(["text 9"])  # most recent: still cached
-    assert turns_classifier.backend.encoded == 10
-    turns_classifier.classify(["text 0"])  # dropped: encoded again
-    assert turns_classifier.backend.encoded == 11
-
-
-def test_turns_model_reads_only_the_last_context_turns(turns_classifier):
-    limit = turns_classifier.config.limits.max_context_turns
-    recent = tuple(("agent" if index % 2 else "customer", f"turn {index}") for index in range(limit))
-    older = (("customer", "something said long before"),)
-    near = turns_classifier.classify([TurnInput("ну и?", recent, "ru")])[0]
-    far = turns_classifier.classify([TurnInput("ну и?", older + recent, "ru")])[0]
-    assert far.to_dict() == near.to_dict()
-    with pytest.raises(ValueError, match="unknown speaker"):
-        turns_classifier.classify([TurnInput("x", (("bot", "hi"),))])
-
-
-def test_turns_model_speaker_of_a_context_turn_matters(turns_classifier):
-    as_agent = turns_classifier.classify([TurnInput("да", (("agent", "извините"),), "ru")])[0]
-    as_customer = turns_classifier.classify([TurnInput("да", (("customer", "извините"),), "ru")])[0]
-    assert as_agent.scores != as_customer.scores
-
-
-def test_turns_model_inference_matches_the_training_forward(tiny_turns_model_dir, turns_classifier):
-    """The cached inference path and the batched training forward compute the same logits."""
+def test_inference_matches_the_training_forward(tiny_model_dir):
+    """The saved and reloaded model (LoRA merged) computes the logits of the training network's batched forward."""
     from transformers import AutoTokenizer
 
     from tonewatch.training.dataset import tokenize_batch
     from tonewatch.training.train import collate
 
+    classifier = Classifier.from_pretrained(tiny_model_dir, backend="torch")
     items = [
         TurnInput("опять не работает", (("agent", "здравствуйте"),), "ru"),
         TurnInput("позовите руководителя!", (("agent", "здравствуйте"), ("customer", "опять"), ("agent", "увы")), "ru"),
         TurnInput("你好", (), "zh"),
     ]
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_turns_model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
     batch = {
         "text": [item.text for item in items],
         "context_speakers": [[speaker for speaker, _ in item.context] for item in items],
         "context_texts": [[text for _, text in item.context] for item in items],
     }
-    rows = tokenize_batch(batch, tokenizer, turns_classifier.config.limits, "turns")
+    rows = tokenize_batch(batch, tokenizer, classifier.config.limits)
     labels = {"emotion_allowed": [0, 0, 0, 0], "emotion_exact": -1, "escalate": -1.0, "weight": 1.0}
     examples = [dict(zip(rows, values, strict=True)) | labels for values in zip(*rows.values(), strict=True)]
-    network = turns_classifier.backend.backend.network  # under the counting wrapper
     with torch.no_grad():
-        emotion, escalation = collate(examples, tokenizer.pad_token_id).logits(network)
-    expected_emotion, expected_escalation = turns_classifier.raw_logits(items)
+        emotion, escalation = collate(examples, tokenizer.pad_token_id).logits(classifier.network)
+    expected_emotion, expected_escalation = classifier.raw_logits(items)
     torch.testing.assert_close(emotion, expected_emotion, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(escalation, expected_escalation, atol=1e-5, rtol=1e-4)

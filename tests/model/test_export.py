@@ -196,34 +196,3 @@ def test_margins_are_measured_on_training_conversations_only():
     dev = {turn for conversation in read_conversations(dev_file) for turn in conversation_turn_inputs(conversation)}
     # Stock replies ("嗯", "спасибо") occur in both sets; a turn with the same context does not.
     assert dev and not dev.intersection(turns)
-
-
-def test_turns_model_exports_its_turn_encoder(tiny_turns_model_dir, tmp_path):
-    """Architecture ``turns``: the graph maps one turn to its vector; the context head stays in PyTorch."""
-    import onnx
-
-    reference = Classifier.from_pretrained(tiny_turns_model_dir, backend="torch")
-    expected = [array.numpy() for array in reference.raw_logits(ITEMS)]
-    fp32_dir = export_onnx(tiny_turns_model_dir, tmp_path / "fp32", recipe=OnnxRecipe.named("fp32"))
-    graph = onnx.load(str(fp32_dir / "model.onnx")).graph
-    assert [value.name for value in graph.input] == ["input_ids", "attention_mask"]
-    assert [value.name for value in graph.output] == ["turn_vector"]
-    from tonewatch.model.classifier import OnnxBackend
-
-    fp32 = Classifier(OnnxBackend(fp32_dir), reference.tokenizer, reference.config, tiny_turns_model_dir)
-    for want, got in zip(expected, fp32.raw_logits(ITEMS), strict=True):
-        np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
-
-    fast = Classifier.from_pretrained(tiny_turns_model_dir, backend="onnx", cache_dir=tmp_path)
-    for want, got in zip(expected, fast.raw_logits(ITEMS), strict=True):
-        np.testing.assert_allclose(got.numpy(), want, atol=0.05)
-    fast.backend.margins = {"emotion_margin": 1e9, "escalation_margin": 1e9}  # everything close: fp32 vectors
-    fast.clear_cache()
-    for want, got in zip(expected, fast.raw_logits(ITEMS), strict=True):
-        np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
-    distinct = {
-        text
-        for item in ITEMS
-        for text in ([item] if isinstance(item, str) else [item.text, *dict(item.context).values()])
-    }
-    assert fast.backend.rechecked == len(distinct)  # each turn's fp32 vector computed once

@@ -19,28 +19,47 @@ RECIPES = sorted((ROOT / "configs").glob("*.toml"))
 
 
 def test_the_recipes_are_found():
-    assert {path.name for path in RECIPES} >= {"default.toml", "turns.toml", "distil3.toml"}
+    assert {path.name for path in RECIPES} >= {"default.toml", "distil3.toml"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.name)
 def test_every_recipe_parses_and_its_teacher_is_a_model_directory(path):
     config = TrainConfig.from_file(path)
     assert config.max_steps >= 1 and config.source_shares
-    for name in config.teachers:  # a bundled model's name, or a directory relative to the repository root
-        if Path(name).parts[:1] == ("runs",):
-            continue  # trained first by another recipe, as the recipe's comments say
-        teacher = resolve_model_dir(name)
+    if config.teacher:  # a bundled model's name, or a directory relative to the repository root
+        teacher = resolve_model_dir(config.teacher)
         teacher = teacher if teacher.is_absolute() else ROOT / teacher
         assert (teacher / "config.json").is_file() and (teacher / "model.safetensors").is_file()
 
 
-def test_a_teacher_is_one_model_or_a_non_empty_list_of_them():
-    assert TrainConfig(teacher=["a", "b"]).teachers == ["a", "b"]
-    assert TrainConfig(teacher="a").teachers == ["a"]
-    assert TrainConfig().teachers == []
-    for bad in ([], ["a", ""], ["a", 3]):
-        with pytest.raises(ValueError, match=r"non-empty list|must be a string or a list of strings"):
+def test_a_teacher_is_one_model():
+    assert TrainConfig(teacher="a").teacher == "a"
+    assert TrainConfig().teacher is None
+    for bad in (["a", "b"], []):  # ensembles of teachers were removed
+        with pytest.raises(ValueError, match="one model directory"):
             TrainConfig(teacher=bad)
+
+
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_a_shipped_models_saved_training_config_still_loads(name):
+    """Its training_config.json names the removed architecture field (joint) and context_grad (false)."""
+    path = ROOT / "model" / name / "training_config.json"
+    saved = json.loads(path.read_text())
+    assert saved["architecture"] == "joint" and saved["context_grad"] is False
+    config = TrainConfig.from_file(path)
+    assert config.num_hidden_layers == saved["num_hidden_layers"]
+
+
+def test_a_turns_run_is_refused_with_a_clear_error(tmp_path):
+    recipe = tmp_path / "turns.toml"
+    recipe.write_text('architecture = "turns"\n')
+    removed = "is not supported: the 'turns' architecture was removed"
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(recipe))}: architecture = 'turns' {removed}"):
+        TrainConfig.from_file(recipe)
+    with pytest.raises(ConfigError, match=r"^--set context_grad=true: context_grad = True is not supported"):
+        TrainConfig.from_file(None, ["context_grad=true"])
+    recipe.write_text('architecture = "joint"\ncontext_grad = false\n')  # what older runs saved: accepted
+    assert TrainConfig.from_file(recipe).teacher is None
 
 
 RESOLVED = json.loads((ROOT / "tests" / "fixtures" / "recipes_resolved.json").read_text())

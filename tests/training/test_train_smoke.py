@@ -11,7 +11,6 @@ import torch
 from tonewatch.model.classifier import Classifier
 from tonewatch.training.train import (
     Batch,
-    TeacherEnsemble,
     distillation_loss,
     emotion_loss,
     escalation_loss,
@@ -20,14 +19,9 @@ from tonewatch.training.train import (
 )
 
 
-@pytest.mark.parametrize("architecture", ["joint", "turns"])
-def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
-    tiny_base_dir, tmp_path, caplog, make_tiny_config, architecture
-):
+def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir, tmp_path, caplog, make_tiny_config):
     tiny_train_config = make_tiny_config
-    config = tiny_train_config(
-        tiny_base_dir, tmp_path / "run", max_steps=2, architecture=architecture, model_version="3.1"
-    )
+    config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2, model_version="3.1")
     caplog.set_level("INFO")
     summary = train(config)
     losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
@@ -38,13 +32,13 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(
     saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
     assert saved["max_steps"] == 2 and saved["base_model"] == str(tiny_base_dir)
     written = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert written["architecture"] == architecture and written["version"] == "3.1"
+    assert written["architecture"] == "joint" and written["version"] == "3.1"
     predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
     assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
 
     # Resume: a longer run continues from the step-2 checkpoint instead of starting over.
     caplog.clear()
-    longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4, architecture=architecture)
+    longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4)
     train(longer, resume=True)
     assert any("resumed from step 2" in r.getMessage() for r in caplog.records)
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
@@ -70,43 +64,6 @@ def test_a_shallower_student_distils_from_a_teacher_directory(
     student = Classifier.from_pretrained(tmp_path / "student")
     assert student.config.num_hidden_layers == 1
     assert len(student.classify(["你好", "привет"])) == 2
-
-
-def test_a_student_distils_from_an_ensemble_of_teachers(
-    tiny_base_dir, tiny_model_dir, tmp_path, make_tiny_config, caplog
-):
-    config = make_tiny_config(
-        tiny_base_dir, tmp_path / "student", max_steps=2, teacher=[str(tiny_model_dir), str(tiny_model_dir)]
-    )
-    caplog.set_level("INFO")
-    train(config)
-    assert any(f"distilling from {tiny_model_dir} + {tiny_model_dir}" in r.getMessage() for r in caplog.records)
-    assert len(Classifier.from_pretrained(tmp_path / "student").classify(["你好"])) == 1
-    card = (tmp_path / "student" / "README.md").read_text(encoding="utf-8")
-    assert "an ensemble of 2 models" in card
-
-
-def test_an_ensemble_teacher_averages_its_members_softened_probabilities():
-    class Fixed(torch.nn.Module):
-        def __init__(self, emotion, escalation):
-            super().__init__()
-            self.emotion, self.escalation = torch.tensor([emotion]), torch.tensor([escalation])
-
-        def forward(self, *inputs, context_grad=False):
-            return self.emotion, self.escalation
-
-    t = 2.0
-    members = [Fixed([2.0, 0.0, -1.0, 0.5], 1.5), Fixed([-1.0, 3.0, 0.0, 0.0], -2.0)]
-    # Keyword options (the `turns` architecture's context_grad) reach every member.
-    emotion, escalation = TeacherEnsemble(members, t)(torch.zeros(1, 1), context_grad=False)
-    expected = (torch.softmax(members[0].emotion / t, -1) + torch.softmax(members[1].emotion / t, -1)) / 2
-    assert torch.allclose(torch.softmax(emotion / t, -1), expected, atol=1e-6)
-    expected_escalation = (torch.sigmoid(torch.tensor(1.5 / t)) + torch.sigmoid(torch.tensor(-2.0 / t))) / 2
-    assert torch.sigmoid(escalation / t).item() == pytest.approx(expected_escalation.item(), abs=1e-6)
-    # One member alone gives back its own distributions.
-    alone_emotion, alone_escalation = TeacherEnsemble(members[:1], t)(torch.zeros(1, 1))
-    assert torch.allclose(torch.softmax(alone_emotion / t, -1), torch.softmax(members[0].emotion / t, -1), atol=1e-6)
-    assert alone_escalation.item() == pytest.approx(1.5, abs=1e-4)
 
 
 def test_a_teacher_that_reads_other_inputs_is_refused_before_the_data_is_built(
