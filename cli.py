@@ -96,14 +96,14 @@ CacheDirOption = Annotated[
 def user_error_types() -> tuple[type[Exception], ...]:
     """The project's errors that are the user's input, not a bug: each is reported in one line."""
     from tonewatch.configfile import ConfigError
-    from tonewatch.data.conversations import ConversationFormatError
+    from tonewatch.conversations import ConversationFormatError
     from tonewatch.data.custom import RowFormatError
     from tonewatch.data.paths import DataRootNotFoundError
     from tonewatch.data.sources import UnknownSourceError
     from tonewatch.data.sources.base import SourceNotFoundError
-    from tonewatch.model.classifier import ModelDirectoryError
+    from tonewatch.labelling import LabelInputError
     from tonewatch.model.encoder import BaseEncoderError
-    from tonewatch.model.labeling import LabelInputError
+    from tonewatch.model.types import ModelDirectoryError
 
     return (
         ConfigError,  # a bad config file, override, option value or setting
@@ -309,7 +309,7 @@ def evaluate_command(
 
     def work() -> None:
         from tonewatch.configfile import ConfigError, build
-        from tonewatch.model.classifier import resolve_model_dir
+        from tonewatch.model.types import resolve_model_dir
         from tonewatch.training.evaluate import EvalConfig, evaluate
 
         if model is not None and model_argument is not None and model != model_argument:
@@ -358,8 +358,8 @@ def label_command(
         typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
 
     def work() -> None:
+        from tonewatch.labelling import label_file
         from tonewatch.model.classifier import Classifier
-        from tonewatch.model.labeling import label_file
 
         classifier = Classifier.from_pretrained(model, backend=backend and backend.value, threads=threads or None)
         summary = label_file(
@@ -397,9 +397,20 @@ def export_command(
     """Export a model to ONNX (adapters merged, fused, int8 where it keeps the labels) for the fast CPU path."""
 
     def work() -> None:
-        from tonewatch.model.export import OnnxRecipe, export_onnx
+        from tonewatch.model.classifier import Classifier, package_calibration_turns
+        from tonewatch.model.export import OnnxRecipe, existing_export, export_onnx
+        from tonewatch.model.types import resolve_model_dir
 
-        path = export_onnx(model, output, recipe=OnnxRecipe.named(recipe), force=force)
+        directory, onnx_recipe = resolve_model_dir(model), OnnxRecipe.named(recipe)
+        path = None if force else existing_export(directory, output, recipe=onnx_recipe)
+        if path is None:  # loading the PyTorch model takes seconds: only when there is something to build
+            path = export_onnx(
+                Classifier.from_pretrained(directory, backend="torch"),
+                output,
+                recipe=onnx_recipe,
+                force=force,
+                calibration_turns=package_calibration_turns(),
+            )
         meta = json.loads((path / "onnx.json").read_text())
         typer.echo(
             f"{path}\nrecipe {meta['recipe']['name']}: {meta['quantized_nodes']} int8 MatMuls, "

@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def load_conversations() -> list[list[dict]]:
     """The turns of every callcenter_dev conversation, with the conversation's language on each."""
-    from tonewatch.data.conversations import read_conversations
+    from tonewatch.conversations import read_conversations
     from tonewatch.data.sources.callcenter import PACKAGE_DATA
 
     conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")

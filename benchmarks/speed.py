@@ -46,9 +46,9 @@ RECIPE_OF = {"onnx-fp32": "fp32", "onnx-int8-full": "int8-full", "onnx": "int8"}
 
 
 def _turns():
-    from tonewatch.data.conversations import read_conversations
+    from tonewatch.conversations import read_conversations
     from tonewatch.data.sources.callcenter import PACKAGE_DATA
-    from tonewatch.model.classifier import conversation_turn_inputs
+    from tonewatch.model.types import conversation_turn_inputs
 
     conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
     return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
@@ -188,8 +188,9 @@ def main() -> None:
         paths.insert(0, "torch")  # the reference of the agreement columns
     for path in paths:  # build the ONNX exports first, each in its own process, so no measurement includes one
         if path in RECIPE_OF:
-            build = "from tonewatch.model.export import OnnxRecipe, export_onnx; import sys; "
-            build += "export_onnx(sys.argv[1] or None, recipe=OnnxRecipe.named(sys.argv[2]))"
+            # the loader builds the export on first use, as `tonewatch label` or the server would
+            build = "from tonewatch.model import Classifier; import sys; "
+            build += "Classifier.from_pretrained(sys.argv[1] or None, backend='onnx', recipe=sys.argv[2])"
             subprocess.run([sys.executable, "-c", build, arguments.model or "", RECIPE_OF[path]], check=True)
     results = []
     for path in paths:
@@ -206,9 +207,9 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from tonewatch.model.classifier import read_model_config, resolve_model_dir
     from tonewatch.model.encoder import resolve_base_model
     from tonewatch.model.inputs import encode_turn
+    from tonewatch.model.types import read_model_config, resolve_model_dir
 
     config = read_model_config(resolve_model_dir(arguments.model))
     turns = _turns()

@@ -4,7 +4,7 @@ Rows come from any table (CSV, JSONL, Parquet, a Hugging Face dataset) with
 a ``text`` column and optional ``emotion`` (one of the labels), ``escalate``
 (true/false, 1/0, yes/no), ``lang``, ``id`` and ``weight`` columns. Empty
 label cells stay missing. Conversations in the project's format go through
-:mod:`tonewatch.data.conversations` instead.
+:func:`tonewatch.data.records.conversation_records` instead.
 """
 
 from __future__ import annotations

@@ -12,12 +12,16 @@ Emotion evidence comes in two strengths:
   a public source, e.g. a non-offensive comment is "not abusive", a Weibo
   "angry" post is "frustrated or angry"). Training uses these as partial
   labels: the loss rewards probability mass on the whole set.
+
+:func:`conversation_records` maps a conversation in the project's format
+(``tonewatch.conversations``) to one record per customer turn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tonewatch.conversations import ConversationFormatError, validate_conversation
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
 
 TIERS: tuple[str, ...] = ("train", "eval")
@@ -118,3 +122,41 @@ NOT_CALM: tuple[str, ...] = ("frustrated", "angry", "abusive")
 
 CALM_OR_FRUSTRATED: tuple[str, ...] = ("calm", "frustrated")
 """Partial label for sadness, fear or worry: frustrated with a complaint, calm when it only informs (LABELS.md)."""
+
+
+def conversation_records(
+    conversation: dict, *, source: str, tier: str, default_lang: str | None = None, weight: float = 1.0
+) -> list[Record]:
+    """One :class:`Record` per customer turn, each with every earlier turn as context.
+
+    Gold labels are taken from the turn when present and left missing
+    otherwise. ``lang`` comes from the conversation, else ``default_lang``.
+    """
+    validate_conversation(conversation)
+    conversation_id = str(conversation["id"])
+    lang = conversation.get("lang") or default_lang
+    if lang is None:
+        raise ConversationFormatError(f"conversation {conversation_id}: no 'lang' and no default language given")
+    meta = {key: str(conversation[key]) for key in ("domain", "channel") if key in conversation}
+    records = []
+    context: list[Turn] = []
+    for index, turn in enumerate(conversation["turns"]):
+        text = turn["text"].strip()
+        if turn["speaker"] == "customer":
+            records.append(
+                Record(
+                    id=f"{conversation_id}:{index}",
+                    text=text,
+                    lang=lang,
+                    source=source,
+                    tier=tier,
+                    context=tuple(context),
+                    emotion=turn.get("emotion"),
+                    escalate=turn.get("escalate"),
+                    weight=weight,
+                    conversation_id=conversation_id,
+                    meta=dict(meta),
+                )
+            )
+        context.append(Turn(turn["speaker"], text))
+    return records

@@ -1,27 +1,40 @@
-"""Inference: a model directory -> predictions (the one loader, the heads, the base encoder, labelling)."""
+"""Inference: a model directory -> predictions (the one loader, the heads, the base encoder).
 
-from tonewatch.model.classifier import (
+The types are imported eagerly and need no torch; :class:`Classifier` (torch,
+transformers) is imported on first use, so ``from tonewatch.model import
+TurnInput`` stays cheap for the tracker and the server's configuration.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tonewatch.model.types import (
     DEFAULT_MODEL_DIR,
     Calibration,
-    Classifier,
     ModelConfig,
     ModelDirectoryError,
     Prediction,
     TurnInput,
 )
-from tonewatch.model.tracker import AlertEvent, AlertPolicy, ConversationState, ConversationTracker, TurnUpdate
+
+if TYPE_CHECKING:
+    from tonewatch.model.classifier import Classifier
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
-    "AlertEvent",
-    "AlertPolicy",
     "Calibration",
     "Classifier",
-    "ConversationState",
-    "ConversationTracker",
     "ModelConfig",
     "ModelDirectoryError",
     "Prediction",
     "TurnInput",
-    "TurnUpdate",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Classifier":
+        from tonewatch.model.classifier import Classifier
+
+        return Classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The ONNX Runtime fast path: export a model directory to ONNX, fuse, quantise, cache.
 
-:func:`export_onnx` turns a tonewatch model directory into an ONNX directory::
+:func:`export_onnx` turns a model directory's PyTorch classifier into an ONNX directory::
 
     model.onnx        the merged network (LoRA folded in), both heads, raw logits; int8 MatMuls
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
@@ -21,14 +21,17 @@ re-runs in fp32 only the turns whose int8 decision is close to a boundary:
 emotion labels whose top-two calibrated logits are nearer than
 ``emotion_margin``, escalation scores nearer their threshold than
 ``escalation_margin`` (in logits). The margins are the 99th percentile of the
-int8 graph's error on the shipped in-domain training conversations, measured
-at export, so a label can only change where int8 erred more than on 99 % of
-that text. Calibration (temperatures, bias, thresholds) stays in Python,
-shared by both backends.
+int8 graph's error on the calibration turns the caller passes, measured at
+export, so a label can only change where int8 erred more than on 99 % of that
+text. The loader and ``tonewatch export`` pass customer turns of the shipped
+in-domain training conversations
+(:func:`tonewatch.model.classifier.package_calibration_turns`). Calibration
+(temperatures, bias, thresholds) stays in Python, shared by both backends.
 
 The directory is built on first use into the cache (``<cache>/onnx/<key>``) or
 by ``tonewatch export``; :func:`find_onnx` also accepts an ``onnx/`` directory
-next to the model whose key matches.
+next to the model whose key matches. This module reads no data of its own and
+does not import the classifier (the loader imports it).
 """
 
 from __future__ import annotations
@@ -38,20 +41,22 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tonewatch.configfile import ConfigError
+from tonewatch.model.backends import FP32_NAME, META_NAME, ONNX_NAME, OnnxBackend, calibrated_margins
 from tonewatch.model.encoder import default_cache_dir, staged_directory
+from tonewatch.model.types import TurnInput
 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 2
 """Bumped when the exported graph's inputs, outputs or the export steps change."""
 
-ONNX_NAME = "model.onnx"
-FP32_NAME = "model.fp32.onnx"
-META_NAME = "onnx.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
 
@@ -156,6 +161,18 @@ def _is_complete(directory: Path, key: str) -> bool:
     return data.get("key") == key and (not data.get("recheck") or (directory / FP32_NAME).is_file())
 
 
+def existing_export(
+    model_dir: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    recipe: OnnxRecipe = DEFAULT_RECIPE,
+    cache_dir: str | Path | None = None,
+) -> Path | None:
+    """``output_dir`` (default: the cache's place for ``model_dir``) if it holds an up-to-date export, else None."""
+    target = Path(output_dir) if output_dir is not None else cached_onnx_dir(model_dir, cache_dir, recipe)
+    return target if _is_complete(target, export_key(model_dir, recipe)) else None
+
+
 def find_onnx(
     model_dir: str | Path, cache_dir: str | Path | None = None, recipe: OnnxRecipe = DEFAULT_RECIPE
 ) -> Path | None:
@@ -255,32 +272,34 @@ def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
 
 
 def export_onnx(
-    model_dir: str | Path | None = None,
+    classifier,
     output_dir: str | Path | None = None,
     *,
+    calibration_turns: Sequence[TurnInput],
     recipe: OnnxRecipe = DEFAULT_RECIPE,
     cache_dir: str | Path | None = None,
     force: bool = False,
-    classifier=None,
 ) -> Path:
-    """Build the ONNX directory of ``model_dir`` (default: the shipped model); returns it.
+    """Build the ONNX directory of ``classifier``'s model directory; returns it.
 
-    ``output_dir`` defaults to the cache. An up-to-date directory is reused
-    unless ``force``. ``classifier`` may pass an already loaded PyTorch
-    :class:`~tonewatch.model.Classifier` of the same directory.
+    ``classifier`` is a :class:`~tonewatch.model.classifier.Classifier` loaded
+    from a model directory with ``backend="torch"``. ``calibration_turns`` are
+    the turns the re-check margins are measured on (recipe ``int8``; unused by
+    recipes without a re-check). ``output_dir`` defaults to the cache. An
+    up-to-date directory is reused unless ``force``.
     """
-    from tonewatch.model.classifier import Classifier, resolve_model_dir
-
     if not onnx_available():
         raise OnnxUnavailable("the ONNX path needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
-    model_dir = resolve_model_dir(model_dir)
+    if classifier.backend_name != "torch" or classifier.model_dir is None:
+        raise ValueError("export_onnx needs a PyTorch classifier loaded from a model directory (backend='torch')")
+    model_dir = Path(classifier.model_dir)
     key = export_key(model_dir, recipe)
     target = Path(output_dir) if output_dir is not None else cached_onnx_dir(model_dir, cache_dir, recipe)
     if not force and _is_complete(target, key):
         return target
+    if recipe.recheck and recipe.quantize and not calibration_turns:
+        raise ValueError(f"recipe {recipe.name} measures its re-check margins on calibration turns; none were given")
     started = time.perf_counter()
-    if classifier is None or classifier.backend_name != "torch":
-        classifier = Classifier.from_pretrained(model_dir, cache_dir=cache_dir, backend="torch")
     with staged_directory(target) as work:
         _export_fp32(classifier, work / "exported.onnx")
         encoder_config = classifier.network.encoder.config
@@ -292,14 +311,14 @@ def export_onnx(
         recheck = None
         if recipe.recheck and quantized:
             (work / "fused.onnx").rename(work / FP32_NAME)
-            recheck = measure_recheck_margins(classifier, work, recipe.recheck_quantile)
+            recheck = measure_recheck_margins(classifier, work, recipe.recheck_quantile, calibration_turns)
         else:
             (work / "fused.onnx").unlink()
         classifier.tokenizer.save_pretrained(str(work))
         meta = {
             "format": EXPORT_FORMAT,
             "key": key,
-            "model_dir": str(Path(model_dir).resolve()),
+            "model_dir": str(model_dir.resolve()),
             "model_name": classifier.config.name,
             "model_version": classifier.config.version,
             "recipe": {"name": recipe.name, **asdict(recipe)},
@@ -314,39 +333,26 @@ def export_onnx(
     return target
 
 
-CALIBRATION_TURNS = 800
-"""Customer turns of the shipped callcenter_train conversations used to measure the int8 error at export."""
+def _turns_digest(turns: Sequence[TurnInput]) -> str:
+    """A short digest of turns (text, context, language), to tell which calibration turns an export measured on."""
+    digest = hashlib.sha256()
+    for turn in turns:
+        digest.update(json.dumps([turn.text, turn.context, turn.lang], ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
 
 
-def calibration_turns(limit: int = CALIBRATION_TURNS):
-    """In-domain customer turns with context (the package's callcenter_train), spread over the conversations."""
-    from tonewatch.data.conversations import read_conversations
-    from tonewatch.data.sources.callcenter import PACKAGE_DATA
-    from tonewatch.model.classifier import conversation_turn_inputs
-
-    turns = []
-    for path in sorted((PACKAGE_DATA / "callcenter_train").glob("*.jsonl")):
-        for conversation in read_conversations(path):
-            turns.extend(conversation_turn_inputs(conversation))
-    step = max(1, len(turns) // limit)
-    return turns[::step][:limit]
-
-
-def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dict:
-    """The int8 graph's error against the fp32 graph on calibration turns, as re-check margins.
+def measure_recheck_margins(classifier, directory: Path, quantile: float, turns: Sequence[TurnInput]) -> dict:
+    """The int8 graph's error against the fp32 graph on ``turns``, as re-check margins.
 
     Emotion: the error of the int8 top-two margin of calibrated logits;
     escalation: the error of the calibrated escalation logit. Each margin is
     the ``quantile`` of its errors.
     """
-    import numpy as np
-
-    from tonewatch.model.classifier import Classifier, OnnxBackend, calibrated_margins
-
-    turns = calibration_turns()
+    turns = list(turns)
     langs = [turn.lang for turn in turns]
     backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}})  # both graphs of the work directory
-    measuring = Classifier(backend, classifier.tokenizer, classifier.config, classifier.model_dir)
+    # The classifier's own class on the new backend: same tokenisation and batching, and no import of the loader.
+    measuring = type(classifier)(backend, classifier.tokenizer, classifier.config, classifier.model_dir)
     outputs = {
         name: tuple(array.numpy() for array in measuring.raw_logits(turns, precision=precision))
         for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))
@@ -362,7 +368,7 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float) -> dic
         "emotion_margin": round(float(np.quantile(emotion_error, quantile)), 4),
         "escalation_margin": round(float(np.quantile(escalation_error, quantile)), 4),
         "quantile": quantile,
-        "measured_on": f"{len(turns)} customer turns of the shipped callcenter_train conversations",
+        "measured_on": f"{len(turns)} calibration turns (sha256 {_turns_digest(turns)})",
         "max_emotion_error": round(float(emotion_error.max()), 4),
         "max_escalation_error": round(float(escalation_error.max()), 4),
     }

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tonewatch.labels import EMOTION_LABELS
+from tonewatch.model.types import ModelConfig
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,14 @@ class TurnClassifierNetwork(nn.Module):
         """``(emotion_logits [batch, 4], escalation_logit [batch])``."""
         pooled = self.dropout(self.features(input_ids, attention_mask, token_type_ids))
         return self.emotion_head(pooled), self.escalation_head(pooled).squeeze(-1)
+
+
+def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
+    """The network around the base encoder at ``base_path``, cut to ``config.num_hidden_layers`` layers."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
+    return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout)
 
 
 HEAD_PREFIXES = ("emotion_head.", "escalation_head.")

@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from tonewatch.model.tracker import AlertEvent, ConversationState, ConversationTracker
+from tonewatch.tracking import AlertEvent, ConversationState, ConversationTracker
 
 
 @dataclasses.dataclass(frozen=True)

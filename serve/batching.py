@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from tonewatch.model.classifier import Prediction, TurnInput
+from tonewatch.model.types import Prediction, TurnInput
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tonewatch import configfile
-from tonewatch.model.tracker import AlertPolicy
+from tonewatch.tracking import AlertPolicy
 
 SCOPES: tuple[str, ...] = ("read", "write")
 """API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations and the dashboard."""

@@ -15,8 +15,8 @@ from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
-from tonewatch.model.tracker import EVENT_KINDS, TRENDS
 from tonewatch.serve.errors import is_clean_json
+from tonewatch.tracking import EVENT_KINDS, TRENDS
 
 CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
 LABEL_LENGTH = 100

@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tonewatch.model.tracker import AlertEvent, ConversationTracker
 from tonewatch.serve.alerts import AlertHub
 from tonewatch.serve.auth import Authenticator
 from tonewatch.serve.batching import MicroBatcher
@@ -19,6 +18,7 @@ from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import ApiError
 from tonewatch.serve.metrics import Metrics
 from tonewatch.serve.state import ConversationStore
+from tonewatch.tracking import AlertEvent, ConversationTracker
 
 logger = logging.getLogger("tonewatch.serve")
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tonewatch.model.tracker import AlertEvent, ConversationState, ConversationTracker
+from tonewatch.tracking import AlertEvent, ConversationState, ConversationTracker
 
 
 class CapacityError(RuntimeError):

@@ -125,8 +125,9 @@ def build_tiny_model_dir(base_dir: Path, output: Path, **overrides) -> Path:
     import torch
     from transformers import AutoTokenizer
 
-    from tonewatch.model.classifier import build_network
-    from tonewatch.training.train import _encoder_config, add_lora, model_config_for, trainable_state, write_model_dir
+    from tonewatch.model.directory import save_pretrained
+    from tonewatch.model.modeling import build_network
+    from tonewatch.training.train import _encoder_config, add_lora, model_config_for, trainable_state
 
     config = tiny_train_config(base_dir, output, **overrides)
     torch.manual_seed(1)
@@ -138,7 +139,7 @@ def build_tiny_model_dir(base_dir: Path, output: Path, **overrides) -> Path:
         for name, parameter in network.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.2)
-    write_model_dir(
+    save_pretrained(
         output,
         trainable_state(network),
         model_config_for(config, network.encoder.config),

@@ -224,7 +224,7 @@ def test_format_output_config_options_share_their_spelling():
     assert {tuple(option.opts) for _, _, option in options["--output"]} == {("--output", "-o")}
     assert {tuple(option.opts) for _, _, option in options["--config"]} == {("--config", "-c")}
     from tonewatch.cli import Backend
-    from tonewatch.model.classifier import BACKENDS
+    from tonewatch.model.backends import BACKENDS
 
     assert tuple(Backend) == BACKENDS
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tonewatch.cli import app
 from tonewatch.model import DEFAULT_MODEL_DIR, Classifier
-from tonewatch.model.classifier import BUNDLED_MODELS, resolve_model_dir
+from tonewatch.model.types import BUNDLED_MODELS, resolve_model_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -66,9 +66,9 @@ def test_shipped_model_is_small_and_complete(name):
 
 def test_onnx_path_keeps_the_labels_of_the_pytorch_path(bundled):
     """The fast path (what label and serve use by default) against the PyTorch path over callcenter_dev."""
-    from tonewatch.data.conversations import read_conversations
+    from tonewatch.conversations import read_conversations
     from tonewatch.data.sources.callcenter import PACKAGE_DATA
-    from tonewatch.model.classifier import conversation_turn_inputs
+    from tonewatch.model.types import conversation_turn_inputs
 
     name, classifier = bundled
     assert classifier.backend_name == "onnx"

@@ -44,9 +44,9 @@ def cpu_signature() -> dict:
 
 
 def dev_turns():
-    from tonewatch.data.conversations import read_conversations
+    from tonewatch.conversations import read_conversations
     from tonewatch.data.sources.callcenter import PACKAGE_DATA
-    from tonewatch.model.classifier import conversation_turn_inputs
+    from tonewatch.model.types import conversation_turn_inputs
 
     conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
     return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]

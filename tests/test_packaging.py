@@ -1,4 +1,4 @@
-"""The distribution installs the four code folders as tonewatch.* subpackages and nothing bare."""
+"""The distribution installs the code folders as tonewatch.* subpackages and nothing bare."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def wheel_names(tmp_path_factory) -> list[str]:
 def test_wheel_holds_only_the_tonewatch_package(wheel_names):
     top_levels = {name.split("/")[0] for name in wheel_names}
     assert top_levels == {"tonewatch", next(t for t in top_levels if t.endswith(".dist-info"))}
-    for package in ("model", "training", "data", "serve"):
+    for package in ("model", "training", "data", "tracking", "labelling", "serve"):
         assert f"tonewatch/{package}/__init__.py" in wheel_names
-    assert "tonewatch/cli.py" in wheel_names and "tonewatch/labels.py" in wheel_names
+    for module in ("cli.py", "labels.py", "conversations.py"):
+        assert f"tonewatch/{module}" in wheel_names
     assert not any(name.startswith(("tonewatch/tests/", "tonewatch/.venv/")) for name in wheel_names)
 
 
@@ -52,10 +53,19 @@ def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
 
 def test_installed_subpackages_resolve_inside_tonewatch():
     import tonewatch.data
+    import tonewatch.labelling
     import tonewatch.model
     import tonewatch.serve
+    import tonewatch.tracking
     import tonewatch.training
 
-    for module in (tonewatch.data, tonewatch.model, tonewatch.serve, tonewatch.training):
+    for module in (
+        tonewatch.data,
+        tonewatch.training,
+        tonewatch.model,
+        tonewatch.tracking,
+        tonewatch.labelling,
+        tonewatch.serve,
+    ):
         assert Path(module.__file__).parent.parent == Path(tonewatch.__file__).parent
     assert "model" not in sys.modules and "data" not in sys.modules

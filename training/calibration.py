@@ -7,7 +7,8 @@ import torch
 
 from tonewatch.data.records import Record
 from tonewatch.labels import LABEL2ID
-from tonewatch.model.classifier import Calibration, Classifier, TurnInput
+from tonewatch.model.classifier import Classifier
+from tonewatch.model.types import Calibration, TurnInput
 
 THRESHOLD_GRID = np.round(np.arange(0.20, 0.81, 0.05), 2)
 MIN_POSITIVES_PER_LANGUAGE = 15

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonewatch.configfile import ConfigError
-from tonewatch.data.conversations import conversation_records, read_conversations
+from tonewatch.conversations import read_conversations
 from tonewatch.data.custom import rows_to_records
 from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
-from tonewatch.data.records import Record
+from tonewatch.data.records import Record, conversation_records
 from tonewatch.data.sources import get_source, load_source
 from tonewatch.data.splits import split_by_conversation
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID

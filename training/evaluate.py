@@ -33,7 +33,8 @@ import numpy as np
 from tonewatch.data.records import Record
 from tonewatch.data.sources import SOURCES, load_source
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
-from tonewatch.model.classifier import Classifier, TurnInput
+from tonewatch.model.classifier import Classifier
+from tonewatch.model.types import TurnInput
 from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
 from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
@@ -285,13 +286,15 @@ class TfidfBaseline:
 
 def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Record]) -> dict | None:
     """The ONNX Runtime path on the in-domain set: its metrics and how often it agrees with the PyTorch path."""
+    from tonewatch.model.classifier import package_calibration_turns
     from tonewatch.model.export import export_onnx, onnx_available
 
     if not onnx_available():
         logger.warning("onnx/onnxruntime not installed: no ONNX section in the report")
         return None
     logger.info("building/loading the ONNX model and evaluating it on %s", EVALUATION_SOURCE)
-    onnx_dir = export_onnx(directory, classifier=torch_classifier)
+    # The loader's calibration turns, so the export is the one that the loader would build and cache.
+    onnx_dir = export_onnx(torch_classifier, calibration_turns=package_calibration_turns())
     fast = Classifier.from_pretrained(directory, backend="onnx")
     reference, candidate = predict(torch_classifier, records), predict(fast, records)
     return {

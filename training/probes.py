@@ -25,7 +25,7 @@ def probe_report(classifier, conversations: list[dict] | None = None) -> dict[st
     """Per language: for each group, its turn count, the share escalated and the mean escalation score; and
     emotion accuracy over every labelled customer turn. ``conversations`` default to :data:`PROBES_FILE`."""
     if conversations is None:
-        from tonewatch.data.conversations import read_conversations
+        from tonewatch.conversations import read_conversations
 
         conversations = read_conversations(PROBES_FILE)
     rows: dict[str, list] = defaultdict(list)

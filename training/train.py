@@ -29,19 +29,19 @@ from torch import nn
 
 from tonewatch.configfile import ConfigError
 from tonewatch.labels import EMOTION_LABELS
-from tonewatch.model.classifier import (
+from tonewatch.model.classifier import Classifier, _quiet_transformers
+from tonewatch.model.directory import save_pretrained
+from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
+from tonewatch.model.inputs import InputLimits
+from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, build_network
+from tonewatch.model.types import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     Calibration,
-    Classifier,
     ModelConfig,
-    build_network,
     read_model_config,
     resolve_model_dir,
 )
-from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
-from tonewatch.model.inputs import InputLimits
-from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS
 from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
 from tonewatch.training.config import TrainConfig
@@ -256,16 +256,6 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
     )
 
 
-def write_model_dir(directory: Path, state: dict[str, torch.Tensor], model_config: ModelConfig, tokenizer) -> None:
-    """Write a loadable model directory (config, weights, tokenizer)."""
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / CONFIG_NAME).write_text(json.dumps(model_config.to_json(), indent=2, ensure_ascii=False) + "\n")
-    tokenizer.save_pretrained(str(directory))
-
-
 def save_checkpoint(directory: Path, network, optimizer, scheduler, step: int, best: dict) -> None:
     """Trainable tensors and AdamW state as safetensors, counters as JSON; replaced atomically."""
     from safetensors.torch import save_file
@@ -347,8 +337,6 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train, calibrate and export a model directory to ``config.output_dir``; return its validation metrics."""
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
-
-    from tonewatch.model.classifier import _quiet_transformers
 
     _quiet_transformers()
     started = time.perf_counter()
@@ -463,11 +451,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
     state = load_file(str(output / BEST_DIR / WEIGHTS_NAME))
     model_config = model_config_for(config, network.encoder.config)
-    write_model_dir(output, state, model_config, tokenizer)
+    save_pretrained(output, state, model_config, tokenizer)
     classifier = Classifier.from_pretrained(output, backend="torch")  # calibrate the reference network
     validation_records = data.validation.get("callcenter_train", [])
     model_config.calibration = fit_calibration(classifier, validation_records)
-    write_model_dir(output, state, model_config, tokenizer)
+    save_pretrained(output, state, model_config, tokenizer)
     summary = {
         "best_step": best["step"],
         "validation": {key: value for key, value in best.items() if key != "step"},

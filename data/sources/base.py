@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from tonewatch.data.conversations import iter_jsonl
+from tonewatch.conversations import iter_jsonl
 from tonewatch.data.records import TIERS, Record
 
 logger = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tonewatch.data.conversations import conversation_records, read_conversations
-from tonewatch.data.records import Record
+from tonewatch.conversations import read_conversations
+from tonewatch.data.records import Record, conversation_records
 from tonewatch.data.sources.base import Source, require_file
 
 PACKAGE_DATA = Path(__file__).resolve().parent.parent
@@ -62,8 +62,9 @@ def load_train(folder: Path) -> list[Record]:
 
     The order is part of the result: seeded training draws its batches in this
     order, and the ONNX export measures its int8 error on every n-th turn of
-    these files in sorted order (``model/export.py``), so a renamed file must
-    keep its place in the sort to keep both unchanged.
+    these files in sorted order
+    (``tonewatch.model.classifier.package_calibration_turns``), so a renamed
+    file must keep its place in the sort to keep both unchanged.
     """
     files = [folder / name for name in CORE_TRAIN_FILES]
     files += sorted(path for path in folder.glob("*.jsonl") if path not in files)

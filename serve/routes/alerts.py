@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
-from tonewatch.model.tracker import EVENT_KINDS, AlertEvent
 from tonewatch.serve.alerts import EventFilter
 from tonewatch.serve.auth import require_scope
 from tonewatch.serve.schemas import AUTH_ERRORS, LABEL_LENGTH, AlertList, error_responses
 from tonewatch.serve.server import Server, ServerDep
+from tonewatch.tracking import EVENT_KINDS, AlertEvent
 
 router = APIRouter(tags=["alerts"], dependencies=[Depends(require_scope("read"))])
 

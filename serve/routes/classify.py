@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from tonewatch.data.conversations import ConversationFormatError, validate_conversation
-from tonewatch.model.classifier import TurnInput, conversation_turn_inputs
+from tonewatch.conversations import ConversationFormatError, validate_conversation
+from tonewatch.model.types import TurnInput, conversation_turn_inputs
 from tonewatch.serve.auth import require_scope
 from tonewatch.serve.errors import ApiError, is_clean_json
 from tonewatch.serve.schemas import (

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from tonewatch.labels import EMOTION_LABELS
-from tonewatch.model.classifier import Classifier, ModelDirectoryError, TurnInput, read_model_config
+from tonewatch.model.classifier import Classifier
 from tonewatch.model.modeling import merge_lora
+from tonewatch.model.types import ModelDirectoryError, TurnInput, read_model_config
 
 CONVERSATION = {
     "id": "c1",

@@ -11,11 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tonewatch.cli import app
-from tonewatch.data.conversations import read_conversations
+from tonewatch.conversations import read_conversations
 from tonewatch.data.sources.callcenter import PACKAGE_DATA
 from tonewatch.model import export
-from tonewatch.model.classifier import Classifier, TurnInput, conversation_turn_inputs, shared_pool_threads
-from tonewatch.model.export import OnnxRecipe, export_key, export_onnx, find_onnx
+from tonewatch.model.backends import OnnxBackend, calibrated_margins, shared_pool_threads
+from tonewatch.model.classifier import CALIBRATION_CONVERSATIONS, Classifier, package_calibration_turns
+from tonewatch.model.export import OnnxRecipe, existing_export, export_key, export_onnx, find_onnx
+from tonewatch.model.types import Calibration, TurnInput, conversation_turn_inputs
 
 ITEMS = [
     "你好 请问",
@@ -30,14 +32,19 @@ def torch_classifier(tiny_model_dir):
     return Classifier.from_pretrained(tiny_model_dir, backend="torch")
 
 
+@pytest.fixture(scope="module")
+def calibration_turns():
+    return package_calibration_turns(limit=200)
+
+
 def _logits(classifier):
     encoded = [classifier.encode(item if isinstance(item, TurnInput) else TurnInput(item)) for item in ITEMS]
     emotion, escalation = classifier.logits(encoded)
     return emotion.numpy(), escalation.numpy()
 
 
-def test_export_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
-    target = export_onnx(tiny_model_dir, tmp_path / "onnx")
+def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifier, calibration_turns, tmp_path):
+    target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns)
     names = {path.name for path in target.iterdir()}
     assert {"model.onnx", "model.fp32.onnx", "onnx.json", "tokenizer.json"} <= names
     meta = json.loads((target / "onnx.json").read_text())
@@ -50,27 +57,26 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, tmp_path):
     assert 0 <= margins["emotion_margin"] <= margins["max_emotion_error"]
     assert 0 <= margins["escalation_margin"] <= margins["max_escalation_error"]
     assert margins["quantile"] == 0.99
+    assert margins["measured_on"].startswith("200 calibration turns (sha256 ")
     assert not list(tmp_path.glob(".building-*")), "the work directory is moved into place, not left behind"
 
 
 def test_fp32_export_matches_pytorch(tiny_model_dir, tmp_path, torch_classifier):
     recipe = OnnxRecipe.named("fp32")
-    export_onnx(tiny_model_dir, recipe=recipe, cache_dir=tmp_path)
+    export_onnx(torch_classifier, recipe=recipe, cache_dir=tmp_path, calibration_turns=())  # no re-check
     onnx_dir = find_onnx(tiny_model_dir, tmp_path, recipe)
     assert onnx_dir is not None and onnx_dir.parent == tmp_path / "onnx"
-    from tonewatch.model.classifier import OnnxBackend
-
     fast = Classifier(OnnxBackend(onnx_dir), torch_classifier.tokenizer, torch_classifier.config)
     for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
         np.testing.assert_allclose(candidate, reference, atol=1e-4)
 
 
-def test_int8_export_stays_close_to_pytorch(tiny_model_dir, torch_classifier):
+def test_int8_export_stays_close_to_pytorch(tiny_model_dir, torch_classifier, calibration_turns):
     fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
     assert fast.backend_name == "onnx"
     for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
         np.testing.assert_allclose(candidate, reference, atol=0.05)
-    full = export_onnx(tiny_model_dir, recipe=OnnxRecipe.named("int8-full"))
+    full = export_onnx(torch_classifier, recipe=OnnxRecipe.named("int8-full"), calibration_turns=calibration_turns)
     meta = json.loads((full / "onnx.json").read_text())
     assert meta["quantized_nodes"] == 2 * 4 and meta["recheck"] is None
     assert not (full / "model.fp32.onnx").exists()
@@ -92,18 +98,23 @@ def test_every_onnx_session_runs_on_one_shared_thread_pool(tiny_model_dir, caplo
     threads = shared_pool_threads()  # fixed by the first session of this process, whichever it was
     assert fast.backend.session.get_session_options().use_per_session_threads is False
     assert fast.backend.fp32_session.get_session_options().use_per_session_threads is False
-    with caplog.at_level("WARNING", logger="tonewatch.model.classifier"):
+    with caplog.at_level("WARNING", logger="tonewatch.model.backends"):
         assert shared_pool_threads(threads + 1) == threads
     assert "thread pool was created with" in caplog.text
     _logits(fast)  # both graphs still run
 
 
-def test_an_up_to_date_export_is_reused_and_force_rebuilds(tiny_model_dir, tmp_path):
-    first = export_onnx(tiny_model_dir, tmp_path / "onnx")
+def test_an_up_to_date_export_is_reused_and_force_rebuilds(
+    tiny_model_dir, torch_classifier, calibration_turns, tmp_path
+):
+    assert existing_export(tiny_model_dir, tmp_path / "onnx") is None
+    first = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns)
+    assert existing_export(tiny_model_dir, tmp_path / "onnx") == first
+    assert existing_export(tiny_model_dir, tmp_path / "onnx", recipe=OnnxRecipe.named("fp32")) is None
     stamp = (first / "model.onnx").stat().st_mtime_ns
-    assert export_onnx(tiny_model_dir, tmp_path / "onnx") == first
+    assert export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=()) == first  # reused: no turns needed
     assert (first / "model.onnx").stat().st_mtime_ns == stamp
-    export_onnx(tiny_model_dir, tmp_path / "onnx", force=True)
+    export_onnx(torch_classifier, tmp_path / "onnx", force=True, calibration_turns=calibration_turns)
     assert (first / "model.onnx").stat().st_mtime_ns != stamp
 
 
@@ -118,10 +129,10 @@ def test_changed_weights_or_recipe_make_another_key(tiny_model_dir, tmp_path):
     assert export_key(copy) != export_key(tiny_model_dir)
 
 
-def test_an_export_beside_the_model_is_found_and_a_stale_one_ignored(tiny_model_dir, tmp_path):
+def test_an_export_beside_the_model_is_found_and_a_stale_one_ignored(tiny_model_dir, calibration_turns, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(tiny_model_dir, copy)
-    export_onnx(copy, copy / "onnx")
+    export_onnx(Classifier.from_pretrained(copy, backend="torch"), copy / "onnx", calibration_turns=calibration_turns)
     assert find_onnx(copy, tmp_path / "empty-cache") == copy / "onnx"
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes() + b" ")
     assert find_onnx(copy, tmp_path / "empty-cache") is None
@@ -174,8 +185,6 @@ def test_export_command(tiny_model_dir, tmp_path):
 
 
 def test_calibrated_margins_rank_by_the_int8_logits_and_centre_escalation_on_the_threshold():
-    from tonewatch.model.classifier import Calibration, calibrated_margins
-
     calibration = Calibration(
         emotion_temperature=2.0, escalation_temperature=1.0, escalation_threshold=0.5,
         escalation_thresholds={"zh": 0.2}, emotion_bias=[0.0, 0.0, 0.0, 1.0],
@@ -190,9 +199,36 @@ def test_calibrated_margins_rank_by_the_int8_logits_and_centre_escalation_on_the
 
 
 def test_margins_are_measured_on_training_conversations_only():
-    turns = export.calibration_turns(limit=50)
+    # The model layer reads the data layer's shipped in-domain training files without importing the data layer.
+    assert CALIBRATION_CONVERSATIONS == PACKAGE_DATA / "callcenter_train"
+    turns = package_calibration_turns(limit=50)
     assert len(turns) == 50 and all(turn.text for turn in turns)
     dev_file = PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl"
     dev = {turn for conversation in read_conversations(dev_file) for turn in conversation_turn_inputs(conversation)}
     # Stock replies ("嗯", "спасибо") occur in both sets; a turn with the same context does not.
     assert dev and not dev.intersection(turns)
+
+
+def test_export_needs_a_pytorch_classifier_and_calibration_turns_for_a_recheck(
+    tiny_model_dir, torch_classifier, tmp_path
+):
+    onnx = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
+    with pytest.raises(ValueError, match="PyTorch classifier"):
+        export_onnx(onnx, tmp_path / "a", calibration_turns=ITEMS[1:2])
+    with pytest.raises(ValueError, match="calibration turns"):
+        export_onnx(torch_classifier, tmp_path / "b", calibration_turns=[])
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_loaders_first_use_export_measures_on_the_package_calibration_turns(tiny_model_dir, tmp_path, monkeypatch):
+    passed = []
+    real_export = export.export_onnx
+
+    def recording(classifier, *args, calibration_turns, **kwargs):
+        passed.append(list(calibration_turns))
+        return real_export(classifier, *args, calibration_turns=calibration_turns, **kwargs)
+
+    monkeypatch.setattr(export, "export_onnx", recording)
+    fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
+    assert passed == [package_calibration_turns()] and len(passed[0]) == 800
+    assert fast.backend.meta["recheck"]["measured_on"].startswith("800 calibration turns")

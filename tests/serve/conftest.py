@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import pytest
 
 from tonewatch.labels import EMOTION_LABELS
-from tonewatch.model.classifier import Calibration, ModelConfig, Prediction, TurnInput
 from tonewatch.model.inputs import InputLimits
+from tonewatch.model.types import Calibration, ModelConfig, Prediction, TurnInput
 
 SCRIPT_PATTERN = re.compile(r"\[(calm|frustrated|angry|abusive) ([01](?:\.\d+)?)\]")
 

@@ -9,10 +9,10 @@ import time
 
 from fastapi.testclient import TestClient
 
-from tonewatch.model.tracker import AlertEvent
 from tonewatch.serve.alerts import AlertHub, EventFilter
 from tonewatch.serve.app import create_app
 from tonewatch.serve.config import ServeConfig
+from tonewatch.tracking import AlertEvent
 
 
 def event(conversation_id: str, kind: str = "alert", queue: str | None = None, team: str | None = None):

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tonewatch.labels import EMOTION_LABELS
-from tonewatch.model.classifier import TurnInput
+from tonewatch.model.types import TurnInput
 from tonewatch.serve.app import create_app
 from tonewatch.serve.config import ServeConfig
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from tonewatch.model.classifier import TurnInput
+from tonewatch.model.types import TurnInput
 from tonewatch.serve.app import create_app
 from tonewatch.serve.batching import BatcherClosedError, MicroBatcher
 from tonewatch.serve.config import ServeConfig

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tonewatch.model.tracker import AlertPolicy
 from tonewatch.serve.config import ApiKey, ServeConfig
+from tonewatch.tracking import AlertPolicy
 
 TOML = """
 model_dir = "runs/default"

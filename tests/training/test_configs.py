@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tonewatch.configfile import ConfigError, field_help
-from tonewatch.model.classifier import resolve_model_dir
+from tonewatch.model.types import resolve_model_dir
 from tonewatch.training.config import ExtraData, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tonewatch.cli import app
+from tonewatch.labelling import LabelInputError, label_file
+from tonewatch.labelling.archive import detect_kind
 from tonewatch.model.classifier import Classifier
-from tonewatch.model.labeling import LabelInputError, detect_kind, label_file
 
 CONVERSATIONS = [
     {"id": f"c{i}", "lang": "zh", "channel": "chat", "turns": [

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from tonewatch.labels import EMOTION_LABELS
-from tonewatch.model.classifier import Calibration, ModelConfig, Prediction, TurnInput
 from tonewatch.model.inputs import InputLimits
-from tonewatch.model.tracker import AlertPolicy, ConversationTracker, turn_risk
+from tonewatch.model.types import Calibration, ModelConfig, Prediction, TurnInput
+from tonewatch.tracking import AlertPolicy, ConversationTracker
+from tonewatch.tracking.tracker import turn_risk
 
 
 def predicted(label: str, score: float) -> Prediction:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS, severity
-from tonewatch.model.classifier import Calibration, Prediction, TurnInput
+from tonewatch.model.types import Calibration, Prediction, TurnInput
 
 TRENDS: tuple[str, ...] = ("worsening", "stable", "calming")
 """Values of :attr:`ConversationState.trend`."""

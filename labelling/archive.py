@@ -31,10 +31,13 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tonewatch.data.conversations import ConversationFormatError, validate_conversation
-from tonewatch.model.classifier import Classifier, TurnInput, conversation_turn_inputs
+from tonewatch.conversations import ConversationFormatError, validate_conversation
+from tonewatch.model.types import TurnInput, conversation_turn_inputs
+
+if TYPE_CHECKING:
+    from tonewatch.model.classifier import Classifier
 
 KINDS = ("conversations", "texts", "csv")
 

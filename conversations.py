@@ -14,6 +14,11 @@ of ``tonewatch label``::
 non-empty ``text``. Customer turns may carry gold ``emotion`` and
 ``escalate`` labels. Any other field is kept untouched by every reader and
 writer of this package.
+
+This module is the wire format only (it imports no other part of tonewatch
+but the label scheme): the data layer turns conversations into training
+records (``tonewatch.data.records.conversation_records``), the model layer
+into turns to classify (``tonewatch.model.types.conversation_turn_inputs``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tonewatch.data.records import Record, Turn
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
 
 
@@ -95,41 +99,3 @@ def read_conversations(path: str | Path) -> list[dict]:
         except ConversationFormatError as error:
             raise ConversationFormatError(f"{path}:{line.line_number}: {error}") from None
     return conversations
-
-
-def conversation_records(
-    conversation: dict, *, source: str, tier: str, default_lang: str | None = None, weight: float = 1.0
-) -> list[Record]:
-    """One :class:`Record` per customer turn, each with every earlier turn as context.
-
-    Gold labels are taken from the turn when present and left missing
-    otherwise. ``lang`` comes from the conversation, else ``default_lang``.
-    """
-    validate_conversation(conversation)
-    conversation_id = str(conversation["id"])
-    lang = conversation.get("lang") or default_lang
-    if lang is None:
-        raise ConversationFormatError(f"conversation {conversation_id}: no 'lang' and no default language given")
-    meta = {key: str(conversation[key]) for key in ("domain", "channel") if key in conversation}
-    records = []
-    context: list[Turn] = []
-    for index, turn in enumerate(conversation["turns"]):
-        text = turn["text"].strip()
-        if turn["speaker"] == "customer":
-            records.append(
-                Record(
-                    id=f"{conversation_id}:{index}",
-                    text=text,
-                    lang=lang,
-                    source=source,
-                    tier=tier,
-                    context=tuple(context),
-                    emotion=turn.get("emotion"),
-                    escalate=turn.get("escalate"),
-                    weight=weight,
-                    conversation_id=conversation_id,
-                    meta=dict(meta),
-                )
-            )
-        context.append(Turn(turn["speaker"], text))
-    return records
