@@ -134,16 +134,23 @@ def _run(function: Callable[[], T]) -> T:
         return function()
 
 
-@app.callback()
-def main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
-) -> None:
-    """tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations."""
-    if version:
+def _print_version(value: bool) -> None:
+    # An eager callback runs while the options are parsed, before the group asks for a command.
+    if value:
         from tonewatch import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    """tonewatch: customer emotion and escalation for Chinese and Russian contact-centre conversations."""
 
 
 @data_app.command("stats")

@@ -19,6 +19,14 @@ def test_help_lists_the_subcommands():
         assert command in result.output
 
 
+def test_version_alone_prints_the_package_version():
+    from tonewatch import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == __version__
+
+
 def test_data_sources_lists_every_source_with_its_tier():
     from tonewatch.data.sources import SOURCES
 
