@@ -125,8 +125,9 @@ def _cohen_kappa(first: Sequence, second: Sequence) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
-def _macro_f1(reference: Sequence[str], other: Sequence[str], labels: Iterable[str]) -> float:
-    """Macro-F1 of ``other`` against ``reference`` over the labels either uses (symmetric for two annotators)."""
+def _macro_f1(reference: Sequence[str], other: Sequence[str], labels: Iterable[str]) -> float | None:
+    """Macro-F1 of ``other`` against ``reference`` over the labels either uses (symmetric for two annotators);
+    None when neither uses any of ``labels``."""
     scores = []
     for label in labels:
         true_positive = sum(a == label and b == label for a, b in zip(reference, other, strict=True))
@@ -135,7 +136,7 @@ def _macro_f1(reference: Sequence[str], other: Sequence[str], labels: Iterable[s
         if in_reference + in_other == 0:
             continue
         scores.append(2 * true_positive / (in_reference + in_other))
-    return sum(scores) / len(scores) if scores else 0.0
+    return sum(scores) / len(scores) if scores else None
 
 
 BOUNDARIES = {

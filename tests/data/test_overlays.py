@@ -118,6 +118,7 @@ def test_identical_annotations_agree_fully_and_one_label_only_has_no_kappa():
     same = [({"emotion": "calm", "escalate": False}, {"emotion": "calm", "escalate": False})] * 3
     report = agreement(same)
     assert report["emotion_exact_agreement"] == 1.0 and report["emotion_kappa"] is None
+    assert report["emotion_macro_f1"] == 1.0 and report["escalate_f1"] is None  # nobody escalated: undefined
 
 
 def test_double_annotated_reads_both_labels(tmp_path):
