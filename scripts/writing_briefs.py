@@ -1,0 +1,126 @@
+"""The brief matrix for new in-domain conversations: one brief per conversation, each a different combination.
+
+    python scripts/writing_briefs.py OUT_DIR [--per-language 300] [--writers 6] [--seed 20261206]
+
+Writes ``OUT_DIR/<lang>-w<k>.jsonl`` (one writer's briefs, one per line) and prints the matrix's counts, which
+``data/callcenter_train/README.md`` records. Every brief names a language, a channel, a speaker, a domain, a
+boundary of the label guide the conversation must exercise, and the course it takes; the writers write the
+conversations without labels, and other annotators label them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+DOMAINS = (
+    "banking", "securities", "insurance", "telecom", "broadband", "airline",
+    "rail", "delivery", "e-commerce", "utilities", "healthcare", "public services",
+)  # fmt: skip
+CHANNELS = {
+    "zh": (
+        "phone ASR transcript: no punctuation, fillers (嗯 啊 那个 就是), a few homophone errors",
+        "chat with emoji and typos",
+        "chat with some pinyin or English words mixed in",
+        "chat in caps or with many !!! or ？？？ where the customer insists",
+    ),
+    "ru": (
+        "phone ASR transcript: no punctuation, fillers (ну э короче вот), a few misrecognised words",
+        "chat with emoji, caps and typos",
+        "chat partly typed in the wrong keyboard layout (ghbdtn for привет) and corrected",
+        "chat in Latin transliteration (privet, ne rabotaet) or mixed scripts",
+    ),
+}
+SPEAKERS = {
+    "zh": (
+        "an elderly customer, slow and wordy, unsure of technology",
+        "a young customer, internet slang, short messages",
+        "a non-native speaker of Chinese, simple or slightly wrong grammar",
+        "a Hong Kong customer writing Cantonese-flavoured Chinese in Traditional characters",
+        "a Taiwanese customer writing Traditional Chinese with Taiwan wording",
+        "a mainland office worker in a hurry",
+    ),
+    "ru": (
+        "an elderly customer, formal and wordy, unsure of technology",
+        "a young customer, slang and abbreviations",
+        "a non-native speaker of Russian (Central Asian migrant), simple or slightly wrong grammar",
+        "a customer from Ukraine, some Ukrainian words (surzhyk)",
+        "a customer from Kazakhstan or Belarus, local words and names",
+        "a busy professional in Moscow, terse",
+    ),
+}
+BOUNDARIES = (
+    "worry stated plainly: the customer is anxious about the problem but asks plainly (calm, not frustrated)",
+    "acceptance after a conflict: after frustrated or angry turns, the customer accepts the solution and thanks",
+    "apology after an outburst: the customer was angry or abusive, then apologises and cooperates",
+    "hostile rhetorical questions without exclamation marks or insults (angry, not calm)",
+    "sarcasm: mild sarcasm about the situation (frustrated); and/or hostile sarcasm with accusations (angry)",
+    "swearing at the situation, not at anyone (frustrated or angry), never at a person",
+    "swearing or insults aimed at the agent or a person (abusive), with the situation around it",
+    "polite firmness: polite but insistent demands without threats (calm)",
+    "a manager or supervisor mentioned by the AGENT (e.g. a financial manager who will call back), customer calm",
+    "a calm, conditional or first-turn supervisor request or threat of external action (escalation while pending)",
+    "the same words as a trigger without a trigger: 'manager', 'complaint', 'court' used in a calm, harmless sense",
+    "the agent warns that the call will end if the abuse goes on; the customer stops, or goes on",
+)
+COURSES = (
+    "stays calm throughout",
+    "starts frustrated, calms down once helped",
+    "gets worse turn by turn",
+    "flares up once, then settles",
+    "steady frustration to the end",
+    "starts angry, ends accepting",
+)
+
+
+def briefs(lang: str, count: int, rng: random.Random) -> list[dict]:
+    """``count`` briefs for ``lang``: every boundary and domain equally often, the other fields balanced."""
+    cells = list(itertools.product(range(len(BOUNDARIES)), range(len(DOMAINS))))
+    rng.shuffle(cells)
+    chosen = [cells[index % len(cells)] for index in range(count)]
+    channels = [CHANNELS[lang][index % len(CHANNELS[lang])] for index in range(count)]
+    speakers = [SPEAKERS[lang][index % len(SPEAKERS[lang])] for index in range(count)]
+    courses = [COURSES[index % len(COURSES)] for index in range(count)]
+    for column in (channels, speakers, courses):
+        rng.shuffle(column)
+    return [
+        {
+            "brief": f"{lang}-b{index + 1:04d}",
+            "lang": lang,
+            "boundary": BOUNDARIES[boundary],
+            "domain": DOMAINS[domain],
+            "channel": channels[index],
+            "speaker": speakers[index],
+            "course": courses[index],
+            "customer_turns": rng.randint(3, 7),
+        }
+        for index, (boundary, domain) in enumerate(chosen)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--per-language", type=int, default=300)
+    parser.add_argument("--writers", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=20261206)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for lang in ("zh", "ru"):
+        items = briefs(lang, args.per_language, rng)
+        for writer in range(args.writers):
+            with open(args.out_dir / f"{lang}-w{writer + 1}.jsonl", "w", encoding="utf-8") as handle:
+                for item in items[writer :: args.writers]:
+                    handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+        for field in ("boundary", "domain", "channel", "speaker", "course"):
+            counts = Counter(item[field] for item in items)
+            print(lang, field, {key[:40]: value for key, value in sorted(counts.items())})
+
+
+if __name__ == "__main__":
+    main()
