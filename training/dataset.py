@@ -96,7 +96,7 @@ def cap_records(records: list[Record], cap: int, seed: int) -> list[Record]:
 def load_extra(extra: ExtraData) -> list[Record]:
     """Records of one ``extra_data`` entry: project-format conversations, or a table of texts with labels."""
     path = Path(extra.path)
-    name = extra.name or (path.stem if path.exists() else extra.path.replace("/", "_"))
+    name = extra.source_name
     kind = extra.format
     if kind == "auto":
         kind = "conversations" if path.suffix == ".jsonl" and _looks_like_conversations(path) else "texts"
@@ -161,16 +161,17 @@ def build_training_data(config: TrainConfig) -> TrainingData:
         train[name], validation[name] = split_source(records, name, config.seed, config.validation_fraction)
     for extra in config.extra_data:
         records = [record for record in load_extra(extra) if is_labelled(record)]
-        name = records[0].source if records else (extra.name or extra.path)
+        name = extra.source_name
         train[name], validation[name] = split_by_conversation(records, config.validation_fraction, config.seed)
     return TrainingData(train, validation)
 
 
 def source_shares(config: TrainConfig) -> dict[str, float]:
-    """The batch share of every training source, extra data included, normalised to sum to 1."""
+    """The batch share of every training source, extra data included, normalised to sum to 1 (each configured
+    share divided by their sum)."""
     shares = {name: share for name, share in config.source_shares.items() if share > 0}
     for extra in config.extra_data:
-        shares[extra.name or Path(extra.path).stem] = extra.share
+        shares[extra.source_name] = extra.share
     total = sum(shares.values())
     return {name: share / total for name, share in shares.items()}
 

@@ -44,7 +44,7 @@ from tonewatch.model.types import (
 )
 from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
-from tonewatch.training.config import TrainConfig
+from tonewatch.training.config import TrainCommand, TrainConfig
 from tonewatch.training.dataset import build_training_data, source_shares, to_dataset, training_data_root
 
 logger = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         lora_alpha=config.lora_alpha,
         lora_target_modules=tuple(config.lora_target_modules),
         calibration=calibration or Calibration(),
-        name=config.model_name,
+        name=config.resolved_model_name,
         version=config.model_version,
         base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
     )
@@ -334,8 +334,12 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
     return {"emotion_macro_f1": emotion_f1, "escalation_f1": escalation_f1, "score": (emotion_f1 + escalation_f1) / 2}
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Train, calibrate and export a model directory to ``config.output_dir``; return its validation metrics."""
+def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | None = None) -> dict:
+    """Train, calibrate and export a model directory to ``config.output_dir``; return its validation metrics.
+
+    ``command`` (the config file and ``--set`` overrides the CLI was given) is recorded in
+    ``training_summary.json`` for the model card's reproduction line.
+    """
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     _quiet_transformers()
@@ -461,6 +465,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         "validation": {key: value for key, value in best.items() if key != "step"},
         "calibration": model_config.calibration.__dict__,
         "records": data.counts(),
+        "batch_shares": source_shares(config),
+        "command": command.to_json() if command is not None else None,
         "train_minutes": round((time.perf_counter() - started) / 60, 1),
         "device": str(device),
         "trainable_parameters": n_trainable,

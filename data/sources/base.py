@@ -46,10 +46,16 @@ class Source:
     """Reads the source's folder (``<data root>/<name>``) and returns its records."""
     in_repo: bool = False
     """True for the project's own data, which ships inside the package."""
+    license_ids: tuple[str, ...] = ()
+    """The licenses ``license`` names, as Hugging Face license ids (``apache-2.0``, ``cc-by-4.0``); empty when
+    unclear. A model card's ``license`` is derived from them."""
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
             raise ValueError(f"source {self.name!r}: tier must be one of {TIERS}, not {self.tier!r}")
+        malformed = [item for item in self.license_ids if not item or item != item.lower() or " " in item]
+        if malformed:
+            raise ValueError(f"source {self.name!r}: license ids are lower case without spaces, not {malformed}")
 
 
 def require_file(path: Path) -> Path:

@@ -38,6 +38,7 @@ CORE_TRAIN_FILES: tuple[str, ...] = ("zh.jsonl", "ru.jsonl")
 """The core set of ``callcenter_train``, byte-identical copies of ``shared/datasets/callcenter_train``; required."""
 
 LICENSE = "CC BY 4.0"
+LICENSE_IDS = ("cc-by-4.0",)
 ORIGIN = "tonewatch project (shared/datasets, copied into data/)"
 
 
@@ -75,6 +76,7 @@ DEV_SOURCE = Source(
     name="callcenter_dev",
     langs=("zh", "ru"),
     license=LICENSE,
+    license_ids=LICENSE_IDS,
     tier="eval",
     origin=ORIGIN,
     summary="200 hand-labelled in-domain conversations; the validation set, never trained on",
@@ -86,6 +88,7 @@ TRAIN_SOURCE = Source(
     name="callcenter_train",
     langs=("zh", "ru"),
     license=LICENSE,
+    license_ids=LICENSE_IDS,
     tier="train",
     origin=ORIGIN,
     summary="300 hand-labelled in-domain conversations weighted toward the hard boundaries",

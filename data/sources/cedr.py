@@ -151,6 +151,7 @@ SOURCE = Source(
     name=NAME,
     langs=("ru",),
     license="Apache-2.0",
+    license_ids=("apache-2.0",),
     tier=TIER,
     origin="searayeah/russian-sentiment-emotion-datasets@b43a50a589e6664837f994ef72d0f75c4bd6fbcd",
     summary="Russian blog/news/tweet sentences, 5 emotions: no emotion/joy -> calm, sadness/fear -> calm|frustrated, "

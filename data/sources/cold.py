@@ -103,6 +103,7 @@ SOURCE = Source(
     name=NAME,
     langs=("zh",),
     license="Apache-2.0",
+    license_ids=("apache-2.0",),
     tier=TIER,
     origin="thu-coai/COLDataset@a0c55a945497ab58e94aef491180e1cf88ffb864",
     summary="Chinese offensive vs safe social-media comments: offensive -> abusive, safe -> not abusive",

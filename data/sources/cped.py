@@ -148,6 +148,7 @@ SOURCE = Source(
     name=NAME,
     langs=("zh",),
     license="Apache-2.0",
+    license_ids=("apache-2.0",),
     tier=TIER,
     origin="scutcyr/CPED@1e4b81c28a123f22387e06664f37e5dc9322380f",
     summary="Chinese TV-drama dialogues with context: neutral/positive -> calm, anger/disgust -> not calm",

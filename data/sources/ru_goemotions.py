@@ -191,6 +191,7 @@ SOURCE = Source(
     name=NAME,
     langs=("ru",),
     license="MIT (translation) + Apache-2.0 (GoEmotions labels and texts)",
+    license_ids=("mit", "apache-2.0"),
     tier=TIER,
     origin="searayeah/ru-goemotions@e1303b0a2322a3709db41adeaf77a6fa36546197",
     summary="GoEmotions Reddit comments machine-translated to Russian: neutral/positive -> calm, "

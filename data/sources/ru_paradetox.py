@@ -174,6 +174,7 @@ SOURCE = Source(
     name=NAME,
     langs=("ru",),
     license="openrail++",
+    license_ids=("openrail++",),
     tier=TIER,
     origin="s-nlp/russe_detox_2022@a2f79da9f0c11de5c6c0f55a62899db1eff426ff",
     summary="Russian toxic sentences + human neutral paraphrases: toxic -> not calm, paraphrase -> not abusive, "

@@ -157,6 +157,7 @@ SOURCE = Source(
     name=NAME,
     langs=("zh",),
     license="CC BY 4.0 (annotations)",
+    license_ids=("cc-by-4.0",),
     tier=TIER,
     origin="SB233/stc3-dataset@90da527709dab26a4912a70746c09da06518d46b",
     summary="Real Weibo customer-helpdesk dialogues: satisfaction -> weak escalation on the last customer turn",
