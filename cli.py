@@ -263,7 +263,12 @@ def train_command(
         ),
     ] = None,
     data_root: DataRootOption = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the output directory's last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the last checkpoint (in OUTPUT_DIR.state/); an error when there is none.",
+        ),
+    ] = False,
     show_fields: Annotated[bool, typer.Option(help="List every config field with its default and exit.")] = False,
 ) -> None:
     """Fine-tune, calibrate and evaluate a model; writes a model directory with its card and report."""
@@ -287,7 +292,9 @@ def train_command(
             settings = dataclasses.replace(settings, data_root=str(data_root))
         command = TrainCommand(str(config) if config is not None else None, tuple(override or ()))
         summary = train(settings, resume=resume, command=command)
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        # The per-step losses are in the returned metrics and training_summary.json, too long for a terminal.
+        shown = {key: value for key, value in summary.items() if key != "losses"}
+        typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
     _run(work)
 

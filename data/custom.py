@@ -58,18 +58,21 @@ def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     line 1), so that an error names the line a researcher opens in an editor."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
+        rows, locations = [], []
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if "text" not in [name.strip() for name in reader.fieldnames or []]:
-                raise RowFormatError(f"{path}:1: the header has no 'text' column (columns: {reader.fieldnames})")
-            rows, locations = [], []
-            first_line = reader.line_num + 1
-            for row in reader:
-                if None in row:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            if "text" not in header:
+                raise RowFormatError(f"{path}:1: the header has no 'text' column (columns: {header})")
+            last_line = reader.line_num
+            for cells in reader:
+                first_line, last_line = last_line + 1, reader.line_num  # a quoted cell may span lines
+                if not cells:
+                    continue  # a blank line
+                if len(cells) > len(header):
                     raise RowFormatError(f"{path}:{first_line}: more cells than header columns")
-                rows.append({name.strip(): value for name, value in row.items()})
+                rows.append(dict(zip(header, [*cells, *[None] * (len(header) - len(cells))], strict=True)))
                 locations.append(f"{path}:{first_line}")
-                first_line = reader.line_num + 1  # a quoted cell may span lines: the next row starts after it
         return rows, locations
     rows, locations = [], []
     for line in iter_jsonl(path):

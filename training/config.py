@@ -295,7 +295,7 @@ def resolve_extra_data_paths(config: configfile.ConfigValues) -> None:
         base = Path(origin).parent if from_file else Path.cwd()
         candidate = Path(path).expanduser()
         if not candidate.is_absolute() and (candidate.suffix in DATA_FILE_SUFFIXES or (base / candidate).exists()):
-            candidate = (base / candidate).absolute()
+            candidate = (base / candidate).resolve()
         resolved.append({**entry, "path": str(candidate)} if candidate != Path(path) else entry)
     config.values["extra_data"] = resolved
 
