@@ -317,7 +317,10 @@ def evaluate_command(
     baseline: Annotated[bool, typer.Option(help="Train and report the TF-IDF baseline.")] = True,
     public: Annotated[bool, typer.Option(help="Also evaluate the public held-out splits.")] = True,
 ) -> None:
-    """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline."""
+    """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline.
+
+    Without --output they go to the model directory, replacing the report train wrote, and its model card is
+    rewritten; the same model and data give the same report.json."""
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -340,12 +343,14 @@ def evaluate_command(
                 "public_sources": public,
             },
         )
-        evaluate(model_dir, settings)
+        evaluate(model_dir, settings)  # logs whether it replaces an existing report
         if output is None or output == model_dir:
             from tonewatch.training.card import write_model_card
 
             write_model_card(model_dir)
-        typer.echo(f"wrote {(output or model_dir) / 'report.md'}")
+            typer.echo(f"wrote report.json, report.md and plots in {model_dir}, and rewrote its model card (README.md)")
+        else:
+            typer.echo(f"wrote report.json, report.md and plots in {output}")
 
     _run(work)
 
