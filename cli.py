@@ -377,6 +377,9 @@ def label_command(
     def report_bad_line(bad) -> None:
         typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
 
+    def report_warning(warning) -> None:
+        typer.echo(f"warning: line {warning.line_number}: {warning.reason}", err=True)
+
     def work() -> None:
         from tonewatch.labelling import label_file
         from tonewatch.model.classifier import Classifier
@@ -391,6 +394,7 @@ def label_command(
             strict=strict,
             output_format=output_format and output_format.value,
             on_bad_line=report_bad_line,
+            on_warning=report_warning,
         )
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
         typer.echo(
