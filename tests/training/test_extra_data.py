@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from tonewatch.configfile import ConfigError
 from tonewatch.data.custom import RowFormatError
 from tonewatch.training.config import ExtraData, TrainConfig
-from tonewatch.training.dataset import extra_source_name, load_extra, source_shares
+from tonewatch.training.dataset import check_extra_data, load_extra
 
 
 def test_csv_rows_become_records_with_their_labels(tmp_path):
@@ -68,11 +69,16 @@ def test_conversations_in_the_project_format(tmp_path):
     assert record.source == "calls" and record.emotion == "frustrated" and record.context[0].text == "您好"
 
 
-def test_shares_and_records_use_one_source_name():
-    config = TrainConfig(
-        source_shares={"callcenter_train": 1.0},
-        extra_data=[{"path": "owner/hub_set", "share": 1.0}, {"path": "data/mine.csv"}, {"path": "x.csv", "name": "n"}],
-    )
-    names = [extra_source_name(extra) for extra in config.extra_data]
-    assert names == ["owner_hub_set", "mine", "n"]
-    assert set(source_shares(config)) == {"callcenter_train", *names}
+def test_check_extra_data_refuses_missing_and_unreadable_files_and_leaves_hub_names_to_loading(tmp_path):
+    (tmp_path / "notes.tsv").write_text("text\thello\n")
+    (tmp_path / "here.csv").write_text("text\nhello\n")
+
+    def config(path):
+        return TrainConfig(source_shares={"callcenter_train": 1.0}, extra_data=[{"path": path, "lang": "zh"}])
+
+    check_extra_data(config(str(tmp_path / "here.csv")))
+    check_extra_data(config("owner/hub_set"))  # a Hugging Face dataset: only loading it can tell
+    with pytest.raises(ConfigError, match=rf"^extra_data\[0\]\.path: no such file: {tmp_path / 'gone.csv'}$"):
+        check_extra_data(config(str(tmp_path / "gone.csv")))
+    with pytest.raises(ConfigError, match=r"^extra_data\[0\]\.path: unsupported file type '\.tsv'"):
+        check_extra_data(config(str(tmp_path / "notes.tsv")))
