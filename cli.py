@@ -263,7 +263,12 @@ def train_command(
         ),
     ] = None,
     data_root: DataRootOption = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the output directory's last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the last checkpoint (in OUTPUT_DIR.state/); an error when there is none.",
+        ),
+    ] = False,
     show_fields: Annotated[bool, typer.Option(help="List every config field with its default and exit.")] = False,
 ) -> None:
     """Fine-tune, calibrate and evaluate a model; writes a model directory with its card and report."""
@@ -287,7 +292,9 @@ def train_command(
             settings = dataclasses.replace(settings, data_root=str(data_root))
         command = TrainCommand(str(config) if config is not None else None, tuple(override or ()))
         summary = train(settings, resume=resume, command=command)
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        # The per-step losses are in the returned metrics and training_summary.json, too long for a terminal.
+        shown = {key: value for key, value in summary.items() if key != "losses"}
+        typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
     _run(work)
 
@@ -310,7 +317,10 @@ def evaluate_command(
     baseline: Annotated[bool, typer.Option(help="Train and report the TF-IDF baseline.")] = True,
     public: Annotated[bool, typer.Option(help="Also evaluate the public held-out splits.")] = True,
 ) -> None:
-    """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline."""
+    """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline.
+
+    Without --output they go to the model directory, replacing the report train wrote, and its model card is
+    rewritten; the same model and data give the same report.json."""
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -333,12 +343,14 @@ def evaluate_command(
                 "public_sources": public,
             },
         )
-        evaluate(model_dir, settings)
+        evaluate(model_dir, settings)  # logs whether it replaces an existing report
         if output is None or output == model_dir:
             from tonewatch.training.card import write_model_card
 
             write_model_card(model_dir)
-        typer.echo(f"wrote {(output or model_dir) / 'report.md'}")
+            typer.echo(f"wrote report.json, report.md and plots in {model_dir}, and rewrote its model card (README.md)")
+        else:
+            typer.echo(f"wrote report.json, report.md and plots in {output}")
 
     _run(work)
 
@@ -365,6 +377,9 @@ def label_command(
     def report_bad_line(bad) -> None:
         typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
 
+    def report_warning(warning) -> None:
+        typer.echo(f"warning: line {warning.line_number}: {warning.reason}", err=True)
+
     def work() -> None:
         from tonewatch.labelling import label_file
         from tonewatch.model.classifier import Classifier
@@ -379,6 +394,7 @@ def label_command(
             strict=strict,
             output_format=output_format and output_format.value,
             on_bad_line=report_bad_line,
+            on_warning=report_warning,
         )
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
         typer.echo(

@@ -216,7 +216,9 @@ def _build(cls: type[C], values: Any, prefix: str) -> C:
         close = difflib.get_close_matches(str(key), fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise ConfigError(f"unknown key '{prefix}{key}'{more} in {name}{hint}", key=f"{prefix}{key}")
+        # A nested table names itself first ("extra_data[0]: unknown key 'file'"), as its other errors do.
+        where = f"{prefix.rstrip('.')}: " if prefix else ""
+        raise ConfigError(f"{where}unknown key '{key}'{more} in {name}{hint}", key=f"{prefix}{key}")
     missing = [
         key
         for key, item in fields.items()

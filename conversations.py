@@ -57,8 +57,12 @@ def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
                 yield JsonlLine(line_number, error=f"invalid JSON: {error.msg} (column {error.colno})")
 
 
-def validate_conversation(conversation: Any) -> dict:
-    """Check ``conversation`` against the format; return it unchanged or raise :class:`ConversationFormatError`."""
+def validate_conversation(conversation: Any, *, gold_labels: bool = True) -> dict:
+    """Check ``conversation`` against the format; return it unchanged or raise :class:`ConversationFormatError`.
+
+    ``gold_labels=False`` checks the structure only (an id, turns with a speaker and text): what a model needs
+    to label it. The gold ``emotion``/``escalate`` fields are then not checked; see :func:`gold_label_problems`.
+    """
     if not isinstance(conversation, dict):
         raise ConversationFormatError(f"a conversation is a JSON object, got {type(conversation).__name__}")
     conversation_id = conversation.get("id")
@@ -79,13 +83,26 @@ def validate_conversation(conversation: Any) -> dict:
         text = turn.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ConversationFormatError(f"{where}: 'text' must be a non-empty string")
+    if gold_labels:
+        problems = gold_label_problems(conversation)
+        if problems:
+            raise ConversationFormatError(problems[0])
+    return conversation
+
+
+def gold_label_problems(conversation: dict) -> list[str]:
+    """What is wrong with the gold labels (``emotion``, ``escalate``) of a structurally valid conversation,
+    one message per bad field; empty when they are all valid or absent."""
+    problems = []
+    for index, turn in enumerate(conversation["turns"]):
+        where = f"conversation {conversation['id']}, turn {index}"
         emotion = turn.get("emotion")
         if emotion is not None and emotion not in EMOTION_LABELS:
-            raise ConversationFormatError(f"{where}: unknown emotion {emotion!r}; expected one of {EMOTION_LABELS}")
+            problems.append(f"{where}: unknown emotion {emotion!r}; expected one of {EMOTION_LABELS}")
         escalate = turn.get("escalate")
         if escalate is not None and not isinstance(escalate, bool):
-            raise ConversationFormatError(f"{where}: 'escalate' must be true or false")
-    return conversation
+            problems.append(f"{where}: 'escalate' must be true or false")
+    return problems
 
 
 def read_conversations(path: str | Path) -> list[dict]:

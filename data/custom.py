@@ -3,15 +3,19 @@
 Rows come from any table (CSV, JSONL, Parquet, a Hugging Face dataset) with
 a ``text`` column and optional ``emotion`` (one of the labels), ``escalate``
 (true/false, 1/0, yes/no), ``lang``, ``id`` and ``weight`` columns. Empty
-label cells stay missing. Conversations in the project's format go through
+label cells stay missing. Local CSV and JSONL files are read by :func:`read_table`, which keeps each
+row's line number for error messages. Conversations in the project's format go through
 :func:`tonewatch.data.records.conversation_records` instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from tonewatch.conversations import iter_jsonl
 from tonewatch.data.records import Record
 from tonewatch.labels import EMOTION_LABELS
 
@@ -49,20 +53,62 @@ def parse_emotion(value: Any) -> str | None:
     return label
 
 
+def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a local CSV or JSONL file and where each one is (``file:line``, 1-based; a CSV header is
+    line 1), so that an error names the line a researcher opens in an editor."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        rows, locations = [], []
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            if "text" not in header:
+                raise RowFormatError(f"{path}:1: the header has no 'text' column (columns: {header})")
+            last_line = reader.line_num
+            for cells in reader:
+                first_line, last_line = last_line + 1, reader.line_num  # a quoted cell may span lines
+                if not cells:
+                    continue  # a blank line
+                if len(cells) > len(header):
+                    raise RowFormatError(f"{path}:{first_line}: more cells than header columns")
+                rows.append(dict(zip(header, [*cells, *[None] * (len(header) - len(cells))], strict=True)))
+                locations.append(f"{path}:{first_line}")
+        return rows, locations
+    rows, locations = [], []
+    for line in iter_jsonl(path):
+        if line.error is not None:
+            raise RowFormatError(f"{path}:{line.line_number}: {line.error}")
+        if not isinstance(line.value, dict):
+            raise RowFormatError(f"{path}:{line.line_number}: a row is a JSON object, got {type(line.value).__name__}")
+        rows.append(line.value)
+        locations.append(f"{path}:{line.line_number}")
+    return rows, locations
+
+
 def rows_to_records(
-    rows: Iterable[Mapping[str, Any]], *, source: str, lang: str | None = None, tier: str = "train"
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    source: str,
+    lang: str | None = None,
+    tier: str = "train",
+    locations: Sequence[str] | None = None,
 ) -> list[Record]:
-    """Records from text rows; row-level ``lang`` wins over the ``lang`` argument."""
+    """Records from text rows; row-level ``lang`` wins over the ``lang`` argument.
+
+    ``locations`` names each row in errors (``file:line`` from :func:`read_table`); without it a row is
+    ``source: row N`` (1-based).
+    """
     records = []
     for index, row in enumerate(rows):
+        where = locations[index] if locations is not None else f"{source}: row {index + 1}"
         if "text" not in row:
-            raise RowFormatError(f"{source}: row {index} has no 'text' column (columns: {sorted(row)})")
+            raise RowFormatError(f"{where}: no 'text' column (columns: {sorted(row)})")
         text = row["text"]
         if not isinstance(text, str) or not text.strip():
-            raise RowFormatError(f"{source}: row {index} has an empty text")
+            raise RowFormatError(f"{where}: empty text")
         row_lang = row.get("lang") or lang
         if row_lang is None:
-            raise RowFormatError(f"{source}: row {index} has no 'lang' and none was configured")
+            raise RowFormatError(f"{where}: no 'lang' and none was configured")
         try:
             weight = row.get("weight")
             records.append(
@@ -78,5 +124,5 @@ def rows_to_records(
                 )
             )
         except ValueError as error:  # a label, weight or language the record refuses
-            raise RowFormatError(f"{source}: row {index}: {error}") from None
+            raise RowFormatError(f"{where}: {error}") from None
     return records

@@ -16,9 +16,12 @@ partial output to the recorded size and continues after the recorded record,
 so an interrupted run neither loses nor duplicates records. The finished
 file is renamed into place.
 
-Unreadable input (invalid JSON, a record that does not follow the format) is
-reported with its line number; it is skipped, or fails the run when
-``strict=True``; it is never dropped silently.
+Unreadable input (invalid JSON, a record that does not follow the format:
+no turns, a turn without text, ...) is reported with its line number; it is
+skipped, or fails the run when ``strict=True``; it is never dropped silently.
+Invalid gold labels (an ``emotion`` that is not one of the labels, an
+``escalate`` that is not true/false) are not the model's business: such a
+record is labelled and kept as it is, with a warning naming its line.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tonewatch.conversations import ConversationFormatError, validate_conversation
+from tonewatch.conversations import ConversationFormatError, gold_label_problems, validate_conversation
 from tonewatch.model.types import TurnInput, conversation_turn_inputs
 
 if TYPE_CHECKING:
@@ -58,6 +61,8 @@ class LabelSummary:
     records: int = 0
     labelled_turns: int = 0
     skipped: list[BadLine] = field(default_factory=list)
+    warnings: list[BadLine] = field(default_factory=list)
+    """Records labelled and written but with something to report (invalid gold labels), one per record."""
     resumed_from: int = 0
 
 
@@ -87,12 +92,14 @@ def detect_kind(path: Path) -> str:
 
 @dataclass
 class InputRecord:
-    """One input record: its position, line number, and parsed value or the reason it is unreadable."""
+    """One input record: its position, line number, and parsed value or the reason it is unreadable; a
+    readable record may carry a warning (its gold labels are invalid: it is labelled and kept all the same)."""
 
     index: int
     line_number: int
     value: Any = None
     error: str | None = None
+    warning: str | None = None
 
 
 def read_records(path: Path, kind: str) -> Iterator[InputRecord]:
@@ -119,20 +126,28 @@ def read_records(path: Path, kind: str) -> Iterator[InputRecord]:
             except json.JSONDecodeError as error:
                 yield InputRecord(index, line_number, error=f"invalid JSON: {error.msg}")
             else:
-                yield InputRecord(index, line_number, value, error=_check(value, kind))
+                error = _check(value, kind)
+                warning = _gold_warning(value) if error is None and kind == "conversations" else None
+                yield InputRecord(index, line_number, value, error=error, warning=warning)
             index += 1
 
 
 def _check(value: Any, kind: str) -> str | None:
     if kind == "conversations":
         try:
-            validate_conversation(value)
+            # Gold labels are the input's business, not the model's: only what labelling needs is checked.
+            validate_conversation(value, gold_labels=False)
         except ConversationFormatError as error:
             return str(error)
         return None
     if not isinstance(value, dict) or not isinstance(value.get("text"), str) or not value["text"].strip():
         return "a text record is an object with a non-empty 'text'"
     return None
+
+
+def _gold_warning(conversation: dict) -> str | None:
+    problems = gold_label_problems(conversation)
+    return f"labelled, but its gold labels are invalid: {'; '.join(problems)}" if problems else None
 
 
 def _turn_inputs(record: InputRecord, kind: str) -> list[TurnInput]:
@@ -198,9 +213,13 @@ def label_file(
     strict: bool = False,
     output_format: str | None = None,
     on_bad_line: Callable[[BadLine], None] | None = None,
+    on_warning: Callable[[BadLine], None] | None = None,
     progress: bool | None = None,
 ) -> LabelSummary:
-    """Label ``input_path`` into ``output_path`` (see the module docstring)."""
+    """Label ``input_path`` into ``output_path`` (see the module docstring).
+
+    ``on_bad_line`` is called for each record skipped as unreadable, ``on_warning`` for each record labelled
+    and kept with a problem to report (invalid gold labels); both get its line number."""
     source, output = Path(input_path), Path(output_path)
     if not source.is_file():
         raise LabelInputError(f"input file {source} does not exist")
@@ -260,6 +279,11 @@ def label_file(
                 if on_bad_line:
                     on_bad_line(bad)
                 continue
+            if record.warning is not None:
+                warning = BadLine(record.line_number, record.warning)
+                summary.warnings.append(warning)
+                if on_warning:
+                    on_warning(warning)
             chunks.append(writer.render(by_index[record.index]))
         data = "".join(chunks).encode("utf-8")
         with open(partial, "ab") as handle:

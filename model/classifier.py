@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -200,12 +200,14 @@ class Classifier:
         batch_size: int = 64,
         langs: Sequence[str | None] | None = None,
         precision: str = "auto",
+        on_batch: Callable[[int], object] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding.
 
         On the ONNX backend with a re-check graph (``precision`` ``auto``), the turns whose int8 decision lies
         within the measured int8 error of a boundary (``langs`` pick the escalation thresholds) are re-run in
-        fp32; see :meth:`raw_logits` for ``precision``.
+        fp32; see :meth:`raw_logits` for ``precision``. ``on_batch`` is called with the number of turns of each
+        batch done (a progress bar's ``update``); batches are the same with or without it.
         """
         langs = list(langs) if langs is not None else [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
@@ -228,6 +230,8 @@ class Classifier:
                     recheck = self.backend(*self.pad([items[row] for row in close]), fp32=True)
                     chunk_emotion[close], chunk_escalation[close] = recheck
             emotion[chunk], escalation[chunk] = chunk_emotion, chunk_escalation
+            if on_batch is not None:
+                on_batch(len(chunk))
         return torch.from_numpy(emotion), torch.from_numpy(escalation)
 
     def predictions_from_logits(
@@ -254,17 +258,21 @@ class Classifier:
         return predictions
 
     def raw_logits(
-        self, items: Sequence[TurnInput | str], batch_size: int = 64, precision: str = "auto"
+        self,
+        items: Sequence[TurnInput | str],
+        batch_size: int = 64,
+        precision: str = "auto",
+        on_batch: Callable[[int], object] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Uncalibrated emotion and escalation logits of ``items``.
 
         ``precision``: ``auto`` re-checks close int8 calls in fp32 (ONNX
         default recipe); ``fast`` uses the main graph only; ``fp32`` the fp32
-        graph only (all three are the same on PyTorch).
+        graph only (all three are the same on PyTorch). ``on_batch``: see :meth:`logits`.
         """
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         langs = [turn.lang for turn in turns]
-        return self.logits([self.encode(turn) for turn in turns], batch_size, langs, precision)
+        return self.logits([self.encode(turn) for turn in turns], batch_size, langs, precision, on_batch)
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
@@ -276,13 +284,19 @@ class Classifier:
             mask[row, : len(sequence)] = 1
         return ids, mask
 
-    def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
-        """Predictions for ``items`` (turns with context, or bare strings), in order."""
+    def classify(
+        self,
+        items: Sequence[TurnInput | str],
+        batch_size: int = 64,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for ``items`` (turns with context, or bare strings), in order; ``on_batch`` is called
+        with the number of turns of each batch done (for a progress bar)."""
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         if not turns:
             return []
         langs = [turn.lang for turn in turns]
-        emotion, escalation = self.raw_logits(turns, batch_size)
+        emotion, escalation = self.raw_logits(turns, batch_size, on_batch=on_batch)
         return self.predictions_from_logits(emotion, escalation, langs)
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:

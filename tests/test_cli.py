@@ -242,3 +242,37 @@ def typing_args_without_none(value_type):
 
     args = [arg for arg in typing.get_args(value_type) if arg is not type(None)]
     return args[0] if args else value_type
+
+
+def test_train_resume_without_a_checkpoint_is_one_line_with_exit_2(tmp_path):
+    output = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--set", f"output_dir='{output}'", "--resume"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"error: nothing to resume: no checkpoint in {output}.state/checkpoint (a run writes one every "
+        "checkpoint_every steps); run without --resume to start a new run"
+    ]
+    assert not output.exists()
+
+
+def test_train_extra_data_errors_are_one_line_before_any_data_loads(tmp_path, monkeypatch):
+    import tonewatch.training.train
+
+    def no_data(config):
+        raise AssertionError("the sources were loaded before extra_data was checked")
+
+    monkeypatch.setattr(tonewatch.training.train, "build_training_data", no_data)
+    (tmp_path / "recipes").mkdir()
+    recipe = tmp_path / "recipes" / "mine.toml"
+    recipe.write_text(f'output_dir = "{tmp_path / "run"}"\n[[extra_data]]\npath = "calls/mine.csv"\nlang = "zh"\n')
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "-c", str(recipe)])
+    assert result.exit_code == 2, result.output
+    missing = tmp_path / "recipes" / "calls" / "mine.csv"  # beside the recipe, not in the working directory
+    assert result.output.splitlines() == [f"error: extra_data[0].path: no such file: {missing.resolve()}"]
+    recipe.write_text('[[extra_data]]\nfile = "calls/mine.csv"\n')
+    result = runner.invoke(app, ["train", "-c", str(recipe)])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: {recipe}: extra_data[0]: unknown key 'file' in ExtraData")
+    assert not (tmp_path / "run").exists()

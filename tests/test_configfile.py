@@ -126,7 +126,7 @@ def test_direct_construction_is_checked_the_same_way():
         ("limits = { low = 'x' }", "limits.low must be a number, got 'x'"),
         ("members = { name = 'x' }", "members must be a list of Member tables"),
         ("members = [{ weight = 1 }]", r"members\[0\] is missing the key 'name'"),
-        ("members = [{ name = 'x', colour = 1 }]", r"unknown key 'members\[0\]\.colour' in Member"),
+        ("members = [{ name = 'x', colour = 1 }]", r"members\[0\]: unknown key 'colour' in Member"),
         ("members = [{ name = 'x', weight = -1 }]", r"members\[0\]: weight must be >= 0, got -1.0"),
         ("cuont = 1", "unknown key 'cuont' in Example; did you mean 'count'"),
         ("count = -1", "count must be >= 0, got -1"),

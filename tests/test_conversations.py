@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from tonewatch.conversations import ConversationFormatError, iter_jsonl, read_conversations, validate_conversation
+from tonewatch.conversations import (
+    ConversationFormatError,
+    gold_label_problems,
+    iter_jsonl,
+    read_conversations,
+    validate_conversation,
+)
 
 CONVERSATION = {
     "id": "zh-x-1",
@@ -40,6 +46,20 @@ def test_a_valid_conversation_is_returned_unchanged_with_every_field():
 def test_invalid_conversations_are_rejected(conversation, message):
     with pytest.raises(ConversationFormatError, match=message):
         validate_conversation(conversation)
+
+
+def test_gold_labels_can_be_left_unchecked_and_are_listed_apart():
+    conversation = {"id": "a", "turns": [
+        {"speaker": "customer", "text": "x", "emotion": "mad", "escalate": "yes"},
+        {"speaker": "customer", "text": "y", "emotion": "angry", "escalate": True},
+    ]}  # fmt: skip
+    assert validate_conversation(conversation, gold_labels=False) is conversation
+    assert gold_label_problems(conversation) == [
+        "conversation a, turn 0: unknown emotion 'mad'; expected one of ('calm', 'frustrated', 'angry', 'abusive')",
+        "conversation a, turn 0: 'escalate' must be true or false",
+    ]
+    with pytest.raises(ConversationFormatError, match="non-empty list"):  # the structure is still checked
+        validate_conversation({"id": "a", "turns": []}, gold_labels=False)
 
 
 def test_read_conversations_reports_the_bad_line(tmp_path):

@@ -9,6 +9,7 @@ from tonewatch.data.records import Record
 from tonewatch.labels import LABEL2ID
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.types import Calibration, TurnInput
+from tonewatch.training.progress import progress_bar
 
 THRESHOLD_GRID = np.round(np.arange(0.20, 0.81, 0.05), 2)
 MIN_POSITIVES_PER_LANGUAGE = 15
@@ -95,7 +96,8 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
     if not records:
         return Calibration()
     inputs = [TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang) for r in records]
-    emotion_logits, escalation_logits = classifier.raw_logits(inputs)
+    with progress_bar(len(inputs), "calibrating") as bar:
+        emotion_logits, escalation_logits = classifier.raw_logits(inputs, on_batch=bar.update)
     exact = torch.tensor([LABEL2ID[r.emotion] if r.emotion else -1 for r in records])
     known = exact >= 0
     emotion_temperature = 1.0

@@ -33,7 +33,12 @@ DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 class ExtraData:
     """A researcher's own data, added by configuration alone."""
 
-    path: str = field(metadata={"help": "Local JSONL/CSV/Parquet file, or a Hugging Face dataset name."})
+    path: str = field(
+        metadata={
+            "help": "Local JSONL/CSV/Parquet file (relative to the config file that names it; given with --set, to "
+            "the working directory), or a Hugging Face dataset name."
+        }
+    )
     format: str = field(
         default="auto",
         metadata={"help": "'conversations' (project JSONL), 'texts' (text + labels columns) or 'auto'."},
@@ -198,6 +203,12 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
             raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if self.warmup_steps < 0:
+            raise configfile.ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}", key="warmup_steps")
+        if self.warmup_steps > self.max_steps:  # the learning rate would never reach its peak nor decay
+            raise configfile.ConfigError(
+                f"warmup_steps ({self.warmup_steps}) is larger than max_steps ({self.max_steps})", key="warmup_steps"
+            )
         if self.learning_rate <= 0 or self.head_learning_rate <= 0:
             raise ValueError("learning rates must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -238,6 +249,7 @@ class TrainConfig:
         )
         source = str(path) if path is not None else None
         drop_retired_fields(config, source)
+        resolve_extra_data_paths(config)
         return configfile.build(cls, config.values, origins=config, source=source)
 
 
@@ -264,6 +276,28 @@ class TrainCommand:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainCommand:
         return cls(data.get("config_file"), tuple(data.get("overrides") or ()))
+
+
+def resolve_extra_data_paths(config: configfile.ConfigValues) -> None:
+    """Make every relative local ``extra_data`` path absolute, in place: relative to the config file that set it
+    (as ``extends`` is), or to the working directory when ``--set`` gave it. A hub dataset name is kept."""
+    entries = config.values.get("extra_data")
+    if not isinstance(entries, list):
+        return  # not set, or of a wrong type that building reports
+    resolved = []
+    for index, entry in enumerate(entries):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path:
+            resolved.append(entry)
+            continue
+        origin = config.origin(f"extra_data[{index}].path", None)
+        from_file = origin is not None and not origin.startswith("--set ")
+        base = Path(origin).parent if from_file else Path.cwd()
+        candidate = Path(path).expanduser()
+        if not candidate.is_absolute() and (candidate.suffix in DATA_FILE_SUFFIXES or (base / candidate).exists()):
+            candidate = (base / candidate).resolve()
+        resolved.append({**entry, "path": str(candidate)} if candidate != Path(path) else entry)
+    config.values["extra_data"] = resolved
 
 
 RETIRED_FIELDS: dict[str, Any] = {"architecture": "joint", "context_grad": False}

@@ -27,14 +27,14 @@ from pathlib import Path
 
 from tonewatch.configfile import ConfigError
 from tonewatch.conversations import read_conversations
-from tonewatch.data.custom import rows_to_records
+from tonewatch.data.custom import read_table, rows_to_records
 from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
 from tonewatch.data.records import Record, conversation_records
 from tonewatch.data.sources import get_source, load_source
 from tonewatch.data.splits import split_by_conversation
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.inputs import InputLimits, encode_turn
-from tonewatch.training.config import ExtraData, TrainConfig
+from tonewatch.training.config import DATA_FILE_SUFFIXES, ExtraData, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +93,31 @@ def cap_records(records: list[Record], cap: int, seed: int) -> list[Record]:
     return [record for record in records if record.conversation_id in kept]
 
 
+def check_extra_data(config: TrainConfig) -> None:
+    """Refuse an ``extra_data`` entry whose local file is missing or of a type that cannot be read, in one line
+    and before any source is loaded (a mistyped key is refused earlier, when the config is read)."""
+    for index, extra in enumerate(config.extra_data):
+        path = Path(extra.path).expanduser()
+        key = f"extra_data[{index}].path"
+        if extra.is_hub_dataset:
+            if path.is_absolute() or extra.path.startswith((".", "~")) or path.is_file():  # a file, not a hub name
+                raise ConfigError(
+                    f"{key}: unsupported file type {path.suffix!r} of {path} "
+                    f"({', '.join(suffix.lstrip('.') for suffix in DATA_FILE_SUFFIXES)})",
+                    key=key,
+                )
+            continue  # a Hugging Face hub dataset: only loading it can tell
+        if not path.is_file():
+            raise ConfigError(f"{key}: no such file: {path}", key=key)
+
+
 def load_extra(extra: ExtraData) -> list[Record]:
     """Records of one ``extra_data`` entry: project-format conversations, or a table of texts with labels."""
-    path = Path(extra.path)
+    path = Path(extra.path).expanduser()
     name = extra.source_name
+    local = not extra.is_hub_dataset
+    if local and not path.is_file():
+        raise ConfigError(f"extra data {path}: no such file")
     kind = extra.format
     if kind == "auto":
         kind = "conversations" if path.suffix == ".jsonl" and _looks_like_conversations(path) else "texts"
@@ -106,16 +127,23 @@ def load_extra(extra: ExtraData) -> list[Record]:
             for conversation in read_conversations(path)
             for record in conversation_records(conversation, source=name, tier="train", default_lang=extra.lang)
         ]
+    if local and path.suffix.lower() in (".csv", ".jsonl"):
+        rows, locations = read_table(path)  # read here, not by `datasets`, to name the line of a bad row
+        return rows_to_records(rows, source=name, lang=extra.lang, locations=locations)
     import datasets
 
-    if path.exists():
-        builder = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(path.suffix)
+    if local:
+        builder = {".json": "json", ".parquet": "parquet"}.get(path.suffix.lower())
         if builder is None:
             raise ConfigError(f"extra data {path}: unsupported file type {path.suffix!r} (csv, jsonl, json, parquet)")
         table = datasets.load_dataset(builder, data_files=str(path), split="train")
-    else:
-        table = datasets.load_dataset(extra.path, split=extra.split)
+        return rows_to_records(table, source=name, lang=extra.lang, locations=_row_locations(path, len(table)))
+    table = datasets.load_dataset(extra.path, split=extra.split)
     return rows_to_records(table, source=name, lang=extra.lang)
+
+
+def _row_locations(path: Path, count: int) -> list[str]:
+    return [f"{path}: row {index + 1}" for index in range(count)]
 
 
 def _looks_like_conversations(path: Path) -> bool:

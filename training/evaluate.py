@@ -20,6 +20,7 @@ What is measured, and on what:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -39,6 +40,7 @@ from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
 from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
 from tonewatch.training.probes import PROBES_FILE, probe_report
+from tonewatch.training.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,13 @@ class EvalConfig:
     )
     baseline: bool = field(default=True, metadata={"help": "Train and report the TF-IDF baseline."})
     public_sources: bool = field(default=True, metadata={"help": "Also evaluate the public held-out splits."})
-    seed: int = field(default=20261122, metadata={"help": "Seed of the subsets."})
+    seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the public subsets and the baseline; unset: the run's seed (training_config.json), "
+            "so that the report train writes and a later evaluate agree."
+        },
+    )
     onnx: bool = field(
         default=True, metadata={"help": "Also report the ONNX Runtime path's metrics and its agreement with PyTorch."}
     )
@@ -86,8 +94,9 @@ def turn_input(record: Record) -> TurnInput:
     return TurnInput(record.text, tuple((turn.speaker, turn.text) for turn in record.context), record.lang)
 
 
-def predict(classifier: Classifier, records: list[Record]) -> Predictions:
-    results = classifier.classify([turn_input(record) for record in records])
+def predict(classifier: Classifier, records: list[Record], description: str = "predicting") -> Predictions:
+    with progress_bar(len(records), description) as bar:
+        results = classifier.classify([turn_input(record) for record in records], on_batch=bar.update)
     return Predictions(
         emotion=np.array([[result.scores[label] for label in EMOTION_LABELS] for result in results]).reshape(-1, 4),
         escalation=np.array([result.escalate_score for result in results]),
@@ -296,7 +305,8 @@ def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Rec
     # The loader's calibration turns, so the export is the one that the loader would build and cache.
     onnx_dir = export_onnx(torch_classifier, calibration_turns=package_calibration_turns())
     fast = Classifier.from_pretrained(directory, backend="onnx")
-    reference, candidate = predict(torch_classifier, records), predict(fast, records)
+    reference = predict(torch_classifier, records, f"{EVALUATION_SOURCE} (PyTorch)")
+    candidate = predict(fast, records, f"{EVALUATION_SOURCE} (ONNX)")
     return {
         "recipe": fast.backend.meta["recipe"],
         "onnx_mb": round(fast.backend.meta["onnx_bytes"] / 1e6, 1),
@@ -337,7 +347,12 @@ def _subset(records: list[Record], cap: int, seed: int) -> list[Record]:
 
 
 def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
-    """Evaluate the model in ``model_dir``; write report.json, report.md and plots; return the report."""
+    """Evaluate the model in ``model_dir``; write report.json, report.md and plots; return the report.
+
+    The same model, data root and config give the same report.json, byte for byte: the public subsets and
+    the baseline are drawn with the run's seed (unless ``config.seed`` says otherwise), and the time taken
+    is logged and written to report.md only.
+    """
     started = time.perf_counter()
     directory = Path(model_dir)
     output = Path(config.output_dir) if config.output_dir else directory
@@ -347,22 +362,24 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     train_config = TrainConfig.from_file(train_config_path) if train_config_path.exists() else TrainConfig()
     # The root the model was trained on may be another machine's: only --data-root or $TONEWATCH_DATA count.
     train_config.data_root = config.data_root
-    sets = evaluation_sets(config, train_config)
+    seed = train_config.seed if config.seed is None else config.seed
+    logger.info("evaluating %s (seed %d of the public subsets and the baseline)", directory, seed)
+    sets = evaluation_sets(dataclasses.replace(config, seed=seed), train_config)
 
     baseline = None
     if config.baseline:
         logger.info("training the TF-IDF baseline")
         training = build_training_data(train_config)
-        baseline = TfidfBaseline(config.seed).fit([r for records in training.train.values() for r in records])
+        baseline = TfidfBaseline(seed).fit([r for records in training.train.values() for r in records])
 
-    report: dict = {"model": str(directory), "model_name": classifier.config.name, "sets": {}}
+    report: dict = {"model": str(directory), "model_name": classifier.config.name, "seed": seed, "sets": {}}
     for name, records in sets.items():
         logger.info("evaluating %s (%d records)", name, len(records))
         is_conversations = name == EVALUATION_SOURCE
         entry = {
             "source": name,
             "tier": SOURCES[name].tier,
-            "model": set_report(records, predict(classifier, records), conversations=is_conversations),
+            "model": set_report(records, predict(classifier, records, name), conversations=is_conversations),
         }
         if baseline is not None:
             entry["baseline"] = set_report(records, baseline.predict(records), conversations=is_conversations)
@@ -373,10 +390,17 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     if config.onnx:
         report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])
     report["calibration"] = classifier.config.calibration.__dict__
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    seconds = round(time.perf_counter() - started, 1)
+    replaced = [name for name in ("report.json", "report.md") if (output / name).exists()]
+    logger.info(
+        "%s report.json, report.md and plots in %s",
+        f"overwriting the existing {' and '.join(replaced)}: writing" if replaced else "writing",
+        output,
+    )
     (output / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     from tonewatch.training.report import write_markdown, write_plots
 
     plots = write_plots(report, output)
-    (output / "report.md").write_text(write_markdown(report, plots))
+    (output / "report.md").write_text(write_markdown({**report, "seconds": seconds}, plots))
+    logger.info("evaluation took %.1f s", seconds)
     return report

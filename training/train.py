@@ -9,15 +9,18 @@ The loop is plain PyTorch so the two partial-label losses stay visible:
 
 Each batch is drawn from the sources in the proportions of ``source_shares``
 (sampling with replacement, fixed seed), so a large public set cannot drown
-the in-domain conversations. Checkpoints (trainable tensors and optimiser
-state as safetensors, counters as JSON) are written every
-``checkpoint_every`` steps; ``resume=True`` continues from the last one.
+the in-domain conversations. Checkpoints (trainable tensors, optimiser state
+and random generators' states as safetensors; counters, the scheduler and
+the loss history as JSON) are written every ``checkpoint_every`` steps to
+``<output_dir>.state/``, outside the model directory; ``resume=True``
+continues from the last one exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -45,12 +48,21 @@ from tonewatch.model.types import (
 from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
 from tonewatch.training.config import TrainCommand, TrainConfig
-from tonewatch.training.dataset import build_training_data, source_shares, to_dataset, training_data_root
+from tonewatch.training.dataset import (
+    build_training_data,
+    check_extra_data,
+    source_shares,
+    to_dataset,
+    training_data_root,
+)
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_DIR = "best"
+CACHE_DIR = "cache"
+STATE_SUFFIX = ".state"
+"""The training state of ``runs/x`` lives in ``runs/x.state/`` (see :func:`training_state_dir`)."""
 
 
 @dataclass
@@ -256,8 +268,62 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
     )
 
 
-def save_checkpoint(directory: Path, network, optimizer, scheduler, step: int, best: dict) -> None:
-    """Trainable tensors and AdamW state as safetensors, counters as JSON; replaced atomically."""
+def training_state_dir(output_dir: str | Path) -> Path:
+    """Where a run keeps what only training needs (checkpoint, best step's weights, tokenised data): the sibling
+    ``<output_dir>.state/``, so that the model directory holds only what a user ships."""
+    output = Path(output_dir).absolute()
+    return output.with_name(output.name + STATE_SUFFIX)
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """Every random state training draws from: torch's CPU (and CUDA) generators as tensors; numpy's and
+    Python's as JSON values."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda.{index}"] = state
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    values = {
+        "numpy": {"kind": kind, "keys": keys.tolist(), "position": position, "has_gauss": has_gauss,
+                  "cached_gaussian": cached_gaussian},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }  # fmt: skip
+    return tensors, values
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], values: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[f"torch_cuda.{index}"] for index in range(len(tensors) - 1) if f"torch_cuda.{index}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    state = values["numpy"]
+    np.random.set_state(
+        (state["kind"], np.array(state["keys"], dtype=np.uint32), state["position"], state["has_gauss"],
+         state["cached_gaussian"])
+    )  # fmt: skip
+    state = values["python"]
+    random.setstate((state["version"], tuple(state["internal"]), state["gauss_next"]))
+
+
+@dataclass
+class Checkpoint:
+    """What a resumed run continues from besides the weights and the optimiser: the counters and histories."""
+
+    step: int
+    best: dict
+    losses: list[float]
+    validation: list[dict]
+    rng_tensors: dict[str, torch.Tensor]
+    rng_values: dict
+
+
+def save_checkpoint(
+    directory: Path, network, optimizer, scheduler, step: int, best: dict, losses: list, validation: list
+) -> None:
+    """Trainable tensors, AdamW state and the random generators' states as safetensors; counters, the
+    scheduler, the loss and validation histories as JSON; replaced atomically."""
     from safetensors.torch import save_file
 
     staging = directory.with_name(directory.name + ".tmp")
@@ -277,13 +343,25 @@ def save_checkpoint(directory: Path, network, optimizer, scheduler, step: int, b
             else:
                 steps[f"{index}.{key}"] = float(value)
     save_file(tensors, str(staging / "optimizer.safetensors"))
-    counters = {"step": step, "best": best, "optimizer_scalars": steps, "scheduler": scheduler.state_dict()}
+    rng_tensors, rng_values = rng_state()
+    save_file({name: value.contiguous() for name, value in rng_tensors.items()}, str(staging / "rng.safetensors"))
+    counters = {
+        "step": step,
+        "best": best,
+        "optimizer_scalars": steps,
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_values,
+        "losses": losses,
+        "validation": validation,
+    }
     (staging / "state.json").write_text(json.dumps(counters, indent=2, default=float))
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
 
 
-def load_checkpoint(directory: Path, network, optimizer, scheduler) -> tuple[int, dict]:
+def load_checkpoint(directory: Path, network, optimizer, scheduler) -> Checkpoint:
+    """Load the weights, optimiser and scheduler of a checkpoint in place; the rest is returned (the random
+    states are set by the caller just before the next step, after any setup that draws numbers)."""
     from safetensors.torch import load_file
 
     trainable = load_file(str(directory / "trainable.safetensors"))
@@ -303,7 +381,19 @@ def load_checkpoint(directory: Path, network, optimizer, scheduler) -> tuple[int
     state_dict["state"] = state
     optimizer.load_state_dict(state_dict)
     scheduler.load_state_dict(counters["scheduler"])
-    return counters["step"], counters["best"]
+    # The learning rate of the next step: a new optimiser holds step 0's. Computed as the scheduler's step does,
+    # so a resumed run steps with the very same values (and a run extended to more steps with its new schedule).
+    for group, schedule, base_lr in zip(optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * schedule(scheduler.last_epoch)
+    rng_file = directory / "rng.safetensors"
+    return Checkpoint(
+        step=counters["step"],
+        best=counters["best"],
+        losses=counters.get("losses", []),
+        validation=counters.get("validation", []),
+        rng_tensors=load_file(str(rng_file)) if rng_file.is_file() else {},
+        rng_values=counters.get("rng", {}),
+    )
 
 
 @torch.no_grad()
@@ -335,24 +425,42 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
 
 
 def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | None = None) -> dict:
-    """Train, calibrate and export a model directory to ``config.output_dir``; return its validation metrics.
+    """Train, calibrate and export a model directory to ``config.output_dir``; return its metrics.
+
+    The metrics are those of ``training_summary.json`` (best step, its validation scores, calibration,
+    records per source, time, device) plus ``losses`` (the training loss of every step, ``losses[i]`` after
+    step ``i + 1``) and ``validation_history`` (the validation scores at every validation step); a resumed run
+    returns the whole run's histories. ``resume=True`` continues from the checkpoint in
+    :func:`training_state_dir` and reproduces the run it continues: the same losses and weights.
 
     ``command`` (the config file and ``--set`` overrides the CLI was given) is recorded in
     ``training_summary.json`` for the model card's reproduction line.
     """
+    check_extra_data(config)  # a missing file or unreadable type: one line, before seconds of loading
+    output = Path(config.output_dir)
+    state_dir = training_state_dir(output)
+    checkpoint = state_dir / CHECKPOINT_DIR
+    if resume and not (checkpoint / "state.json").is_file():
+        raise ConfigError(
+            f"nothing to resume: no checkpoint in {checkpoint} (a run writes one every checkpoint_every steps); "
+            "run without --resume to start a new run"
+        )
+    if output.exists() and (output / CONFIG_NAME).exists() and not resume:
+        raise ConfigError(f"output_dir {output} already holds a model; choose another output_dir or pass --resume")
+    config.data_root = training_data_root(config)  # recorded resolved; fails here, before any work, when missing
+
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     _quiet_transformers()
     started = time.perf_counter()
-    output = Path(config.output_dir)
-    if output.exists() and (output / CONFIG_NAME).exists() and not resume:
-        raise ConfigError(f"output_dir {output} already holds a model; choose another output_dir or pass --resume")
-    config.data_root = training_data_root(config)  # recorded resolved; fails here, before any work, when missing
     output.mkdir(parents=True, exist_ok=True)
     config.save(output / "training_config.json")
     if config.threads:
         torch.set_num_threads(config.threads)
+    # Every generator a run draws from; a resumed run restores their states from its checkpoint.
     torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    random.seed(config.seed)
     device = pick_device(config.device)
 
     base_path = resolve_base_model(config.base_model)
@@ -360,10 +468,12 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
     if config.teacher:
         check_teacher(config, limits)  # before minutes of data building
+    logger.info("loading the training sources")
     data = build_training_data(config)
     logger.info("records per source: %s", json.dumps(data.counts()))
-    cache = output / "cache"
+    cache = state_dir / CACHE_DIR
     train_records = [record for records in data.train.values() for record in records]
+    logger.info("tokenising %d training records (cached in %s)", len(train_records), cache)
     train_set = to_dataset(train_records, tokenizer, limits, cache)
     in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
     if len(in_domain_validation) == 0:
@@ -384,13 +494,18 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     class_weights = class_weights_from(train_set, config.class_balance).to(device)
+    # The data order of every step, drawn up front from its own seeded generator: a resumed run redraws it.
     plan = sample_plan(train_set["source"], source_shares(config), config.max_steps, config.batch_size, config.seed)
 
     step, best = 0, {"score": -1.0, "step": 0}
-    checkpoint = output / CHECKPOINT_DIR
-    if resume and (checkpoint / "state.json").exists():
-        step, best = load_checkpoint(checkpoint, network, optimizer, scheduler)
-        logger.info("resumed from step %d", step)
+    losses: list[float] = []
+    validation_history: list[dict] = []
+    resumed = None
+    if resume:
+        resumed = load_checkpoint(checkpoint, network, optimizer, scheduler)
+        step, best = resumed.step, resumed.best
+        losses, validation_history = list(resumed.losses), list(resumed.validation)
+        logger.info("resumed from step %d (%s)", step, checkpoint)
     teacher = load_teacher(config, device) if config.teacher else None
     if teacher is not None:
         logger.info(
@@ -403,6 +518,8 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     logger.info(
         "training %d parameters for %d steps on %s (%d examples)", n_trainable, config.max_steps, device, len(train_set)
     )
+    if resumed is not None and resumed.rng_tensors:
+        set_rng_state(resumed.rng_tensors, resumed.rng_values)  # last: the setup above may draw numbers
 
     network.train()
     pad_id = tokenizer.pad_token_id
@@ -429,7 +546,8 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         optimizer.step()
         scheduler.step()
         step += 1
-        running.append(loss.item())
+        losses.append(loss.item())
+        running.append(losses[-1])
         if step % config.log_every == 0 or step == config.max_steps:
             per_step = (time.perf_counter() - loop_started) / (step - first_step)
             logger.info(
@@ -443,22 +561,26 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
             running = []
         if step % config.eval_every == 0 or step == config.max_steps:
             scores = validation_scores(network, in_domain_validation, pad_id, device)
+            validation_history.append({"step": step, **scores})
             logger.info("validation at step %d: %s", step, json.dumps(scores))
             if scores["score"] > best["score"]:
                 best = {**scores, "step": step}
-                _save_best(output / BEST_DIR, network)
+                _save_best(state_dir / BEST_DIR, network)
         if step % config.checkpoint_every == 0 or step == config.max_steps:
-            save_checkpoint(checkpoint, network, optimizer, scheduler, step, best)
+            save_checkpoint(checkpoint, network, optimizer, scheduler, step, best, losses, validation_history)
 
     # Export the best validation step, calibrate it through the one loader, and write the model card.
     from safetensors.torch import load_file
 
-    state = load_file(str(output / BEST_DIR / WEIGHTS_NAME))
+    logger.info("writing the model directory from the best step (%d)", best["step"])
+    state = load_file(str(state_dir / BEST_DIR / WEIGHTS_NAME))
     model_config = model_config_for(config, network.encoder.config)
     save_pretrained(output, state, model_config, tokenizer)
     classifier = Classifier.from_pretrained(output, backend="torch")  # calibrate the reference network
     validation_records = data.validation.get("callcenter_train", [])
+    logger.info("calibrating on %d held-out callcenter_train turns", len(validation_records))
     model_config.calibration = fit_calibration(classifier, validation_records)
+    logger.info("writing the calibrated model directory")
     save_pretrained(output, state, model_config, tokenizer)
     summary = {
         "best_step": best["step"],
@@ -470,6 +592,8 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         "train_minutes": round((time.perf_counter() - started) / 60, 1),
         "device": str(device),
         "trainable_parameters": n_trainable,
+        "losses": losses,
+        "validation_history": validation_history,
     }
     (output / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if config.evaluate:
@@ -478,8 +602,14 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         evaluate(output, EvalConfig(data_root=config.data_root, seed=config.seed))
     from tonewatch.training.card import write_model_card
 
+    logger.info("writing the model card (%s)", output / "README.md")
     write_model_card(output)
-    logger.info("model written to %s (%.1f min)", output, summary["train_minutes"])
+    logger.info(
+        "model written to %s (%.1f min); training state (checkpoint for --resume, tokenised data) in %s",
+        output,
+        summary["train_minutes"],
+        state_dir,
+    )
     return summary
 
 

@@ -86,6 +86,51 @@ def test_unreadable_lines_are_reported_with_line_numbers_and_skipped_or_fatal(cl
         label_file(classifier, tmp_path / "in.jsonl", tmp_path / "strict.jsonl", strict=True)
 
 
+def test_invalid_gold_labels_do_not_drop_a_record_they_are_kept_labelled_and_warned_about(classifier, tmp_path):
+    gold = json.loads(json.dumps(CONVERSATIONS[1]))
+    gold["turns"][1]["emotion"] = "furious"
+    gold["turns"][3]["escalate"] = "yes"
+    no_text = {"id": "x", "turns": [{"speaker": "customer", "text": ""}]}
+    write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[0], gold, no_text, CONVERSATIONS[2]])
+    warnings, skipped = [], []
+    summary = label_file(
+        classifier,
+        tmp_path / "in.jsonl",
+        tmp_path / "out.jsonl",
+        on_bad_line=skipped.append,
+        on_warning=warnings.append,
+        batch_size=2,
+    )
+    output = read_jsonl(tmp_path / "out.jsonl")
+    assert [record["id"] for record in output] == ["c0", "c1", "c2"]  # only the turn without text is dropped
+    kept = output[1]
+    assert kept["turns"][1]["emotion"] == "furious" and kept["turns"][3]["escalate"] == "yes"  # untouched
+    assert {"prediction"} <= set(kept["turns"][1]) and {"prediction"} <= set(kept["turns"][3])
+    assert [warning.line_number for warning in warnings] == [2] and summary.warnings == warnings  # once per record
+    (reason,) = [warning.reason for warning in warnings]
+    assert "unknown emotion 'furious'" in reason and "'escalate' must be true or false" in reason
+    assert [bad.line_number for bad in skipped] == [3] and "'text' must be a non-empty string" in skipped[0].reason
+    assert summary.records == 3 and summary.labelled_turns == 6
+    # --strict is about unreadable records: invalid gold labels alone do not fail it.
+    write_jsonl(tmp_path / "gold.jsonl", [gold])
+    assert label_file(classifier, tmp_path / "gold.jsonl", tmp_path / "strict.jsonl", strict=True).records == 1
+
+
+def test_cli_label_warns_about_invalid_gold_labels_with_the_line(tiny_model_dir, tmp_path):
+    gold = json.loads(json.dumps(CONVERSATIONS[0]))
+    gold["turns"][1]["emotion"] = "furious"
+    write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[1], gold])
+    result = CliRunner().invoke(
+        app, ["label", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", str(tiny_model_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("warning:")] == [
+        "warning: line 2: labelled, but its gold labels are invalid: conversation c0, turn 1: unknown emotion "
+        "'furious'; expected one of ('calm', 'frustrated', 'angry', 'abusive')"
+    ]
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == 2
+
+
 class FailingAfter:
     """A classifier that dies after ``calls`` model calls, like an interrupted run."""
 

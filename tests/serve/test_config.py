@@ -68,12 +68,12 @@ def test_defaults_listen_on_localhost_without_keys():
         ({"api_keys": [{"key": "short", "scopes": ["read"]}]}, "16 characters"),
         ({"api_keys": [{"key": "k" * 20, "scopes": ["admin"]}]}, "scopes"),
         ({"api_keys": [{"key": "k" * 20, "scopes": []}]}, "scopes"),
-        ({"api_keys": [{"key": "k" * 20, "role": "x"}]}, r"unknown key 'api_keys\[0\]\.role'"),
+        ({"api_keys": [{"key": "k" * 20, "role": "x"}]}, r"api_keys\[0\]: unknown key 'role'"),
         ({"api_keys": [{"key": "k" * 20}, {"key": "k" * 20}]}, "twice"),
         ({"api_keys": "k" * 20}, "list"),
         ({"alert": {"hysteresis": 2}}, "hysteresis"),
         ({"alert": {"hysteresis": "high"}}, "alert"),
-        ({"alert": {"loudness": 1}}, "unknown key 'alert.loudness'"),
+        ({"alert": {"loudness": 1}}, "alert: unknown key 'loudness'"),
     ],
 )
 def test_invalid_settings_are_value_errors(settings, message):

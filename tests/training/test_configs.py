@@ -132,3 +132,42 @@ def test_show_fields_lists_every_field_with_its_help():
     rows = field_help(TrainConfig)
     assert [name for name, _, _ in rows] == [item.name for item in dataclasses.fields(TrainConfig)]
     assert all(text for _, _, text in rows)
+
+
+def test_relative_extra_data_paths_resolve_against_the_config_file_or_the_working_directory(tmp_path, monkeypatch):
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    parent = tmp_path / "recipes" / "parent.toml"
+    parent.write_text('[[extra_data]]\npath = "data/mine.csv"\nlang = "zh"\n[[extra_data]]\npath = "owner/hub_set"\n')
+    (tmp_path / "child").mkdir()
+    child = tmp_path / "child" / "child.toml"
+    child.write_text('extends = "../recipes/parent.toml"\nmax_steps = 10\nwarmup_steps = 2\n')
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for recipe in (parent, child):  # the file that says it, not the one that extends it nor the working directory
+        local, hub = TrainConfig.from_file(recipe).extra_data
+        assert local.path == str(tmp_path / "recipes" / "data" / "mine.csv")
+        assert hub.path == "owner/hub_set"  # a Hugging Face dataset name is not a path
+    relative_recipe = Path("..") / "recipes" / "parent.toml"  # a config file named relative to the cwd
+    assert TrainConfig.from_file(relative_recipe).extra_data[0].path == str(tmp_path / "recipes" / "data" / "mine.csv")
+    overridden = TrainConfig.from_file(child, ["extra_data=[{path = 'tickets.csv', lang = 'ru'}]"])
+    assert [extra.path for extra in overridden.extra_data] == [str(tmp_path / "elsewhere" / "tickets.csv")]
+    absolute = str(tmp_path / "abs.csv")
+    assert TrainConfig.from_file(None, [f"extra_data=[{{path = '{absolute}'}}]"]).extra_data[0].path == absolute
+
+
+def test_a_mistyped_extra_data_key_names_the_entry_and_the_key(tmp_path):
+    recipe = tmp_path / "typo.toml"
+    recipe.write_text('[[extra_data]]\npath = "mine.csv"\n[[extra_data]]\nfile = "mine.csv"\n')
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(recipe))}: extra_data\[1\]: unknown key 'file' in "):
+        TrainConfig.from_file(recipe)
+
+
+def test_warmup_longer_than_the_run_is_refused():
+    with pytest.raises(ConfigError, match=r"warmup_steps \(50\) is larger than max_steps \(20\)"):
+        TrainConfig(max_steps=20, warmup_steps=50)
+    with pytest.raises(ConfigError, match=r"^--set warmup_steps=700: warmup_steps \(700\) is larger than max_steps"):
+        TrainConfig.from_file(None, ["warmup_steps=700"])
+    with pytest.raises(ConfigError, match="warmup_steps must be >= 0"):
+        TrainConfig(warmup_steps=-1)
+    assert TrainConfig(max_steps=20, warmup_steps=20).warmup_steps == 20

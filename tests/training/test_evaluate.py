@@ -39,6 +39,63 @@ def test_report_files_and_in_domain_sections(evaluated):
     assert json.loads((directory / "report.json").read_text())["sets"].keys() == {"callcenter_dev"}
 
 
+QUICK = {"public_sources": False, "onnx": False, "probes": False}
+"""An evaluation of the in-domain set and the baseline only: seconds instead of a minute."""
+
+
+@pytest.fixture
+def seed7_model(tiny_model_dir, tiny_base_dir, tmp_path, make_tiny_config):
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    make_tiny_config(tiny_base_dir, directory, seed=7).save(directory / "training_config.json")
+    return directory
+
+
+def test_evaluating_again_writes_the_same_report_json_and_says_it_overwrites_the_report(seed7_model, caplog):
+    caplog.set_level("INFO", logger="tonewatch.training.evaluate")
+    evaluate(seed7_model, EvalConfig(**QUICK))
+    first = (seed7_model / "report.json").read_text()
+    assert f"writing report.json, report.md and plots in {seed7_model}" in caplog.messages
+    caplog.clear()
+    evaluate(seed7_model, EvalConfig(**QUICK))
+    assert (seed7_model / "report.json").read_text() == first
+    overwriting = "overwriting the existing report.json and report.md: writing report.json, report.md and plots in"
+    assert f"{overwriting} {seed7_model}" in caplog.messages
+    assert "Evaluation took" in (seed7_model / "report.md").read_text()  # the time is for people, not report.json
+
+
+def test_evaluate_draws_subsets_and_baseline_with_the_runs_seed(seed7_model, tmp_path, monkeypatch):
+    """train's report (evaluated with the run's seed) and a later ``tonewatch evaluate`` must pick the same
+    public records: evaluate's seed defaults to the one in training_config.json."""
+    import tonewatch.training.evaluate as evaluate_module
+
+    directory = seed7_model
+    seeds = []
+    real_sets = evaluate_module.evaluation_sets
+
+    def evaluation_sets(config, train_config):
+        seeds.append(("sets", config.seed))
+        return real_sets(config, train_config)
+
+    class Baseline:  # records its seed; predicts uniform scores (the real one is tested above)
+        def __init__(self, seed):
+            seeds.append(("baseline", seed))
+
+        def fit(self, records):
+            return self
+
+        def predict(self, records):
+            return Predictions(np.full((len(records), 4), 0.25), np.zeros(len(records)), np.zeros(len(records), bool))
+
+    monkeypatch.setattr(evaluate_module, "evaluation_sets", evaluation_sets)
+    monkeypatch.setattr(evaluate_module, "TfidfBaseline", Baseline)
+    report = evaluate(directory, EvalConfig(**QUICK, output_dir=str(tmp_path / "a")))
+    assert seeds == [("sets", 7), ("baseline", 7)] and report["seed"] == 7
+    seeds.clear()
+    evaluate(directory, EvalConfig(**QUICK, seed=3, output_dir=str(tmp_path / "b")))
+    assert seeds == [("sets", 3), ("baseline", 3)]
+
+
 def test_the_report_scores_the_escalation_probes_per_language_and_group(evaluated):
     directory, report = evaluated
     probes = report["probes"]

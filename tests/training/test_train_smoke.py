@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tonewatch.configfile import ConfigError
 from tonewatch.model.classifier import Classifier
 from tonewatch.training.train import (
     Batch,
@@ -16,6 +17,7 @@ from tonewatch.training.train import (
     escalation_loss,
     sample_plan,
     train,
+    training_state_dir,
 )
 
 
@@ -24,25 +26,91 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir
     config = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=2, model_version="3.1")
     caplog.set_level("INFO")
     summary = train(config)
-    losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
-    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert len(summary["losses"]) == 2 and all(math.isfinite(loss) for loss in summary["losses"])
+    assert [entry["step"] for entry in summary["validation_history"]] == [2]
     assert summary["best_step"] in (2,)
     for name in ("config.json", "model.safetensors", "training_config.json", "tokenizer.json"):
         assert (tmp_path / "run" / name).exists(), name
     saved = json.loads((tmp_path / "run" / "training_config.json").read_text())
     assert saved["max_steps"] == 2 and saved["base_model"] == str(tiny_base_dir)
+    assert json.loads((tmp_path / "run" / "training_summary.json").read_text())["losses"] == summary["losses"]
     written = json.loads((tmp_path / "run" / "config.json").read_text())
     assert written["architecture"] == "joint" and written["version"] == "3.1"
     predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
     assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
+    # The training state stays out of the model directory a user ships.
+    assert not {"checkpoint", "best", "cache"} & {path.name for path in (tmp_path / "run").iterdir()}
+    assert training_state_dir(tmp_path / "run") == tmp_path / "run.state"
+    assert (tmp_path / "run.state" / "checkpoint" / "state.json").is_file()
 
     # Resume: a longer run continues from the step-2 checkpoint instead of starting over.
     caplog.clear()
     longer = tiny_train_config(tiny_base_dir, tmp_path / "run", max_steps=4)
-    train(longer, resume=True)
+    extended = train(longer, resume=True)
     assert any("resumed from step 2" in r.getMessage() for r in caplog.records)
-    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert extended["losses"][:2] == summary["losses"] and len(extended["losses"]) == 4
+    state = json.loads((tmp_path / "run.state" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 4
+
+
+class Interrupted(Exception):
+    """Stands for the process being killed right after a checkpoint."""
+
+
+def test_a_resumed_run_reproduces_the_uninterrupted_run(tiny_base_dir, tmp_path, make_tiny_config, monkeypatch):
+    from safetensors.torch import load_file
+
+    import tonewatch.training.train as train_module
+
+    settings = {"max_steps": 6, "checkpoint_every": 3, "eval_every": 2, "warmup_steps": 2, "dropout": 0.3}
+    whole = train(make_tiny_config(tiny_base_dir, tmp_path / "whole", **settings))
+
+    save_checkpoint = train_module.save_checkpoint
+
+    def save_then_stop(directory, network, optimizer, scheduler, step, *args):
+        save_checkpoint(directory, network, optimizer, scheduler, step, *args)
+        if step == 3:
+            raise Interrupted
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_stop)
+    config = make_tiny_config(tiny_base_dir, tmp_path / "split", **settings)
+    with pytest.raises(Interrupted):
+        train(config)
+    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    resumed = train(make_tiny_config(tiny_base_dir, tmp_path / "split", **settings), resume=True)
+
+    assert len(resumed["losses"]) == 6
+    assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-6)
+    assert resumed["losses"][3:] != resumed["losses"][:3]  # the steps after the stop did train
+    assert [entry["step"] for entry in resumed["validation_history"]] == [2, 4, 6]
+    for before, after in zip(whole["validation_history"], resumed["validation_history"], strict=True):
+        assert after == pytest.approx(before, abs=1e-6)
+    for name in ("whole.state/checkpoint/trainable.safetensors", "whole/model.safetensors"):
+        expected, got = load_file(tmp_path / name), load_file(tmp_path / name.replace("whole", "split"))
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=f"{name}: {key}")
+
+
+def test_resume_without_a_checkpoint_stops_instead_of_starting_over(tiny_base_dir, tmp_path, make_tiny_config):
+    with pytest.raises(ConfigError, match=r"^nothing to resume: no checkpoint in .*run\.state.checkpoint"):
+        train(make_tiny_config(tiny_base_dir, tmp_path / "run"), resume=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_extra_data_file_is_refused_before_any_source_loads(
+    tiny_base_dir, tmp_path, make_tiny_config, monkeypatch
+):
+    def no_data(config):
+        raise AssertionError("the sources were loaded before extra_data was checked")
+
+    monkeypatch.setattr("tonewatch.training.train.build_training_data", no_data)
+    missing = tmp_path / "mine.csv"
+    config = make_tiny_config(tiny_base_dir, tmp_path / "run", extra_data=[{"path": str(missing), "lang": "zh"}])
+    with pytest.raises(ConfigError) as error:
+        train(config)
+    assert str(error.value) == f"extra_data[0].path: no such file: {missing}"
+    assert not (tmp_path / "run").exists()
 
 
 def test_existing_model_directory_is_not_overwritten(tiny_base_dir, tiny_model_dir, make_tiny_config):
@@ -57,10 +125,9 @@ def test_a_shallower_student_distils_from_a_teacher_directory(
         tiny_base_dir, tmp_path / "student", max_steps=2, num_hidden_layers=1, teacher=str(tiny_model_dir)
     )
     caplog.set_level("INFO")
-    train(config)
+    summary = train(config)
     assert any("distilling from" in r.getMessage() for r in caplog.records)
-    losses = [float(r.getMessage().split("loss ")[1].split()[0]) for r in caplog.records if " loss " in r.getMessage()]
-    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert len(summary["losses"]) == 2 and all(math.isfinite(loss) for loss in summary["losses"])
     student = Classifier.from_pretrained(tmp_path / "student")
     assert student.config.num_hidden_layers == 1
     assert len(student.classify(["你好", "привет"])) == 2
