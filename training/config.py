@@ -102,6 +102,14 @@ class TrainConfig:
             "(a recipe that extends another merges this table key by key: set a share to 0 to drop a source)."
         },
     )
+    annotated_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of each batch drawn from the project's exact labels on third-party text (the training "
+            "part of data/annotations, pooled across sources; its held-out fifth is never trained on). 0 (the default "
+            "for runs that predate it): those records stay in their sources' pools."
+        },
+    )
     max_records_per_source: int = field(
         default=20000, metadata={"help": "Cap on records read per public source (random subset, fixed seed)."}
     )
@@ -180,6 +188,8 @@ class TrainConfig:
         for name, value in self.source_shares.items():
             if value < 0:
                 raise ValueError(f"source_shares[{name!r}] must be >= 0, got {value}")
+        if self.annotated_share < 0:
+            raise ValueError(f"annotated_share must be >= 0, got {self.annotated_share}")
         if not self.source_shares and not self.extra_data:
             raise ValueError("nothing to train on: source_shares and extra_data are both empty")
         positive = {

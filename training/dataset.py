@@ -38,6 +38,8 @@ from tonewatch.training.config import DATA_FILE_SUFFIXES, ExtraData, TrainConfig
 
 logger = logging.getLogger(__name__)
 
+ANNOTATIONS_POOL = "annotations"
+"""The pool of annotated third-party records (their training part), drawn with ``annotated_share``."""
 IN_DOMAIN_SOURCE = "callcenter_train"
 EVALUATION_SOURCE = "callcenter_dev"
 HELD_OUT_SPLITS = ("dev", "valid", "validation", "eval")
@@ -174,9 +176,15 @@ def training_data_root(config: TrainConfig) -> str | None:
 
 
 def build_training_data(config: TrainConfig) -> TrainingData:
-    """Load, filter, cap and split every source of the training mix."""
+    """Load, filter, cap and split every source of the training mix.
+
+    Records the project annotated (``data/annotations``) never go to training from their held-out fifth; the rest
+    form the ``annotations`` pool when ``annotated_share`` > 0 (a tenth of its conversations for validation),
+    else they stay in their sources. The cap on records per source never drops an annotated record.
+    """
     train: dict[str, list[Record]] = {}
     validation: dict[str, list[Record]] = {}
+    annotated: list[Record] = []
     for name, share in config.source_shares.items():
         if share <= 0:
             continue
@@ -184,9 +192,19 @@ def build_training_data(config: TrainConfig) -> TrainingData:
         if source.tier != "train" and not config.allow_eval_tier:
             raise ConfigError(f"source {name!r} is {source.tier}-tier and may not be trained on")
         records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
+        records = [record for record in records if record.meta.get("annotated") != "heldout"]
+        if config.annotated_share > 0:
+            annotated += [record for record in records if "annotated" in record.meta]
+            records = [record for record in records if "annotated" not in record.meta]
         if name != IN_DOMAIN_SOURCE:
-            records = cap_records(records, config.max_records_per_source, config.seed)
+            kept = [record for record in records if "annotated" not in record.meta]
+            capped = {record.id for record in cap_records(kept, config.max_records_per_source, config.seed)}
+            records = [record for record in records if "annotated" in record.meta or record.id in capped]
         train[name], validation[name] = split_source(records, name, config.seed, config.validation_fraction)
+    if annotated:
+        train[ANNOTATIONS_POOL], validation[ANNOTATIONS_POOL] = split_by_conversation(
+            annotated, PUBLIC_VALIDATION_FRACTION, config.seed
+        )
     for extra in config.extra_data:
         records = [record for record in load_extra(extra) if is_labelled(record)]
         name = extra.source_name
@@ -194,12 +212,17 @@ def build_training_data(config: TrainConfig) -> TrainingData:
     return TrainingData(train, validation)
 
 
-def source_shares(config: TrainConfig) -> dict[str, float]:
-    """The batch share of every training source, extra data included, normalised to sum to 1 (each configured
-    share divided by their sum)."""
+def source_shares(config: TrainConfig, pools: set[str] | None = None) -> dict[str, float]:
+    """The batch share of every training source, extra data and the annotations pool included, normalised to sum
+    to 1 (each configured share divided by their sum); with ``pools``, only those (the pools that have training
+    examples: a share of nothing is never drawn)."""
     shares = {name: share for name, share in config.source_shares.items() if share > 0}
+    if config.annotated_share > 0:
+        shares[ANNOTATIONS_POOL] = config.annotated_share
     for extra in config.extra_data:
         shares[extra.source_name] = extra.share
+    if pools is not None:
+        shares = {name: share for name, share in shares.items() if name in pools}
     total = sum(shares.values())
     return {name: share / total for name, share in shares.items()}
 

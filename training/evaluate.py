@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tonewatch.data.records import Record
+from tonewatch.data.records import Record, Turn
 from tonewatch.data.sources import SOURCES, load_source
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.classifier import Classifier
-from tonewatch.model.types import TurnInput
+from tonewatch.model.types import Prediction, TurnInput
 from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
 from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
+from tonewatch.training.functional import FUNCTIONAL_DIR, functional_report
 from tonewatch.training.probes import PROBES_FILE, probe_report
 from tonewatch.training.progress import progress_bar
 
@@ -74,6 +75,10 @@ class EvalConfig:
     probes: bool = field(
         default=True,
         metadata={"help": "Also report the escalation-trigger probes (data/probes, evaluation only)."},
+    )
+    functional: bool = field(
+        default=True,
+        metadata={"help": "Also report the functional test suite (data/functional, evaluation only)."},
     )
 
     def __post_init__(self) -> None:
@@ -292,6 +297,31 @@ class TfidfBaseline:
             escalation = np.zeros(0)
         return Predictions(probabilities, escalation, escalation >= 0.5)
 
+    def classify(self, items: list[TurnInput]) -> list[Prediction]:
+        """Predictions in the model's shape, for the suites that score a classifier (functional, probes)."""
+        records = [
+            Record(
+                id=str(index), text=item.text, lang=item.lang or "zh", source="baseline", tier="train",
+                context=tuple(Turn(speaker, text) for speaker, text in item.context),
+            )
+            for index, item in enumerate(items)
+        ]  # fmt: skip
+        predicted = self.predict(records)
+        return [
+            Prediction(
+                emotion=EMOTION_LABELS[int(row.argmax())],
+                scores={label: float(row[index]) for index, label in enumerate(EMOTION_LABELS)},
+                escalate=bool(decision),
+                escalate_score=float(score),
+            )
+            for row, score, decision in zip(predicted.emotion, predicted.escalation, predicted.escalate, strict=True)
+        ]
+
+    def classify_conversation(self, conversation: dict) -> list[Prediction]:
+        from tonewatch.model.types import conversation_turn_inputs
+
+        return self.classify(conversation_turn_inputs(conversation))
+
 
 def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Record]) -> dict | None:
     """The ONNX Runtime path on the in-domain set: its metrics and how often it agrees with the PyTorch path."""
@@ -322,21 +352,36 @@ def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Rec
 # ----------------------------------------------------------------------------- the report
 
 
+REAL_TEXT_SETS = {"real_text_zh": "zh", "real_text_ru": "ru"}
+"""The held-out fifth of the project's exact labels on third-party text (``data/annotations``), per language."""
+
+
 def evaluation_sets(config: EvalConfig, train_config: TrainConfig) -> dict[str, list[Record]]:
-    """callcenter_dev first, then the held-out part of every other source (capped)."""
+    """callcenter_dev first, then the real-text held-out sets, then the held-out part of every other source (capped).
+
+    Annotated records never count in their source's set: their training part was trained on, their held-out
+    part is the real-text set (whole, uncapped: it is what the model is chosen on).
+    """
     sets = {EVALUATION_SOURCE: load_source(EVALUATION_SOURCE, config.data_root)}
     if not config.public_sources:
         return sets
+    real_text: dict[str, list[Record]] = {name: [] for name in REAL_TEXT_SETS}
+    public: dict[str, list[Record]] = {}
     for name, source in SOURCES.items():
         if source.in_repo:
             continue
         records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
+        for set_name, lang in REAL_TEXT_SETS.items():
+            real_text[set_name] += [r for r in records if r.meta.get("annotated") == "heldout" and r.lang == lang]
+        records = [record for record in records if "annotated" not in record.meta]
         if source.tier == "train":
             _, records = split_source(records, name, train_config.seed, train_config.validation_fraction)
         if name != "cold":
             records = _subset(records, config.max_records_per_source, config.seed)
         if records:
-            sets[name] = records
+            public[name] = records
+    sets.update({name: records for name, records in real_text.items() if records})
+    sets.update(public)
     return sets
 
 
@@ -344,6 +389,51 @@ def _subset(records: list[Record], cap: int, seed: int) -> list[Record]:
     if len(records) <= cap:
         return records
     return sorted(random.Random(seed).sample(records, cap), key=records.index)
+
+
+def _pick(tree: dict | None, *path):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def validation_suite(report: dict) -> dict:
+    """The figures models are chosen on, each split beside the TF-IDF baseline trained on the same data:
+    callcenter_dev, the real-text held-out sets, COLD dev, the functional suite and the escalation probes. No
+    single split decides; compare the mean of several seeds."""
+    suite: dict = {}
+    for who in ("model", "baseline"):
+        figures: dict = {}
+        dev = _pick(report, "sets", EVALUATION_SOURCE, who)
+        for lang in ("zh", "ru"):
+            figures[f"callcenter_dev/{lang}/emotion_macro_f1"] = _pick(
+                dev, "by_language", lang, "emotion", "exact", "macro_f1"
+            )
+            figures[f"callcenter_dev/{lang}/escalation_f1"] = _pick(dev, "by_language", lang, "escalation", "f1")
+        for name in REAL_TEXT_SETS:
+            real = _pick(report, "sets", name, who)
+            exact = _pick(real, "emotion", "exact")
+            figures[f"{name}/emotion_macro_f1"] = _pick(exact, "macro_f1")
+            figures[f"{name}/abusive_precision"] = _pick(exact, "per_class", "abusive", "precision")
+            figures[f"{name}/abusive_recall"] = _pick(exact, "per_class", "abusive", "recall")
+            figures[f"{name}/emotion_ece"] = _pick(exact, "ece")
+            figures[f"{name}/escalation_f1"] = _pick(real, "escalation", "f1")
+        figures["cold/abusive_vs_rest_macro_f1"] = _pick(
+            report, "sets", "cold", who, "emotion", "abusive_vs_rest", "macro_f1"
+        )
+        functional = report.get("functional" if who == "model" else "functional_baseline") or {}
+        for lang, functionalities in functional.items():
+            figures[f"functional/{lang}/functionalities_meeting_target"] = sum(
+                f["meets_target"] for f in functionalities.values()
+            ) / max(len(functionalities), 1)
+        probes = report.get("probes" if who == "model" else "probes_baseline") or {}
+        for lang, f in probes.items():
+            figures[f"probes/{lang}/trigger_escalated"] = f.get("trigger_escalated")
+            figures[f"probes/{lang}/negative_escalated"] = f.get("negative_escalated")
+        suite[who] = {key: value for key, value in figures.items() if value is not None}
+    return suite
 
 
 def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
@@ -377,8 +467,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
         logger.info("evaluating %s (%d records)", name, len(records))
         is_conversations = name == EVALUATION_SOURCE
         entry = {
-            "source": name,
-            "tier": SOURCES[name].tier,
+            "source": "annotations" if name in REAL_TEXT_SETS else name,
+            "tier": "train" if name in REAL_TEXT_SETS else SOURCES[name].tier,
             "model": set_report(records, predict(classifier, records, name), conversations=is_conversations),
         }
         if baseline is not None:
@@ -387,6 +477,14 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     if config.probes and PROBES_FILE.is_file():
         logger.info("evaluating the escalation probes (%s)", PROBES_FILE.name)
         report["probes"] = probe_report(classifier)
+        if baseline is not None:
+            report["probes_baseline"] = probe_report(baseline)
+    if config.functional and FUNCTIONAL_DIR.is_dir():
+        logger.info("evaluating the functional test suite (%s)", FUNCTIONAL_DIR.name)
+        report["functional"] = functional_report(classifier)
+        if baseline is not None:
+            report["functional_baseline"] = functional_report(baseline)
+    report["validation_suite"] = validation_suite(report)
     if config.onnx:
         report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])
     report["calibration"] = classifier.config.calibration.__dict__

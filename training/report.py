@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tonewatch.labels import EMOTION_LABELS
+from tonewatch.training.functional import functional_lines
 from tonewatch.training.probes import probe_lines
 
 IN_DOMAIN = "callcenter_dev"
@@ -77,6 +78,27 @@ def onnx_lines(report: dict) -> list[str]:
     return lines + [f"| {f} | {s} | {a} | {b} |" for f, s, a, b in _figure_rows(entry["model"], onnx["model"])]
 
 
+def suite_lines(suite: dict | None) -> list[str]:
+    """The validation suite: every figure models are chosen on, beside the baseline."""
+    if not suite:
+        return []
+    model, baseline = suite.get("model", {}), suite.get("baseline", {})
+    lines = [
+        "## Validation suite",
+        "",
+        "The figures a model is chosen on: no split alone decides, and recipes are compared on the mean of at "
+        "least three seeds. `real_text_*`: the held-out fifth of the project's exact labels on real third-party "
+        "text (`data/annotations`); `functional`: the share of functionalities of `data/functional` that meet "
+        "their target.",
+        "",
+        "| figure | model | baseline |",
+        "|---|---|---|",
+    ]
+    for key in model:
+        lines.append(f"| {key} | {_fmt(model.get(key))} | {_fmt(baseline.get(key))} |")
+    return [*lines, ""]
+
+
 def write_markdown(report: dict, plots: list[str]) -> str:
     lines = [f"# Evaluation report: {report['model_name']}", ""]
     lines += [
@@ -84,6 +106,9 @@ def write_markdown(report: dict, plots: list[str]) -> str:
         "held-out splits that training did not see. The baseline (char n-gram TF-IDF + logistic regression) was",
         "trained in the same run on the same training records.",
         "",
+    ]
+    lines += suite_lines(report.get("validation_suite"))
+    lines += [
         "## In-domain summary (callcenter_dev)",
         "",
         "| figure | scope | model | baseline |",
@@ -163,6 +188,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
         )
     lines += onnx_lines(report)
     lines += probe_lines(report.get("probes"))
+    lines += functional_lines(report.get("functional"))
     calibration = report.get("calibration", {})
     lines += [
         "",

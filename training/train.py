@@ -188,22 +188,26 @@ def class_weights_from(dataset, balance: float) -> torch.Tensor:
 
 
 def sample_plan(source_of_example: list[str], shares: dict[str, float], steps: int, batch_size: int, seed: int):
-    """Example indices of every step: each draw picks a source by share, then an example of it uniformly."""
+    """Example indices of every step: each draw picks a pool by share, then the pool's next example in a shuffled
+    order that is reshuffled once used up, so every example of a pool is drawn once before any is drawn again."""
     rng = np.random.default_rng(seed)
-    by_source: dict[str, np.ndarray] = {}
+    by_source: dict[str, list[int]] = {}
     for index, source in enumerate(source_of_example):
-        by_source.setdefault(source, []).append(index)  # type: ignore[attr-defined]
+        by_source.setdefault(source, []).append(index)
     names = [name for name in shares if name in by_source]
     if not names:
         raise ConfigError("no training examples in any configured source")
     probabilities = np.array([shares[name] for name in names])
     probabilities = probabilities / probabilities.sum()
-    pools = [np.array(by_source[name]) for name in names]
     choice = rng.choice(len(names), size=(steps, batch_size), p=probabilities)
     plan = np.empty((steps, batch_size), dtype=np.int64)
-    for position, pool in enumerate(pools):
+    for position, name in enumerate(names):
         where = choice == position
-        plan[where] = pool[rng.integers(0, len(pool), size=int(where.sum()))]
+        needed = int(where.sum())
+        pool = np.array(by_source[name])
+        rounds = -(-needed // len(pool)) if needed else 0
+        order = np.concatenate([rng.permutation(pool) for _ in range(rounds)]) if rounds else pool[:0]
+        plan[where] = order[:needed]
     return plan
 
 
@@ -473,6 +477,7 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     logger.info("records per source: %s", json.dumps(data.counts()))
     cache = state_dir / CACHE_DIR
     train_records = [record for records in data.train.values() for record in records]
+    pool_of_example = [name for name, records in data.train.items() for _ in records]
     logger.info("tokenising %d training records (cached in %s)", len(train_records), cache)
     train_set = to_dataset(train_records, tokenizer, limits, cache)
     in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
@@ -495,7 +500,10 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     class_weights = class_weights_from(train_set, config.class_balance).to(device)
     # The data order of every step, drawn up front from its own seeded generator: a resumed run redraws it.
-    plan = sample_plan(train_set["source"], source_shares(config), config.max_steps, config.batch_size, config.seed)
+    if len(train_set) != len(pool_of_example):
+        raise RuntimeError("tokenising changed the number of training examples")
+    shares = source_shares(config, pools=set(pool_of_example))
+    plan = sample_plan(pool_of_example, shares, config.max_steps, config.batch_size, config.seed)
 
     step, best = 0, {"score": -1.0, "step": 0}
     losses: list[float] = []
@@ -587,7 +595,7 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         "validation": {key: value for key, value in best.items() if key != "step"},
         "calibration": model_config.calibration.__dict__,
         "records": data.counts(),
-        "batch_shares": source_shares(config),
+        "batch_shares": shares,
         "command": command.to_json() if command is not None else None,
         "train_minutes": round((time.perf_counter() - started) / 60, 1),
         "device": str(device),

@@ -77,7 +77,7 @@ def test_evaluate_draws_subsets_and_baseline_with_the_runs_seed(seed7_model, tmp
         seeds.append(("sets", config.seed))
         return real_sets(config, train_config)
 
-    class Baseline:  # records its seed; predicts uniform scores (the real one is tested above)
+    class Baseline(evaluate_module.TfidfBaseline):  # records its seed; uniform scores (the real one is tested above)
         def __init__(self, seed):
             seeds.append(("baseline", seed))
 
