@@ -47,6 +47,13 @@ CALIBRATION_CONVERSATIONS = PACKAGE_ROOT / "data" / "callcenter_train"
 """The shipped in-domain training conversations (package data), whose customer turns the first-use ONNX export
 measures its re-check margins on. Read here as files in the conversation format: the model layer does not import
 the data layer."""
+CALIBRATION_FILES: tuple[str, ...] = (
+    "ru-all-boundaries.jsonl", "ru-angry-vs-abusive.jsonl", "ru-calm-vs-frustrated.jsonl",
+    "ru-escalation-triggers.jsonl", "ru.jsonl", "zh-all-boundaries.jsonl", "zh-angry-vs-abusive.jsonl",
+    "zh-calm-vs-frustrated.jsonl", "zh-escalation-triggers.jsonl", "zh.jsonl",
+)  # fmt: skip
+"""The files of :data:`CALIBRATION_CONVERSATIONS` read, in this order: fixed, so that training files added later
+do not move the turns an export is measured on (and with them the shipped models' ONNX labels)."""
 CALIBRATION_TURNS = 800
 """How many of their customer turns are used."""
 
@@ -58,8 +65,8 @@ def package_calibration_turns(limit: int = CALIBRATION_TURNS) -> list[TurnInput]
     export`` or ``tonewatch evaluate`` build an export; the same turns every time, so the same margins.
     """
     turns = []
-    for path in sorted(CALIBRATION_CONVERSATIONS.glob("*.jsonl")):
-        for conversation in read_conversations(path):
+    for name in CALIBRATION_FILES:
+        for conversation in read_conversations(CALIBRATION_CONVERSATIONS / name):
             turns.extend(conversation_turn_inputs(conversation))
     step = max(1, len(turns) // limit)
     return turns[::step][:limit]

@@ -15,7 +15,12 @@ from tonewatch.conversations import read_conversations
 from tonewatch.data.sources.callcenter import PACKAGE_DATA
 from tonewatch.model import export
 from tonewatch.model.backends import OnnxBackend, calibrated_margins, shared_pool_threads
-from tonewatch.model.classifier import CALIBRATION_CONVERSATIONS, Classifier, package_calibration_turns
+from tonewatch.model.classifier import (
+    CALIBRATION_CONVERSATIONS,
+    CALIBRATION_FILES,
+    Classifier,
+    package_calibration_turns,
+)
 from tonewatch.model.export import OnnxRecipe, existing_export, export_key, export_onnx, find_onnx
 from tonewatch.model.types import Calibration, TurnInput, conversation_turn_inputs
 
@@ -207,6 +212,21 @@ def test_margins_are_measured_on_training_conversations_only():
     dev = {turn for conversation in read_conversations(dev_file) for turn in conversation_turn_inputs(conversation)}
     # Stock replies ("嗯", "спасибо") occur in both sets; a turn with the same context does not.
     assert dev and not dev.intersection(turns)
+
+
+def test_margins_are_measured_on_a_fixed_list_of_files_so_new_training_files_change_nothing(tmp_path, monkeypatch):
+    from tonewatch.model import classifier as classifier_module
+
+    before = package_calibration_turns(limit=100)
+    copy = tmp_path / "callcenter_train"
+    copy.mkdir()
+    for name in CALIBRATION_FILES:
+        (copy / name).write_bytes((CALIBRATION_CONVERSATIONS / name).read_bytes())
+    (copy / "ru-new-round.jsonl").write_text(
+        '{"id": "x", "lang": "ru", "turns": [{"speaker": "customer", "text": "Новый файл"}]}\n', encoding="utf-8"
+    )  # sorts between the fixed files: a glob would move every n-th turn
+    monkeypatch.setattr(classifier_module, "CALIBRATION_CONVERSATIONS", copy)
+    assert package_calibration_turns(limit=100) == before
 
 
 def test_export_needs_a_pytorch_classifier_and_calibration_turns_for_a_recheck(
