@@ -33,6 +33,7 @@ import numpy as np
 
 from tonewatch.data.records import Record, Turn
 from tonewatch.data.sources import SOURCES, load_source
+from tonewatch.data.sources.callcenter import PACKAGE_DATA
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.types import Prediction, TurnInput
@@ -352,6 +353,8 @@ def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Rec
 # ----------------------------------------------------------------------------- the report
 
 
+HELDOUT_SOURCE = "callcenter_heldout"
+"""A fifth of the conversations written from varied briefs, never trained on (shipped beside callcenter_dev)."""
 REAL_TEXT_SETS = {"real_text_zh": "zh", "real_text_ru": "ru"}
 """The held-out fifth of the project's exact labels on third-party text (``data/annotations``), per language."""
 
@@ -363,6 +366,8 @@ def evaluation_sets(config: EvalConfig, train_config: TrainConfig) -> dict[str, 
     part is the real-text set (whole, uncapped: it is what the model is chosen on).
     """
     sets = {EVALUATION_SOURCE: load_source(EVALUATION_SOURCE, config.data_root)}
+    if (PACKAGE_DATA / HELDOUT_SOURCE / "dialogues.jsonl").is_file():
+        sets[HELDOUT_SOURCE] = load_source(HELDOUT_SOURCE)
     if not config.public_sources:
         return sets
     real_text: dict[str, list[Record]] = {name: [] for name in REAL_TEXT_SETS}
@@ -407,6 +412,12 @@ def validation_suite(report: dict) -> dict:
     for who in ("model", "baseline"):
         figures: dict = {}
         dev = _pick(report, "sets", EVALUATION_SOURCE, who)
+        heldout = _pick(report, "sets", HELDOUT_SOURCE, who)
+        for lang in ("zh", "ru"):
+            figures[f"{HELDOUT_SOURCE}/{lang}/emotion_macro_f1"] = _pick(
+                heldout, "by_language", lang, "emotion", "exact", "macro_f1"
+            )
+            figures[f"{HELDOUT_SOURCE}/{lang}/escalation_f1"] = _pick(heldout, "by_language", lang, "escalation", "f1")
         for lang in ("zh", "ru"):
             figures[f"callcenter_dev/{lang}/emotion_macro_f1"] = _pick(
                 dev, "by_language", lang, "emotion", "exact", "macro_f1"
@@ -465,7 +476,7 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     report: dict = {"model": str(directory), "model_name": classifier.config.name, "seed": seed, "sets": {}}
     for name, records in sets.items():
         logger.info("evaluating %s (%d records)", name, len(records))
-        is_conversations = name == EVALUATION_SOURCE
+        is_conversations = name in (EVALUATION_SOURCE, HELDOUT_SOURCE)
         entry = {
             "source": "annotations" if name in REAL_TEXT_SETS else name,
             "tier": "train" if name in REAL_TEXT_SETS else SOURCES[name].tier,

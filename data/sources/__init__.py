@@ -30,6 +30,7 @@ SOURCES: dict[str, Source] = {
     source.name: source
     for source in (
         callcenter.DEV_SOURCE,
+        callcenter.HELDOUT_SOURCE,
         callcenter.TRAIN_SOURCE,
         cold.SOURCE,
         cped.SOURCE,

@@ -12,6 +12,9 @@ becomes its context. Agent turns are context only.
 - ``callcenter_dev`` (200 conversations): the in-domain **validation** set.
   Its tier is ``eval``: it is never trained on for the shipped model or for a
   reported figure.
+- ``callcenter_heldout``: a fifth of the conversations written from the varied briefs
+  (``scripts/writing_briefs.py``), chosen by conversation hash and held out for the validation suite; tier
+  ``eval``, never trained on. The other four fifths are ``callcenter_train``'s ``<lang>-varied.jsonl``.
 - ``callcenter_train``: ``train``. The core set ``zh.jsonl`` and ``ru.jsonl``
   (300 conversations from ``shared/datasets``, weighted toward the
   frustrated/angry/abusive and escalation boundaries) and the project's
@@ -58,6 +61,11 @@ def load_dev(folder: Path) -> list[Record]:
     return load_conversation_files([folder / "dialogues.jsonl"], source="callcenter_dev", tier="eval")
 
 
+def load_heldout(folder: Path) -> list[Record]:
+    """``callcenter_heldout``: ``dialogues.jsonl`` (validation suite only, tier ``eval``)."""
+    return load_conversation_files([folder / "dialogues.jsonl"], source="callcenter_heldout", tier="eval")
+
+
 def load_train(folder: Path) -> list[Record]:
     """``callcenter_train`` (``train``): the core files, then every other ``*.jsonl`` of ``folder`` by sorted name.
 
@@ -81,6 +89,18 @@ DEV_SOURCE = Source(
     origin=ORIGIN,
     summary="200 hand-labelled in-domain conversations; the validation set, never trained on",
     load=load_dev,
+    in_repo=True,
+)
+
+HELDOUT_SOURCE = Source(
+    name="callcenter_heldout",
+    langs=("zh", "ru"),
+    license=LICENSE,
+    license_ids=LICENSE_IDS,
+    tier="eval",
+    origin="tonewatch project (data/callcenter_heldout)",
+    summary="a fifth of the conversations written from varied briefs, held out: validation suite only",
+    load=load_heldout,
     in_repo=True,
 )
 
