@@ -1,14 +1,16 @@
 """Label the conversations the writers wrote: batches for annotators who did not write them, then the labelled files.
 
     python scripts/writing_labels.py tasks WRITTEN_DIR TASKS_DIR [--labellers 4] [--seed 20261206]
-    python scripts/writing_labels.py merge WRITTEN_DIR LABELS_DIR [--adjudicated FILE] [--out data/callcenter_train]
+    python scripts/writing_labels.py merge WRITTEN_DIR LABELS_DIR [--adjudicated FILE] [--data data]
 
 ``tasks`` turns every writer's file (``<lang>-w<k>.jsonl``, conversations without labels) into annotation batches
 (``scripts/annotation_tasks.py``'s format, customer turns identified as ``<conversation id>:<turn index>``): each
 labeller gets conversations from several writers and never their own, and ``double-written-<lang>.jsonl`` repeats
-about a tenth of the conversations for a second labeller. ``merge`` writes ``<lang>-varied.jsonl`` in the
+about a tenth of the conversations for a second labeller. ``merge`` writes the labelled conversations in the
 project's conversation format with every customer turn's labels (the adjudicated one where the two labellers of a
-double-annotated turn differ) and prints the agreement of the double annotation.
+double-annotated turn differ): a fifth of them (``tonewatch.data.overlays.annotation_split`` of the conversation
+id) to ``data/callcenter_heldout/dialogues.jsonl`` for the validation suite, the rest to
+``data/callcenter_train/<lang>-varied.jsonl``; it prints the agreement of the double annotation.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from tonewatch.data.overlays import agreement
+from tonewatch.data.overlays import agreement, annotation_split
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -67,7 +69,7 @@ def tasks(written_dir: Path, tasks_dir: Path, labellers: int, seed: int) -> None
         print(f"{lang}: {len(conversations)} conversations in {labellers} batches, {len(doubled)} doubled")
 
 
-def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, out_dir: Path) -> None:
+def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, data_dir: Path) -> None:
     first: dict[str, dict] = {}
     second: dict[str, dict] = {}
     for path in sorted(labels_dir.glob("*.jsonl")):
@@ -75,6 +77,7 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, ou
         for line in read_jsonl(path):
             target[line["id"]] = line
     adjudicated = {row["id"]: row for row in read_jsonl(adjudicated_path)} if adjudicated_path else {}
+    heldout: list[dict] = []
     for lang, conversations in written(written_dir).items():
         pairs, rows = [], []
         for conversation in sorted(conversations, key=lambda c: c["id"]):
@@ -104,8 +107,13 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, ou
                     "turns": turns,
                 }
             )
-        write_jsonl(out_dir / f"{lang}-varied.jsonl", rows)
-        print(lang, len(rows), "conversations", json.dumps(agreement(pairs)))
+        kept = [row for row in rows if annotation_split(row["id"]) == "train"]
+        heldout += [row for row in rows if annotation_split(row["id"]) == "heldout"]
+        write_jsonl(data_dir / "callcenter_train" / f"{lang}-varied.jsonl", kept)
+        print(lang, len(kept), "training conversations", json.dumps(agreement(pairs)))
+    (data_dir / "callcenter_heldout").mkdir(exist_ok=True)
+    write_jsonl(data_dir / "callcenter_heldout" / "dialogues.jsonl", heldout)
+    print(len(heldout), "held-out conversations")
 
 
 def main() -> None:
@@ -120,14 +128,12 @@ def main() -> None:
     merging.add_argument("written_dir", type=Path)
     merging.add_argument("labels_dir", type=Path)
     merging.add_argument("--adjudicated", type=Path)
-    merging.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "callcenter_train"
-    )
+    merging.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "data")
     args = parser.parse_args()
     if args.command == "tasks":
         tasks(args.written_dir, args.tasks_dir, args.labellers, args.seed)
     else:
-        merge(args.written_dir, args.labels_dir, args.adjudicated, args.out)
+        merge(args.written_dir, args.labels_dir, args.adjudicated, args.data)
 
 
 if __name__ == "__main__":
