@@ -99,7 +99,7 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
                 turns.append(turn)
             rows.append(
                 {
-                    "id": f"{lang}-train-{conversation['id'].split('-')[1]}",
+                    "id": f"{lang}-varied-{conversation['id'].split('-')[1]}",
                     "lang": lang,
                     "domain": conversation["domain"],
                     "channel": conversation["channel"],
