@@ -50,8 +50,13 @@ class MicroBatcher:
         max_batch_size: int = 32,
         max_wait_s: float = 0.005,
         on_batch: Callable[[int, int, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        """``on_batch(requests, turns, seconds)`` is called after every model call (for metrics)."""
+        """``on_batch(requests, turns, seconds)`` is called after every model call (for metrics).
+
+        ``clock`` (monotonic seconds) times the wait for company; a test passes a fake one, so that the clock,
+        not the queue's own timeout, says when a partial batch has waited long enough.
+        """
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_wait_s < 0:
@@ -60,6 +65,7 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
+        self._clock = clock
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -106,13 +112,17 @@ class MicroBatcher:
         if first is _STOP:
             return None
         batch, size = [first], len(first.items)
-        deadline = time.monotonic() + self.max_wait_s
+        deadline = self._clock() + self.max_wait_s
         while size < self.max_batch_size:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             try:
                 request = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
-                break
+                # The queue's timeout runs on time.monotonic: with the default clock the deadline has passed
+                # whenever it expires; an injected clock decides for itself.
+                if remaining <= 0 or self._clock() >= deadline:
+                    break
+                continue
             if request is _STOP or size + len(request.items) > self.max_batch_size:
                 self._carry = request
                 break

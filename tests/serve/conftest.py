@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -14,6 +13,9 @@ from tonewatch.model.inputs import InputLimits
 from tonewatch.model.types import Calibration, ModelConfig, Prediction, TurnInput
 
 SCRIPT_PATTERN = re.compile(r"\[(calm|frustrated|angry|abusive) ([01](?:\.\d+)?)\]")
+
+EVENT_TIMEOUT_S = 10.0
+"""How long a test waits for something that should happen at once (a bound on a hang, never a measured duration)."""
 
 
 def scripted_prediction(label: str, escalate_score: float, threshold: float = 0.5) -> Prediction:
@@ -29,13 +31,14 @@ class ScriptedClassifier:
     A text holding ``[angry 0.8]`` is ``angry`` with escalation score 0.8; ``script`` maps whole
     texts to ``(label, score)``; anything else is ``calm`` with 0.05. Counts model calls and
     records every input, so tests can check batching and the context the tracker sends.
+    With a ``gate``, every call waits until the test opens it: a slow model whose pace the test sets.
     """
 
     backend_name = "scripted"
 
-    def __init__(self, script: dict[str, tuple[str, float]] | None = None, delay_s: float = 0.0):
+    def __init__(self, script: dict[str, tuple[str, float]] | None = None, gate: threading.Event | None = None):
         self.script = dict(script or {})
-        self.delay_s = delay_s
+        self.gate = gate
         self.config = ModelConfig(
             base_model="scripted",
             num_hidden_layers=1,
@@ -46,14 +49,15 @@ class ScriptedClassifier:
             version="test",
         )
         self.calls: list[list[TurnInput]] = []
-        self._lock = threading.Lock()
+        self._called = threading.Condition()
 
     def classify(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[Prediction]:
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
-        with self._lock:
+        with self._called:
             self.calls.append(turns)
-        if self.delay_s:
-            time.sleep(self.delay_s)
+            self._called.notify_all()
+        if self.gate is not None and not self.gate.wait(EVENT_TIMEOUT_S):
+            raise TimeoutError("the test never opened the gate")
         predictions = []
         for turn in turns:
             label, score = self.script.get(turn.text, ("calm", 0.05))
@@ -63,18 +67,35 @@ class ScriptedClassifier:
             predictions.append(scripted_prediction(label, score, self.config.calibration.threshold(turn.lang)))
         return predictions
 
+    def wait_for_calls(self, count: int) -> bool:
+        """Whether ``count`` model calls have started, waiting for them up to :data:`EVENT_TIMEOUT_S`."""
+        with self._called:
+            return self._called.wait_for(lambda: len(self.calls) >= count, EVENT_TIMEOUT_S)
+
 
 class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
+    """Monotonic seconds that move only when a test says so. Safe to read from other threads, and a test can
+    wait until the code under test has read it (that is, has reached the point where it looks at the time)."""
 
     def __init__(self, start: float = 1000.0):
         self.now = start
+        self.reads = 0
+        self._read = threading.Condition()
 
     def __call__(self) -> float:
-        return self.now
+        with self._read:
+            self.reads += 1
+            self._read.notify_all()
+            return self.now
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        with self._read:
+            self.now += seconds
+
+    def wait_for_reads(self, count: int) -> bool:
+        """Whether the clock has been read ``count`` times in all, waiting up to :data:`EVENT_TIMEOUT_S`."""
+        with self._read:
+            return self._read.wait_for(lambda: self.reads >= count, EVENT_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -84,13 +105,19 @@ def scripted() -> ScriptedClassifier:
 
 @pytest.fixture
 def make_scripted():
-    """``make_scripted(script=None, delay_s=0.0)``: a :class:`ScriptedClassifier` of one's own."""
+    """``make_scripted(script=None, gate=None)``: a :class:`ScriptedClassifier` of one's own."""
     return ScriptedClassifier
 
 
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def event_timeout() -> float:
+    """:data:`EVENT_TIMEOUT_S`, for tests that wait on a future or an event of their own."""
+    return EVENT_TIMEOUT_S
 
 
 @pytest.fixture(scope="session")
@@ -114,16 +141,29 @@ class LiveServer:
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._settled = threading.Event()  # set once the server has started, or has failed to
+        settled = self._settled
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets=None) -> None:
+                try:
+                    await super().startup(sockets=sockets)
+                finally:
+                    settled.set()
+
+        self.server = Server(config)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.server.run(sockets=[self._socket])
+        finally:
+            self._settled.set()
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
+        if not self._settled.wait(20) or not self.server.started:
+            raise RuntimeError("the test server did not start")
         return self
 
     def __exit__(self, *exc_info) -> None:
