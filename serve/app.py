@@ -35,7 +35,7 @@ DOCS_ASSETS_URL = "/docs/assets"
 def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) -> FastAPI:
     """The server app for ``config``. ``classifier`` (tests, ``run_server``) skips loading ``config.model_dir``;
     without it the model loads in a worker thread at startup and ``/readyz`` says when it is ready.
-    ``clock`` (monotonic seconds) times idle expiry and cooldowns."""
+    ``clock`` (monotonic seconds) times idle expiry, cooldowns and the duration of alert streams."""
     server = Server(config, classifier, clock)
 
     @contextlib.asynccontextmanager

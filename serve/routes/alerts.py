@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -90,16 +89,16 @@ async def event_stream(
     server: Server, event_filter: EventFilter, last_event_id: int | None, max_events: int | None, timeout: float | None
 ) -> AsyncIterator[str]:
     """The stream's text: events as they are published, keep-alive comments, closed after the duration limit."""
-    loop = asyncio.get_running_loop()
+    # The server's clock (time.monotonic unless a test injects one) times the stream's duration.
     duration = min(timeout, server.config.sse_max_duration_s) if timeout else server.config.sse_max_duration_s
-    deadline = loop.time() + duration
+    deadline = server.clock() + duration
     subscription = server.hub.subscribe(event_filter, after_id=last_event_id)
     server.metrics.stream_clients.inc()
     sent = 0
     try:
         yield "retry: 3000\n: connected\n\n"
         while max_events is None or sent < max_events:
-            remaining = deadline - loop.time()
+            remaining = deadline - server.clock()
             if remaining <= 0:
                 break
             wait = min(server.config.sse_keepalive_s, remaining)
