@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tonewatch.data.records import Record
@@ -32,7 +34,10 @@ def test_split_is_deterministic_and_order_independent():
 
 def test_fraction_is_uniformish_and_validated():
     values = [conversation_fraction(f"id{i}", 0) for i in range(2000)]
-    assert all(0.0 <= v < 1.0 for v in values)
     assert 0.45 < sum(values) / len(values) < 0.55
+    # Every tenth of [0, 1) gets about a tenth of the conversations (fixed ids: the counts never change).
+    tenths = Counter(int(value * 10) for value in values)
+    assert set(tenths) == set(range(10)) and all(150 <= count <= 250 for count in tenths.values())
+    assert conversation_fraction("id0", 1) != values[0]  # the seed draws another split
     with pytest.raises(ValueError):
         split_by_conversation([], 1.0, seed=0)

@@ -10,6 +10,7 @@ from tonewatch.cli import app
 from tonewatch.labelling import LabelInputError, label_file
 from tonewatch.labelling.archive import detect_kind
 from tonewatch.model.classifier import Classifier
+from tonewatch.model.types import Prediction, TurnInput
 
 CONVERSATIONS = [
     {"id": f"c{i}", "lang": "zh", "channel": "chat", "turns": [
@@ -25,6 +26,14 @@ CONVERSATIONS = [
 @pytest.fixture(scope="module")
 def classifier(tiny_model_dir):
     return Classifier.from_pretrained(tiny_model_dir)
+
+
+def assert_same_prediction(written: dict, expected: Prediction) -> None:
+    """``written`` is ``expected`` (scores within the int8 path's batch-composition tolerance)."""
+    assert set(written) == {"emotion", "scores", "escalate", "escalate_score"}
+    assert (written["emotion"], written["escalate"]) == (expected.emotion, expected.escalate)
+    assert written["scores"] == pytest.approx(expected.scores, abs=2e-3)
+    assert written["escalate_score"] == pytest.approx(expected.escalate_score, abs=2e-3)
 
 
 def write_jsonl(path, records, extra_lines=()):
@@ -47,9 +56,10 @@ def test_conversations_keep_every_field_and_gain_predictions_on_customer_turns(c
         for before, after in zip(original["turns"], labelled["turns"], strict=True):
             assert {k: v for k, v in after.items() if k != "prediction"} == before
             assert ("prediction" in after) == (before["speaker"] == "customer")
-        prediction = labelled["turns"][1]["prediction"]
-        assert set(prediction) == {"emotion", "scores", "escalate", "escalate_score"}
-        assert prediction["emotion"] in prediction["scores"]
+        # Each customer turn's prediction is the model's for that turn in its conversation (earlier turns as context).
+        written = [turn["prediction"] for turn in labelled["turns"] if "prediction" in turn]
+        for prediction, expected in zip(written, classifier.classify_conversation(original), strict=True):
+            assert_same_prediction(prediction, expected)
     assert not (tmp_path / "out.jsonl.partial").exists() and not (tmp_path / "out.jsonl.progress").exists()
 
 
@@ -59,7 +69,10 @@ def test_texts_and_csv_inputs(classifier, tmp_path):
     )
     label_file(classifier, tmp_path / "texts.jsonl", tmp_path / "texts.out.jsonl")
     texts = read_jsonl(tmp_path / "texts.out.jsonl")
-    assert [t["id"] for t in texts] == [1, 2] and all("prediction" in t for t in texts)
+    assert [t["id"] for t in texts] == [1, 2]
+    expected = classifier.classify([TurnInput("опять не работает", (), "ru"), TurnInput("ok")])
+    for text, prediction in zip(texts, expected, strict=True):
+        assert_same_prediction(text["prediction"], prediction)
 
     with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -69,7 +82,8 @@ def test_texts_and_csv_inputs(classifier, tmp_path):
     with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["ticket"] for row in rows] == ["a1", "a2"]
-    assert json.loads(rows[0]["prediction"])["emotion"] in ("calm", "frustrated", "angry", "abusive")
+    for row, prediction in zip(rows, classifier.classify(["你们是骗子", "谢谢, 好的"]), strict=True):
+        assert_same_prediction(json.loads(row["prediction"]), prediction)
     label_file(classifier, tmp_path / "in.csv", tmp_path / "csv.jsonl")
     assert read_jsonl(tmp_path / "csv.jsonl")[1]["text"] == "谢谢, 好的"
 

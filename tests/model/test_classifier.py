@@ -50,9 +50,30 @@ def test_predictions_are_probabilities_and_reproducible(classifier):
         assert set(prediction.scores) == set(EMOTION_LABELS)
         assert sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert prediction.emotion == max(prediction.scores, key=prediction.scores.get)
-        assert 0.0 <= prediction.escalate_score <= 1.0
     again = Classifier.from_pretrained(classifier.model_dir, backend=classifier.backend_name).classify(items)
     assert [p.to_dict() for p in again] == [p.to_dict() for p in first]
+
+
+def test_scores_are_the_calibrated_logits(classifier):
+    """Emotion: softmax of the tempered logits plus the label bias, in label order; escalation: the sigmoid of
+    the tempered logit, decided against its language's threshold."""
+    items = ["你好 请问", TurnInput("опять!!!", (("agent", "здравствуйте"),), "ru"), TurnInput("abc", (), "zh")]
+    calibration = classifier.config.calibration
+    saved = dict(vars(calibration))
+    try:  # a calibration far from the tiny model's neutral one, so that each of its parts shows
+        calibration.emotion_temperature, calibration.escalation_temperature = 2.0, 0.5
+        calibration.emotion_bias = [0.0, 0.5, 1.0, -1.0]
+        calibration.escalation_threshold, calibration.escalation_thresholds = 1.0, {"ru": 0.0}
+        emotion_logits, escalation_logits = classifier.raw_logits(items)
+        predictions = classifier.classify(items)
+    finally:
+        vars(calibration).update(saved)
+    emotion = torch.softmax(emotion_logits / 2.0 + torch.tensor([0.0, 0.5, 1.0, -1.0]), dim=-1)
+    escalation = torch.sigmoid(escalation_logits / 0.5)
+    for row, prediction in enumerate(predictions):
+        assert [prediction.scores[label] for label in EMOTION_LABELS] == pytest.approx(emotion[row].tolist(), abs=1e-6)
+        assert prediction.escalate_score == pytest.approx(escalation[row].item(), abs=1e-6)
+    assert [prediction.escalate for prediction in predictions] == [False, True, False]
 
 
 def test_batching_and_order_do_not_change_predictions(classifier):

@@ -59,8 +59,9 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifi
     assert meta["quantized_nodes"] == 2 * 4  # 4 MatMul groups in each of the 2 layers
     assert meta["fused_operators"]["Attention"] == 2
     margins = meta["recheck"]
-    assert 0 <= margins["emotion_margin"] <= margins["max_emotion_error"]
-    assert 0 <= margins["escalation_margin"] <= margins["max_escalation_error"]
+    # int8 moves a random model's logits: a zero margin (say, the int8 graph measured against itself) would
+    # never send a close call to the fp32 graph.
+    assert margins["emotion_margin"] > 0 and margins["escalation_margin"] > 0
     assert margins["quantile"] == 0.99
     assert margins["measured_on"].startswith("200 calibration turns (sha256 ")
     assert not list(tmp_path.glob(".building-*")), "the work directory is moved into place, not left behind"

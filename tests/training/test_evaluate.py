@@ -9,7 +9,14 @@ import pytest
 from tonewatch.data.records import NOT_ABUSIVE, Record
 from tonewatch.training import metrics
 from tonewatch.training.calibration import BIAS_GRID, fit_emotion_bias
-from tonewatch.training.evaluate import EvalConfig, Predictions, alert_timing, emotion_report, evaluate
+from tonewatch.training.evaluate import (
+    EvalConfig,
+    Predictions,
+    alert_timing,
+    emotion_report,
+    escalation_report,
+    evaluate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,7 @@ def test_report_files_and_in_domain_sections(evaluated):
     assert model["emotion"]["exact"]["n"] == 810
     assert set(model["by_language"]) == {"zh", "ru"}
     assert model["alert_timing"]["conversations"] == 200
-    assert 0.0 <= model["escalation"]["pr_auc"] <= 1.0
+    assert model["escalation"]["n"] == 810 and model["escalation"]["positives"] == 240
     # The baseline is trained in the same run and scored on the same turns.
     assert entry["baseline"]["emotion"]["exact"]["n"] == 810
     assert entry["baseline"]["emotion"]["exact"]["macro_f1"] > 0.3
@@ -103,9 +110,57 @@ def test_the_report_scores_the_escalation_probes_per_language_and_group(evaluate
     for figures in probes.values():
         # 20 positive and 20 negative conversations per language; each positive has exactly one trigger turn.
         assert figures["trigger_turns"] == 20 and figures["negative_turns"] >= 20 and figures["held_turns"] > 0
-        for group in ("trigger", "held", "negative"):
-            assert 0.0 <= figures[f"{group}_escalated"] <= 1.0
     assert "## Escalation probes" in (directory / "report.md").read_text()
+
+
+class GoldClassifier:
+    """Predicts each customer turn's gold labels (emotion, escalate), or ``escalate_all`` for every turn."""
+
+    def __init__(self, escalate_all: bool | None = None):
+        self.escalate_all = escalate_all
+
+    def classify_conversation(self, conversation):
+        from tonewatch.model.classifier import Prediction
+
+        predictions = []
+        for turn in conversation["turns"]:
+            if turn["speaker"] == "customer":
+                escalate = turn["escalate"] if self.escalate_all is None else self.escalate_all
+                predictions.append(Prediction(turn["emotion"], {turn["emotion"]: 1.0}, escalate, float(escalate)))
+        return predictions
+
+
+def customer(text, emotion="calm", escalate=False):
+    return {"speaker": "customer", "text": text, "emotion": emotion, "escalate": escalate}
+
+
+PROBES = [
+    {"id": "ru-1", "lang": "ru", "probe": "trigger-calm", "turns": [
+        customer("добрый день"), {"speaker": "agent", "text": "слушаю"},
+        customer("соедините с руководителем", escalate=True),  # trigger
+        customer("жду руководителя", "frustrated", escalate=True),  # held
+        customer("спасибо, вопрос решён"),  # handled: in no group
+    ]},
+    {"id": "ru-2", "lang": "ru", "probe": "mention-no-trigger", "turns": [
+        customer("руководитель уже всё одобрил"), customer("спасибо"),
+    ]},
+    {"id": "zh-1", "lang": "zh", "probe": "trigger-early", "turns": [customer("我要投诉到工信部", escalate=True)]},
+]  # fmt: skip
+
+
+def test_probe_report_groups_trigger_held_and_negative_turns_per_language():
+    from tonewatch.training.probes import probe_report
+
+    gold = probe_report(GoldClassifier(), PROBES)
+    assert gold["ru"] == {
+        "trigger_turns": 1, "trigger_escalated": 1.0, "trigger_mean_score": 1.0,
+        "held_turns": 1, "held_escalated": 1.0, "held_mean_score": 1.0,
+        "negative_turns": 2, "negative_escalated": 0.0, "negative_mean_score": 0.0,
+        "emotion_accuracy": 1.0,
+    }  # fmt: skip
+    assert (gold["zh"]["trigger_turns"], gold["zh"]["held_turns"], gold["zh"]["negative_turns"]) == (1, 0, 0)
+    everything = probe_report(GoldClassifier(escalate_all=True), PROBES)["ru"]
+    assert [everything[f"{group}_escalated"] for group in ("trigger", "held", "negative")] == [1.0, 1.0, 1.0]
 
 
 def record(i, conversation, **labels):
@@ -136,6 +191,21 @@ def test_emotion_report_exact_partial_and_abusive_vs_rest():
     assert report["exact"]["accuracy"] == 0.5
     assert report["partial"]["prediction_in_allowed_set"] == 0.0
     assert report["abusive_vs_rest"]["precision"] == 0.5 and report["abusive_vs_rest"]["recall"] == 1.0
+
+
+def test_escalation_report_ranks_by_score_decides_by_the_decision_and_skips_unlabelled_turns():
+    records = [
+        record(0, "a", escalate=True), record(1, "a", escalate=False), record(2, "b", escalate=True),
+        record(3, "b", escalate=False), record(4, "c"),
+    ]  # fmt: skip
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.99])
+    report = escalation_report(records, Predictions(np.zeros((5, 4)), scores, scores >= 0.5))
+    assert (report["n"], report["positives"]) == (4, 2)
+    assert report["precision"] == pytest.approx(2 / 3) and report["recall"] == 1.0 and report["f1"] == 0.8
+    # Ranked by score: a hit at 0.9 (precision 1), a miss, a hit at 0.7 (precision 2/3).
+    assert report["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+    only_positives = escalation_report(records[:1], Predictions(np.zeros((1, 4)), scores[:1], scores[:1] >= 0.5))
+    assert only_positives["pr_auc"] is None
 
 
 def test_expected_calibration_error():

@@ -10,6 +10,7 @@ import torch
 
 from tonewatch.configfile import ConfigError
 from tonewatch.model.classifier import Classifier
+from tonewatch.model.types import Calibration
 from tonewatch.training.train import (
     Batch,
     distillation_loss,
@@ -36,8 +37,10 @@ def test_smoke_training_gives_finite_loss_and_a_loadable_directory(tiny_base_dir
     assert json.loads((tmp_path / "run" / "training_summary.json").read_text())["losses"] == summary["losses"]
     written = json.loads((tmp_path / "run" / "config.json").read_text())
     assert written["architecture"] == "joint" and written["version"] == "3.1"
-    predictions = Classifier.from_pretrained(tmp_path / "run").classify(["你好", "привет"])
-    assert len(predictions) == 2 and all(math.isfinite(p.escalate_score) for p in predictions)
+    # The directory loads with the calibration the run fitted on its held-out conversations (not the neutral one).
+    loaded = Classifier.from_pretrained(tmp_path / "run")
+    assert vars(loaded.config.calibration) == summary["calibration"] != vars(Calibration())
+    assert len(loaded.classify(["你好", "привет"])) == 2
     # The training state stays out of the model directory a user ships.
     assert not {"checkpoint", "best", "cache"} & {path.name for path in (tmp_path / "run").iterdir()}
     assert training_state_dir(tmp_path / "run") == tmp_path / "run.state"
