@@ -14,6 +14,14 @@ from tonewatch.model import DEFAULT_MODEL_DIR, Classifier
 from tonewatch.model.types import BUNDLED_MODELS, resolve_model_dir
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# How far the seed alone moves the default recipe's callcenter_dev figures: emotion macro-F1 "between 0.787
+# and 0.813 for the same recipe and data" (docs/design.md: four seeds on a GPU and v4 on the CPU); escalation
+# F1 0.833-0.859 over the same four GPU seeds (docs/experiments.md, "Trigger conversations, eight seeds on a
+# GPU", columns g7-g12), the same width. A shipped report is one draw from that range, so each of its figures
+# less this is the floor; the fast model's own seed spread was not measured, so it gets the default's.
+SEED_SPREAD = round(0.813 - 0.787, 3)
+
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "model.safetensors").exists(), reason="no shipped default model in model/default"
 )
@@ -84,12 +92,18 @@ def test_onnx_path_keeps_the_labels_of_the_pytorch_path(bundled):
 
 @pytest.mark.slow
 def test_in_domain_accuracy_of_the_shipped_models(bundled):
-    """callcenter_dev (never trained on): the figures of the shipped report, with a small margin."""
+    """callcenter_dev (never trained on): each figure of the model's shipped report, less the seed spread."""
     from tonewatch.data.sources import load_source
     from tonewatch.training.evaluate import predict, set_report
 
+    name, classifier = bundled
+    shipped = json.loads((BUNDLED_MODELS[name] / "report.json").read_text())["sets"]["callcenter_dev"]["model"]
     records = load_source("callcenter_dev")
-    report = set_report(records, predict(bundled[1], records), conversations=True)
+    measured = set_report(records, predict(classifier, records), conversations=True)
     for lang in ("zh", "ru"):
-        assert report["by_language"][lang]["emotion"]["exact"]["macro_f1"] >= 0.70, lang
-    assert report["escalation"]["f1"] >= 0.70
+        macro_f1 = measured["by_language"][lang]["emotion"]["exact"]["macro_f1"]
+        floor = shipped["by_language"][lang]["emotion"]["exact"]["macro_f1"] - SEED_SPREAD
+        assert macro_f1 >= floor, f"{name} {lang} macro-F1 {macro_f1:.3f} < {floor:.3f} (report less the spread)"
+    escalation_f1 = measured["escalation"]["f1"]
+    floor = shipped["escalation"]["f1"] - SEED_SPREAD
+    assert escalation_f1 >= floor, f"{name} escalation F1 {escalation_f1:.3f} < {floor:.3f} (report less the spread)"
