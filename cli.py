@@ -398,7 +398,7 @@ def label_command(
         )
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
         typer.echo(
-            f"labelled {summary.records} {summary.kind} records ({summary.labelled_turns} turns){resumed}; "
+            f"labelled {summary.records} records ({summary.kind} input, {summary.labelled_turns} turns){resumed}; "
             f"skipped {len(summary.skipped)} unreadable -> {output}",
             err=True,
         )
