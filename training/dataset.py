@@ -185,6 +185,8 @@ def build_training_data(config: TrainConfig) -> TrainingData:
     train: dict[str, list[Record]] = {}
     validation: dict[str, list[Record]] = {}
     annotated: list[Record] = []
+    # The researcher's own files first: a bad row is reported before minutes of public sources load.
+    extras = {extra.source_name: [r for r in load_extra(extra) if is_labelled(r)] for extra in config.extra_data}
     for name, share in config.source_shares.items():
         if share <= 0:
             continue
@@ -205,9 +207,7 @@ def build_training_data(config: TrainConfig) -> TrainingData:
         train[ANNOTATIONS_POOL], validation[ANNOTATIONS_POOL] = split_by_conversation(
             annotated, PUBLIC_VALIDATION_FRACTION, config.seed
         )
-    for extra in config.extra_data:
-        records = [record for record in load_extra(extra) if is_labelled(record)]
-        name = extra.source_name
+    for name, records in extras.items():
         train[name], validation[name] = split_by_conversation(records, config.validation_fraction, config.seed)
     return TrainingData(train, validation)
 

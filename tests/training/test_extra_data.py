@@ -82,3 +82,16 @@ def test_check_extra_data_refuses_missing_and_unreadable_files_and_leaves_hub_na
         check_extra_data(config(str(tmp_path / "gone.csv")))
     with pytest.raises(ConfigError, match=r"^extra_data\[0\]\.path: unsupported file type '\.tsv'"):
         check_extra_data(config(str(tmp_path / "notes.tsv")))
+
+
+def test_a_bad_row_in_the_researchers_file_stops_the_run_before_any_public_source_is_read(tmp_path, monkeypatch):
+    from tonewatch.training import dataset as dataset_module
+
+    path = tmp_path / "tickets.csv"
+    path.write_text("text,emotion\nОпять списали деньги,frustrated\nСпасибо,furious\n", encoding="utf-8")
+    read = []
+    monkeypatch.setattr(dataset_module, "load_source", lambda name, data_root=None: read.append(name) or [])
+    config = TrainConfig(source_shares={"cold": 1.0}, extra_data=[ExtraData(path=str(path), lang="ru")])
+    with pytest.raises(RowFormatError, match=r"tickets.csv:3"):
+        dataset_module.build_training_data(config)
+    assert read == []
