@@ -25,6 +25,7 @@ from tonewatch.data.sources import SOURCES
 from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL
 from tonewatch.model.encoder import BaseEncoderInfo, base_encoder_info
 from tonewatch.training.config import ExtraData, TrainCommand, TrainConfig
+from tonewatch.training.dataset import ANNOTATIONS_POOL
 from tonewatch.training.report import HEADLINE_FIGURES, IN_DOMAIN, headline_rows
 
 CARD_NOTES_NAME = "card.toml"
@@ -113,6 +114,10 @@ def batch_shares(summary: dict, recipe: TrainConfig | None) -> dict[str, float]:
     return source_shares(recipe)
 
 
+ANNOTATION_LICENSE_IDS = ("cc-by-4.0",)
+"""The license of ``data/annotations``: the project's labels, under the license of its own data."""
+
+
 def training_sources(summary: dict, recipe: TrainConfig | None) -> list[TrainingSource]:
     """Every source the run trained on (``records`` of its summary), with license, tier, records and share."""
     shares = batch_shares(summary, recipe)
@@ -122,6 +127,10 @@ def training_sources(summary: dict, recipe: TrainConfig | None) -> list[Training
         source, extra = SOURCES.get(name), extras.get(name)
         if source is not None:
             text, ids, tier, langs, hub = source.license, source.license_ids, source.tier, source.langs, None
+        elif name == ANNOTATIONS_POOL:
+            # The project's exact labels (CC BY 4.0, like its own data) on texts of the sources listed beside it.
+            text = "CC BY 4.0 (the project's labels; the texts are the listed sources')"
+            ids, tier, langs, hub = ANNOTATION_LICENSE_IDS, "train", ("zh", "ru"), None
         else:
             declared = extra.license if extra else None
             text = declared or "not recorded (user data)"

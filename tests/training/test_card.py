@@ -220,3 +220,13 @@ def test_a_run_from_a_copy_of_the_default_recipe_is_named_by_its_output_director
     summary = json.loads((output / "training_summary.json").read_text())
     assert summary["command"] == {"config_file": str(recipe), "overrides": overrides}
     assert json.loads((output / "training_config.json").read_text())["model_name"] is None
+
+
+def test_the_annotations_pool_is_a_train_tier_row_with_the_projects_license():
+    from tonewatch.training.card import ANNOTATION_LICENSE_IDS, training_sources
+    from tonewatch.training.dataset import ANNOTATIONS_POOL
+
+    summary = {"records": {ANNOTATIONS_POOL: {"train": 10, "validation": 2}}, "batch_shares": {ANNOTATIONS_POOL: 1.0}}
+    (row,) = training_sources(summary, None)
+    assert (row.name, row.tier, row.license_ids) == (ANNOTATIONS_POOL, "train", ANNOTATION_LICENSE_IDS)
+    assert "user data" not in row.license
