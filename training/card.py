@@ -26,7 +26,7 @@ from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL
 from tonewatch.model.encoder import BaseEncoderInfo, base_encoder_info
 from tonewatch.training.config import ExtraData, TrainCommand, TrainConfig
 from tonewatch.training.dataset import ANNOTATIONS_POOL
-from tonewatch.training.report import HEADLINE_FIGURES, IN_DOMAIN, headline_rows
+from tonewatch.training.report import HEADLINE_FIGURES, IN_DOMAIN, get_path, headline_rows
 
 CARD_NOTES_NAME = "card.toml"
 UNKNOWN_LICENSE = "unknown"
@@ -164,14 +164,6 @@ def card_license(components: dict[str, list[str]]) -> dict[str, str]:
     return {"license": "other", "license_name": "+".join(sorted(components))}
 
 
-def _get(tree, path):
-    for key in path:
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
 def evaluation_split(name: str, tier: str | None) -> str:
     """The part of a source a report set is (``training.evaluate.evaluation_sets``): callcenter_dev whole; a
     train-tier source's held-out part (its dev/valid file or a tenth of its conversations); an eval-tier
@@ -189,7 +181,7 @@ def model_index_results(report: dict) -> list:
     results = []
 
     def add(set_name: str, tier: str | None, scope: str | None, label: str, path, figures: dict) -> None:
-        value = _get(figures, path)
+        value = get_path(figures, *path)
         if value is None:
             return
         metric_type, metric_config = METRIC_TYPES.get(path[-1], (path[-1], None))

@@ -43,6 +43,7 @@ from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, i
 from tonewatch.training.functional import FUNCTIONAL_DIR, functional_report
 from tonewatch.training.probes import PROBES_FILE, probe_report
 from tonewatch.training.progress import progress_bar
+from tonewatch.training.report import get_path
 
 logger = logging.getLogger(__name__)
 
@@ -396,14 +397,6 @@ def _subset(records: list[Record], cap: int, seed: int) -> list[Record]:
     return sorted(random.Random(seed).sample(records, cap), key=records.index)
 
 
-def _pick(tree: dict | None, *path):
-    for key in path:
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
 def validation_suite(report: dict) -> dict:
     """The figures models are chosen on, each split beside the TF-IDF baseline trained on the same data:
     callcenter_dev, the real-text held-out sets, COLD dev, the functional suite and the escalation probes. No
@@ -411,27 +404,29 @@ def validation_suite(report: dict) -> dict:
     suite: dict = {}
     for who in ("model", "baseline"):
         figures: dict = {}
-        dev = _pick(report, "sets", EVALUATION_SOURCE, who)
-        heldout = _pick(report, "sets", HELDOUT_SOURCE, who)
+        dev = get_path(report, "sets", EVALUATION_SOURCE, who)
+        heldout = get_path(report, "sets", HELDOUT_SOURCE, who)
         for lang in ("zh", "ru"):
-            figures[f"{HELDOUT_SOURCE}/{lang}/emotion_macro_f1"] = _pick(
+            figures[f"{HELDOUT_SOURCE}/{lang}/emotion_macro_f1"] = get_path(
                 heldout, "by_language", lang, "emotion", "exact", "macro_f1"
             )
-            figures[f"{HELDOUT_SOURCE}/{lang}/escalation_f1"] = _pick(heldout, "by_language", lang, "escalation", "f1")
+            figures[f"{HELDOUT_SOURCE}/{lang}/escalation_f1"] = get_path(
+                heldout, "by_language", lang, "escalation", "f1"
+            )
         for lang in ("zh", "ru"):
-            figures[f"callcenter_dev/{lang}/emotion_macro_f1"] = _pick(
+            figures[f"callcenter_dev/{lang}/emotion_macro_f1"] = get_path(
                 dev, "by_language", lang, "emotion", "exact", "macro_f1"
             )
-            figures[f"callcenter_dev/{lang}/escalation_f1"] = _pick(dev, "by_language", lang, "escalation", "f1")
+            figures[f"callcenter_dev/{lang}/escalation_f1"] = get_path(dev, "by_language", lang, "escalation", "f1")
         for name in REAL_TEXT_SETS:
-            real = _pick(report, "sets", name, who)
-            exact = _pick(real, "emotion", "exact")
-            figures[f"{name}/emotion_macro_f1"] = _pick(exact, "macro_f1")
-            figures[f"{name}/abusive_precision"] = _pick(exact, "per_class", "abusive", "precision")
-            figures[f"{name}/abusive_recall"] = _pick(exact, "per_class", "abusive", "recall")
-            figures[f"{name}/emotion_ece"] = _pick(exact, "ece")
-            figures[f"{name}/escalation_f1"] = _pick(real, "escalation", "f1")
-        figures["cold/abusive_vs_rest_macro_f1"] = _pick(
+            real = get_path(report, "sets", name, who)
+            exact = get_path(real, "emotion", "exact")
+            figures[f"{name}/emotion_macro_f1"] = get_path(exact, "macro_f1")
+            figures[f"{name}/abusive_precision"] = get_path(exact, "per_class", "abusive", "precision")
+            figures[f"{name}/abusive_recall"] = get_path(exact, "per_class", "abusive", "recall")
+            figures[f"{name}/emotion_ece"] = get_path(exact, "ece")
+            figures[f"{name}/escalation_f1"] = get_path(real, "escalation", "f1")
+        figures["cold/abusive_vs_rest_macro_f1"] = get_path(
             report, "sets", "cold", who, "emotion", "abusive_vs_rest", "macro_f1"
         )
         functional = report.get("functional" if who == "model" else "functional_baseline") or {}

@@ -19,7 +19,8 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _get(tree: dict | None, *path):
+def get_path(tree: dict | None, *path):
+    """``tree[path[0]][path[1]]...``, or None where a key is missing (report.json sections are optional)."""
     for key in path:
         if not isinstance(tree, dict) or key not in tree:
             return None
@@ -40,7 +41,7 @@ HEADLINE_FIGURES = [
 def _figure_rows(left: dict, right: dict | None) -> list[tuple[str, str, str, str]]:
     scopes = [("all", [])] + [(lang, ["by_language", lang]) for lang in sorted(left.get("by_language", {}))]
     return [
-        (figure, scope, _fmt(_get(left, *prefix, *path)), _fmt(_get(right, *prefix, *path)))
+        (figure, scope, _fmt(get_path(left, *prefix, *path)), _fmt(get_path(right, *prefix, *path)))
         for figure, path in HEADLINE_FIGURES
         for scope, prefix in scopes
     ]
@@ -126,14 +127,14 @@ def write_markdown(report: dict, plots: list[str]) -> str:
             "| label | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
-        per_class = _get(entry["model"], "emotion", "exact", "per_class") or {}
+        per_class = get_path(entry["model"], "emotion", "exact", "per_class") or {}
         for label in EMOTION_LABELS:
             row = per_class.get(label, {})
             lines.append(
                 f"| {label} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
                 f"{_fmt(row.get('f1'))} | {row.get('support', '-')} |"
             )
-        confusion = _get(entry["model"], "emotion", "exact", "confusion")
+        confusion = get_path(entry["model"], "emotion", "exact", "confusion")
         if confusion:
             lines += [
                 "",
@@ -154,7 +155,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
                 "| | model | baseline |",
                 "|---|---|---|",
             ]
-            base_timing = _get(entry.get("baseline"), "alert_timing") or {}
+            base_timing = get_path(entry.get("baseline"), "alert_timing") or {}
             for key in (
                 "with_gold_escalation",
                 "on_time",
@@ -179,10 +180,10 @@ def write_markdown(report: dict, plots: list[str]) -> str:
             continue
 
         def pair(*path, entry=entry):
-            return f"{_fmt(_get(entry['model'], *path))} / {_fmt(_get(entry.get('baseline'), *path))}"
+            return f"{_fmt(get_path(entry['model'], *path))} / {_fmt(get_path(entry.get('baseline'), *path))}"
 
         lines.append(
-            f"| {name} | {entry['tier']} | {_get(entry['model'], 'emotion', 'n')} | "
+            f"| {name} | {entry['tier']} | {get_path(entry['model'], 'emotion', 'n')} | "
             f"{pair('emotion', 'exact', 'macro_f1')} | {pair('emotion', 'partial', 'prediction_in_allowed_set')} | "
             f"{pair('emotion', 'abusive_vs_rest', 'macro_f1')} | {pair('escalation', 'f1')} |"
         )
@@ -222,7 +223,7 @@ def write_plots(report: dict, output: Path) -> list[str]:
     scopes = [("all", entry["model"])] + [(lang, value) for lang, value in sorted(by_language.items())]
     figure, axes = plt.subplots(1, len(scopes), figsize=(4.2 * len(scopes), 4))
     for axis, (scope, value) in zip(list(getattr(axes, "flat", [axes])), scopes, strict=True):
-        confusion = _get(value, "emotion", "exact", "confusion")
+        confusion = get_path(value, "emotion", "exact", "confusion")
         if confusion is None:
             axis.axis("off")
             continue
@@ -240,7 +241,7 @@ def write_plots(report: dict, output: Path) -> list[str]:
     plt.close(figure)
     written.append("confusion.png")
 
-    bins = _get(entry["model"], "emotion", "exact", "reliability")
+    bins = get_path(entry["model"], "emotion", "exact", "reliability")
     if bins:
         figure, axis = plt.subplots(figsize=(4.5, 4.5))
         points = [(b["confidence"], b["accuracy"], b["count"]) for b in bins if b["count"]]
@@ -248,7 +249,7 @@ def write_plots(report: dict, output: Path) -> list[str]:
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="model")
         for confidence, accuracy, count in points:
             axis.annotate(str(count), (confidence, accuracy), textcoords="offset points", xytext=(4, -10), fontsize=7)
-        ece = _get(entry["model"], "emotion", "exact", "ece")
+        ece = get_path(entry["model"], "emotion", "exact", "ece")
         axis.set_title(f"Reliability, emotion (ECE {_fmt(ece)})")
         axis.set_xlabel("confidence (max probability)")
         axis.set_ylabel("accuracy")
