@@ -33,7 +33,6 @@ import numpy as np
 
 from tonewatch.data.records import Record, Turn
 from tonewatch.data.sources import SOURCES, load_source
-from tonewatch.data.sources.callcenter import PACKAGE_DATA
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.types import Prediction, TurnInput
@@ -367,8 +366,7 @@ def evaluation_sets(config: EvalConfig, train_config: TrainConfig) -> dict[str, 
     part is the real-text set (whole, uncapped: it is what the model is chosen on).
     """
     sets = {EVALUATION_SOURCE: load_source(EVALUATION_SOURCE, config.data_root)}
-    if (PACKAGE_DATA / HELDOUT_SOURCE / "dialogues.jsonl").is_file():
-        sets[HELDOUT_SOURCE] = load_source(HELDOUT_SOURCE)
+    sets[HELDOUT_SOURCE] = load_source(HELDOUT_SOURCE)
     if not config.public_sources:
         return sets
     real_text: dict[str, list[Record]] = {name: [] for name in REAL_TEXT_SETS}
