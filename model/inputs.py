@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tonewatch.labels import SPEAKERS
+from tonewatch.model.normalize import NORMALIZATIONS, normalize_text
 
 SPEAKER_PREFIX = {"customer": "customer:", "agent": "agent:"}
 """Text put before each context turn; English words every language of the encoder knows."""
@@ -31,8 +32,12 @@ class InputLimits:
     max_length: int = 128
     max_turn_tokens: int = 64
     max_context_turns: int = 4
+    normalize: str = "none"
+    """Text normalisation before tokenising (:mod:`tonewatch.model.normalize`); "none" for older models."""
 
     def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"unknown text normalisation {self.normalize!r}; expected one of {NORMALIZATIONS}")
         if self.max_turn_tokens < 1 or self.max_length < self.max_turn_tokens + 2:
             raise ValueError(
                 f"need 1 <= max_turn_tokens and max_length >= max_turn_tokens + 2, got {self.max_turn_tokens}, "
@@ -60,7 +65,7 @@ def encode_turn(
 ) -> EncodedInput:
     """Token ids and token types for ``text`` with ``context`` = ``[(speaker, text), ...]`` oldest first."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    turn = _content_ids(tokenizer, text)[: limits.max_turn_tokens]
+    turn = _content_ids(tokenizer, normalize_text(text, limits.normalize))[: limits.max_turn_tokens]
     input_ids = [bos, *turn, eos]
     token_types = [0] * len(input_ids)
     budget = limits.max_length - len(input_ids) - 1  # room for the closing </s>
@@ -71,7 +76,7 @@ def encode_turn(
             break
         if speaker not in SPEAKERS:
             raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
-        ids = _content_ids(tokenizer, f"{SPEAKER_PREFIX[speaker]} {turn_text}")
+        ids = _content_ids(tokenizer, f"{SPEAKER_PREFIX[speaker]} {normalize_text(turn_text, limits.normalize)}")
         if len(ids) > budget:
             ids = ids[len(ids) - budget :]  # keep the end, nearest the labelled turn
         pieces.append(ids)

@@ -102,6 +102,8 @@ class ModelConfig:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["limits"] = asdict(self.limits)
+        if data["limits"]["normalize"] == "none":
+            del data["limits"]["normalize"]  # older models' config.json stays byte-identical
         data["lora_target_modules"] = list(self.lora_target_modules)
         return {
             "model_type": MODEL_TYPE,

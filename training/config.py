@@ -12,6 +12,7 @@ from typing import Any
 
 from tonewatch import configfile
 from tonewatch.model.encoder import DEFAULT_BASE_MODEL
+from tonewatch.model.inputs import InputLimits
 
 DEFAULT_SOURCE_SHARES: dict[str, float] = {
     "callcenter_train": 0.50,
@@ -140,6 +141,20 @@ class TrainConfig:
     max_length: int = field(default=128, metadata={"help": "Maximum tokens of turn + context."})
     max_turn_tokens: int = field(default=64, metadata={"help": "Maximum tokens of the labelled turn itself."})
     max_context_turns: int = field(default=4, metadata={"help": "Preceding turns read as context."})
+    text_normalization: str = field(
+        default="none",
+        metadata={
+            "help": "Text normalisation before tokenising, recorded in the model: 'none' or 'lookalikes' (Latin "
+            "look-alike letters inside Cyrillic words, invisible characters)."
+        },
+    )
+    length_group_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Group the examples of this many consecutive steps by length, so that short examples are "
+            "batched (and padded) together; 1 = off. The examples seen stay the same."
+        },
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=32.0, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
     lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
@@ -201,6 +216,7 @@ class TrainConfig:
             "checkpoint_every": self.checkpoint_every,
             "log_every": self.log_every,
             "max_records_per_source": self.max_records_per_source,
+            "length_group_steps": self.length_group_steps,
         }
         for name, value in positive.items():
             if value < 1:
@@ -209,6 +225,7 @@ class TrainConfig:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.max_length < self.max_turn_tokens + 2:
             raise ValueError("max_length must leave room for the turn and two special tokens")
+        self.limits  # noqa: B018 -- InputLimits checks text_normalization
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -237,6 +254,11 @@ class TrainConfig:
             raise ValueError(
                 f"sources {eval_tier} are eval-tier (unclear licenses): set allow_eval_tier = true for a research run"
             )
+
+    @property
+    def limits(self) -> InputLimits:
+        """How this recipe's model reads its input (written into the model's config.json)."""
+        return InputLimits(self.max_length, self.max_turn_tokens, self.max_context_turns, self.text_normalization)
 
     @property
     def resolved_model_name(self) -> str:

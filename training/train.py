@@ -211,6 +211,25 @@ def sample_plan(source_of_example: list[str], shares: dict[str, float], steps: i
     return plan
 
 
+def group_by_length(plan: np.ndarray, lengths: np.ndarray, group_steps: int, seed: int) -> np.ndarray:
+    """``plan`` with the examples of every ``group_steps`` consecutive steps regrouped by length.
+
+    Within each window the examples are sorted by token length and cut back into batches of the same size,
+    whose order is then shuffled, so that a batch pads to about its own examples' length instead of the
+    longest of a mixed batch. Every step still sees ``batch_size`` examples, and each window sees exactly
+    the examples it saw before."""
+    if group_steps <= 1:
+        return plan
+    rng = np.random.default_rng([seed, 1])
+    grouped = plan.copy()
+    for start in range(0, len(plan), group_steps):
+        window = plan[start : start + group_steps]
+        flat = window.reshape(-1)
+        ordered = flat[np.argsort(lengths[flat], kind="stable")].reshape(window.shape)
+        grouped[start : start + len(window)] = ordered[rng.permutation(len(window))]
+    return grouped
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -261,7 +280,7 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         base_model=config.base_model,
         num_hidden_layers=config.num_hidden_layers,
         hidden_size=encoder_config.hidden_size,
-        limits=InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns),
+        limits=config.limits,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_target_modules=tuple(config.lora_target_modules),
@@ -469,7 +488,7 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
 
     base_path = resolve_base_model(config.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    limits = InputLimits(config.max_length, config.max_turn_tokens, config.max_context_turns)
+    limits = config.limits
     if config.teacher:
         check_teacher(config, limits)  # before minutes of data building
     logger.info("loading the training sources")
@@ -504,6 +523,18 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         raise RuntimeError("tokenising changed the number of training examples")
     shares = source_shares(config, pools=set(pool_of_example))
     plan = sample_plan(pool_of_example, shares, config.max_steps, config.batch_size, config.seed)
+    if config.length_group_steps > 1:
+        lengths = np.array([len(ids) for ids in train_set["input_ids"]])
+        plan = group_by_length(plan, lengths, config.length_group_steps, config.seed)
+        logger.info(
+            "length grouping over %d steps: %.0f padded tokens per step instead of %.0f",
+            config.length_group_steps,
+            lengths[plan].max(axis=1).mean() * config.batch_size,
+            lengths[sample_plan(pool_of_example, shares, config.max_steps, config.batch_size, config.seed)]
+            .max(axis=1)
+            .mean()
+            * config.batch_size,
+        )
 
     step, best = 0, {"score": -1.0, "step": 0}
     losses: list[float] = []

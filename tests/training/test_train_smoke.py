@@ -212,3 +212,20 @@ def test_a_run_records_the_resolved_data_root_and_fails_early_without_one(
     with pytest.raises(DataRootNotFoundError, match="no data root"):
         train(needs_cold)
     assert not (tmp_path / "cold-run").exists()
+
+
+def test_length_grouping_keeps_each_windows_examples_and_pads_less():
+    import numpy as np
+
+    from tonewatch.training.train import group_by_length, sample_plan
+
+    pools = ["short"] * 300 + ["long"] * 300
+    lengths = np.array([8] * 300 + [90] * 300)
+    plan = sample_plan(pools, {"short": 0.5, "long": 0.5}, steps=40, batch_size=16, seed=3)
+    grouped = group_by_length(plan, lengths, group_steps=8, seed=3)
+    assert grouped.shape == plan.shape
+    for start in range(0, 40, 8):
+        assert sorted(grouped[start : start + 8].ravel()) == sorted(plan[start : start + 8].ravel())
+    assert lengths[grouped].max(axis=1).sum() < 0.8 * lengths[plan].max(axis=1).sum()
+    assert (group_by_length(plan, lengths, 8, seed=3) == grouped).all()  # a resumed run redraws the same
+    assert (group_by_length(plan, lengths, 1, seed=3) == plan).all()
