@@ -35,11 +35,12 @@ _LATIN_TO_CYRILLIC = str.maketrans(
 _WORD = re.compile(r"[0-9A-Za-z\u0400-\u04ff]+")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_DIGIT_IN_CYRILLIC = re.compile(r"[\u0400-\u04ff][036][\u0400-\u04ff]")
 
 
 def _fix_word(match: re.Match) -> str:
     word = match.group(0)
-    if not (_CYRILLIC.search(word) and (_LATIN.search(word) or re.search(r"[\u0400-\u04ff][036][\u0400-\u04ff]", word))):
+    if not (_CYRILLIC.search(word) and (_LATIN.search(word) or _DIGIT_IN_CYRILLIC.search(word))):
         return word
     core = word.strip("0123456789")  # digits at the edges are numbers ("5шт"), not letters
     start = word.find(core) if core else 0
