@@ -20,6 +20,21 @@ SPEAKERS: tuple[str, ...] = ("customer", "agent")
 
 LANGUAGES: tuple[str, ...] = ("zh", "ru")
 
+CUSTOMER_SIGNALS: tuple[str, ...] = ("supervisor_request", "external_threat", "harm_threat")
+"""Escalation triggers read from a customer turn (docs/labels.md, escalation rules 1-3)."""
+
+AGENT_SIGNALS: tuple[str, ...] = ("apology_or_offer", "refusal", "abuse_warning")
+"""What an agent turn does that the escalation rules depend on (rules 4-5, abuse after a warning)."""
+
+SIGNALS: tuple[str, ...] = CUSTOMER_SIGNALS + AGENT_SIGNALS
+"""Every turn signal, customer's first; a model with a signal head predicts them in this order."""
+
+SIGNAL_SPEAKER: dict[str, str] = {
+    **{name: "customer" for name in CUSTOMER_SIGNALS},
+    **{name: "agent" for name in AGENT_SIGNALS},
+}
+"""Whose turn each signal is read from."""
+
 
 def severity(label: str) -> int:
     """Rank of ``label`` in the severity order (calm = 0)."""

@@ -136,14 +136,20 @@ class Prediction:
     scores: dict[str, float]
     escalate: bool
     escalate_score: float
+    signals: dict[str, float] = field(default_factory=dict)
+    """Calibrated probability of each customer-turn signal (``labels.CUSTOMER_SIGNALS``); empty for a model
+    without a signal head."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "emotion": self.emotion,
             "scores": {label: round(score, 6) for label, score in self.scores.items()},
             "escalate": self.escalate,
             "escalate_score": round(self.escalate_score, 6),
         }
+        if self.signals:
+            out["signals"] = {name: round(score, 6) for name, score in self.signals.items()}
+        return out
 
 
 @dataclass(frozen=True)
