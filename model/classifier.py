@@ -100,6 +100,17 @@ class Classifier:
         return self.backend.name
 
     @property
+    def signal_names(self) -> tuple[str, ...]:
+        """The turn signals this model predicts (``labels.SIGNALS`` order); empty for a model without a signal
+        head, whose escalation is its learnt score alone."""
+        return tuple(getattr(self.config, "signals", ()) or ())
+
+    def agent_signals(self, items: Sequence[TurnInput], batch_size: int = 64) -> list[dict[str, float]]:
+        """Calibrated probabilities of the agent-turn signals (``labels.AGENT_SIGNALS``) of agent turns, each
+        with its preceding turns as context; one empty dict per turn for a model without a signal head."""
+        return [{} for _ in items]
+
+    @property
     def network(self) -> TurnClassifierNetwork:
         """The PyTorch network (PyTorch backend only)."""
         if not isinstance(self.backend, TorchBackend):
