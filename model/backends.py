@@ -1,7 +1,8 @@
 """The two runtimes a :class:`~tonewatch.model.classifier.Classifier` runs on, and which one it picks.
 
 Both take padded ``(input_ids, attention_mask, token_type_ids)`` int64 arrays
-and give raw ``(emotion_logits, escalation_logits)`` as numpy arrays:
+and give raw ``(emotion_logits, escalation_logits)`` as numpy arrays, and ``signal_logits`` third for a model
+with a signal head:
 
 - :class:`TorchBackend`: the merged PyTorch network;
 - :class:`OnnxBackend`: ONNX Runtime sessions over a directory that
@@ -49,7 +50,7 @@ def pick_backend(backend: str | None) -> str:
 
 
 class TorchBackend:
-    """The merged PyTorch network (a ``TurnClassifierNetwork``): ``backend(ids, mask, types)`` gives both logits."""
+    """The merged PyTorch network (a ``TurnClassifierNetwork``): ``backend(ids, mask, types)`` gives its logits."""
 
     name = "torch"
     margins = None
@@ -65,8 +66,8 @@ class TorchBackend:
         import torch  # imported here so that this module (and the ONNX path's names) stays light
 
         with torch.inference_mode():
-            emotion, escalation = self.network(*(torch.from_numpy(array) for array in arrays))
-            return emotion.float().numpy(), escalation.float().numpy()
+            outputs = self.network(*(torch.from_numpy(array) for array in arrays))
+            return tuple(output.float().numpy() for output in outputs)
 
 
 _POOL_LOCK = threading.Lock()
@@ -132,10 +133,10 @@ class OnnxBackend:
 
     @staticmethod
     def _run(session, arrays: Sequence[np.ndarray]):
-        """Feed ``arrays`` (input_ids, attention_mask, token_type_ids); both logits."""
+        """Feed ``arrays`` (input_ids, attention_mask, token_type_ids); every output (both logits, and the signal
+        logits of a signal model's graph)."""
         names = ("input_ids", "attention_mask", "token_type_ids")
-        emotion, escalation = session.run(None, dict(zip(names, arrays, strict=True)))
-        return emotion, escalation
+        return tuple(session.run(None, dict(zip(names, arrays, strict=True))))
 
     def __call__(self, *arrays: np.ndarray, fp32: bool = False):
         """The main graph's output, or the fp32 graph's with ``fp32`` (counted as re-checked)."""
@@ -147,6 +148,18 @@ class OnnxBackend:
     def run_fp32(self, *arrays: np.ndarray):
         self.rechecked += len(arrays[0])
         return self._run(self.fp32_session, arrays)
+
+
+def signal_decision_margins(
+    signal_logits: np.ndarray, signals: Sequence[tuple[int, str]], langs: Sequence[str | None], calibration: Calibration
+) -> np.ndarray:
+    """``[rows, len(signals)]``: each signal's calibrated logit minus its threshold's logit for the row's language
+    (``signals`` are ``(column, name)`` pairs of the signal head)."""
+    columns = [column for column, _ in signals]
+    thresholds = np.array([[calibration.signal_threshold(name, lang) for _, name in signals] for lang in langs])
+    thresholds = np.clip(thresholds.reshape(len(langs), len(signals)), 1e-6, 1 - 1e-6)
+    tempered = signal_logits[:, columns] / calibration.signal_temperature
+    return tempered - np.log(thresholds / (1 - thresholds))
 
 
 def calibrated_margins(

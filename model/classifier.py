@@ -8,6 +8,7 @@ directory's format is in :mod:`tonewatch.model.types`; its one writer is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -17,9 +18,16 @@ import numpy as np
 import torch
 
 from tonewatch.conversations import read_conversations
-from tonewatch.labels import EMOTION_LABELS, ID2LABEL
+from tonewatch.labels import EMOTION_LABELS, ID2LABEL, SPEAKERS
 from tonewatch.model import export
-from tonewatch.model.backends import OnnxBackend, TorchBackend, calibrated_margins, pick_backend, shared_pool_threads
+from tonewatch.model.backends import (
+    OnnxBackend,
+    TorchBackend,
+    calibrated_margins,
+    pick_backend,
+    shared_pool_threads,
+    signal_decision_margins,
+)
 from tonewatch.model.encoder import resolve_base_model
 from tonewatch.model.inputs import EncodedInput, encode_turn
 from tonewatch.model.modeling import (
@@ -105,10 +113,30 @@ class Classifier:
         head, whose escalation is its learnt score alone."""
         return tuple(getattr(self.config, "signals", ()) or ())
 
-    def agent_signals(self, items: Sequence[TurnInput], batch_size: int = 64) -> list[dict[str, float]]:
+    def agent_signals(self, items: Sequence[TurnInput | str], batch_size: int = 64) -> list[dict[str, float]]:
         """Calibrated probabilities of the agent-turn signals (``labels.AGENT_SIGNALS``) of agent turns, each
-        with its preceding turns as context; one empty dict per turn for a model without a signal head."""
-        return [{} for _ in items]
+        with its preceding turns as context; one empty dict per turn for a model without a signal head.
+
+        Every item is read as an agent turn, whatever its ``speaker`` says (``TurnInput``'s default is the
+        customer)."""
+        if not self.signal_names:
+            return [{} for _ in items]
+        turns = [
+            dataclasses.replace(item if isinstance(item, TurnInput) else TurnInput(item), speaker="agent")
+            for item in items
+        ]
+        if not turns:
+            return []
+        _, _, signal_logits = self.raw_logits(turns, batch_size, with_signals=True)
+        return self.signal_probabilities(signal_logits, "agent")
+
+    def signal_probabilities(self, signal_logits: torch.Tensor, speaker: str) -> list[dict[str, float]]:
+        """Calibrated probabilities of ``speaker``'s signals, one dict per row of raw ``signal_logits``."""
+        probabilities = torch.sigmoid(signal_logits.float() / self.config.calibration.signal_temperature)
+        columns = self.config.signal_index(speaker)
+        if torch.isnan(probabilities).any():
+            raise RuntimeError("the model produced NaN signal scores")
+        return [{name: float(row[column]) for column, name in columns} for row in probabilities]
 
     @property
     def network(self) -> TurnClassifierNetwork:
@@ -197,7 +225,7 @@ class Classifier:
         return cls(TorchBackend(network, threads), tokenizer, config, directory)
 
     def encode(self, item: TurnInput) -> EncodedInput:
-        return encode_turn(self.tokenizer, item.text, item.context, self.config.limits)
+        return encode_turn(self.tokenizer, item.text, item.context, self.config.limits, item.speaker)
 
     def pad(self, encoded: Sequence[EncodedInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask, token_type_ids)`` int64 arrays, padded to the longest item."""
@@ -219,43 +247,89 @@ class Classifier:
         langs: Sequence[str | None] | None = None,
         precision: str = "auto",
         on_batch: Callable[[int], object] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding.
+        speakers: Sequence[str] | None = None,
+        with_signals: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding; with
+        ``with_signals`` also the signal logits ``[turns, len(signal_names)]`` third (no columns for a model
+        without a signal head).
 
         On the ONNX backend with a re-check graph (``precision`` ``auto``), the turns whose int8 decision lies
-        within the measured int8 error of a boundary (``langs`` pick the escalation thresholds) are re-run in
-        fp32; see :meth:`raw_logits` for ``precision``. ``on_batch`` is called with the number of turns of each
-        batch done (a progress bar's ``update``); batches are the same with or without it.
+        within the measured int8 error of a boundary (``langs`` pick the thresholds) are re-run in fp32: a
+        customer turn's emotion, escalation and customer signals, an agent turn's agent signals (``speakers``,
+        default all customer, say whose turn each is). See :meth:`raw_logits` for ``precision``. ``on_batch`` is
+        called with the number of turns of each batch done (a progress bar's ``update``); batches are the same
+        with or without it.
         """
         langs = list(langs) if langs is not None else [None] * len(encoded)
+        speakers = list(speakers) if speakers is not None else ["customer"] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
         emotion = np.empty((len(encoded), len(EMOTION_LABELS)), dtype=np.float32)
         escalation = np.empty(len(encoded), dtype=np.float32)
+        n_signals = len(self.signal_names)
+        signals = np.empty((len(encoded), n_signals), dtype=np.float32)
         margins = getattr(self.backend, "margins", None) if precision == "auto" else None
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             items = [encoded[index] for index in chunk]
             # int8 first where there are two graphs; precision "fp32" asks for the fp32 graph only
-            chunk_emotion, chunk_escalation = self.backend(*self.pad(items), fp32=precision == "fp32")
+            outputs = self.backend(*self.pad(items), fp32=precision == "fp32")
+            chunk_emotion, chunk_escalation = outputs[0], outputs[1]
+            chunk_signals = outputs[2] if n_signals else np.zeros((len(chunk), 0), dtype=np.float32)
             if margins:
+                chunk_langs = [langs[index] for index in chunk]
+                chunk_speakers = [speakers[index] for index in chunk]
                 top, second, decision = calibrated_margins(
-                    chunk_emotion, chunk_escalation, [langs[index] for index in chunk], self.config.calibration
+                    chunk_emotion, chunk_escalation, chunk_langs, self.config.calibration
                 )
-                close = np.flatnonzero(
+                customer = np.array([speaker == "customer" for speaker in chunk_speakers])
+                close = customer & (
                     (top - second < margins["emotion_margin"]) | (np.abs(decision) < margins["escalation_margin"])
                 )
+                if n_signals and "signal_margin" in margins:
+                    close |= self._close_signals(chunk_signals, chunk_langs, chunk_speakers, margins["signal_margin"])
+                close = np.flatnonzero(close)
                 if len(close):
                     recheck = self.backend(*self.pad([items[row] for row in close]), fp32=True)
-                    chunk_emotion[close], chunk_escalation[close] = recheck
-            emotion[chunk], escalation[chunk] = chunk_emotion, chunk_escalation
+                    chunk_emotion[close], chunk_escalation[close] = recheck[0], recheck[1]
+                    if n_signals:
+                        chunk_signals[close] = recheck[2]
+            emotion[chunk], escalation[chunk], signals[chunk] = chunk_emotion, chunk_escalation, chunk_signals
             if on_batch is not None:
                 on_batch(len(chunk))
+        if with_signals:
+            return torch.from_numpy(emotion), torch.from_numpy(escalation), torch.from_numpy(signals)
         return torch.from_numpy(emotion), torch.from_numpy(escalation)
 
+    def _close_signals(
+        self, signal_logits: np.ndarray, langs: Sequence[str | None], speakers: Sequence[str], margin: float
+    ) -> np.ndarray:
+        """Which rows have a signal of their speaker within ``margin`` (calibrated logits) of its threshold."""
+        close = np.zeros(len(langs), dtype=bool)
+        for speaker in SPEAKERS:
+            rows = np.flatnonzero([turn_speaker == speaker for turn_speaker in speakers])
+            columns = self.config.signal_index(speaker)
+            if len(rows) and columns:
+                decisions = signal_decision_margins(
+                    signal_logits[rows], columns, [langs[row] for row in rows], self.config.calibration
+                )
+                close[rows] = (np.abs(decisions) < margin).any(axis=1)
+        return close
+
     def predictions_from_logits(
-        self, emotion_logits: torch.Tensor, escalation_logits: torch.Tensor, langs: Sequence[str | None]
+        self,
+        emotion_logits: torch.Tensor,
+        escalation_logits: torch.Tensor,
+        langs: Sequence[str | None],
+        signal_logits: torch.Tensor | None = None,
     ) -> list[Prediction]:
+        """Calibrated predictions of customer turns; ``signal_logits`` (a signal model's) fill their signals."""
         calibration = self.config.calibration
+        signals = (
+            self.signal_probabilities(signal_logits, "customer")
+            if signal_logits is not None and self.signal_names
+            else [{} for _ in langs]
+        )
         bias = torch.tensor(calibration.emotion_bias, dtype=emotion_logits.dtype)
         probabilities = torch.softmax(emotion_logits / calibration.emotion_temperature + bias, dim=-1)
         escalation = torch.sigmoid(escalation_logits / calibration.escalation_temperature)
@@ -271,6 +345,7 @@ class Classifier:
                     scores=scores,
                     escalate=score >= calibration.threshold(lang),
                     escalate_score=score,
+                    signals=signals[row],
                 )
             )
         return predictions
@@ -281,8 +356,9 @@ class Classifier:
         batch_size: int = 64,
         precision: str = "auto",
         on_batch: Callable[[int], object] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Uncalibrated emotion and escalation logits of ``items``.
+        with_signals: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Uncalibrated emotion and escalation logits of ``items`` (and signal logits third, ``with_signals``).
 
         ``precision``: ``auto`` re-checks close int8 calls in fp32 (ONNX
         default recipe); ``fast`` uses the main graph only; ``fp32`` the fp32
@@ -290,7 +366,9 @@ class Classifier:
         """
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
         langs = [turn.lang for turn in turns]
-        return self.logits([self.encode(turn) for turn in turns], batch_size, langs, precision, on_batch)
+        speakers = [turn.speaker for turn in turns]
+        encoded = [self.encode(turn) for turn in turns]
+        return self.logits(encoded, batch_size, langs, precision, on_batch, speakers, with_signals)
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
@@ -308,14 +386,21 @@ class Classifier:
         batch_size: int = 64,
         on_batch: Callable[[int], object] | None = None,
     ) -> list[Prediction]:
-        """Predictions for ``items`` (turns with context, or bare strings), in order; ``on_batch`` is called
-        with the number of turns of each batch done (for a progress bar)."""
+        """Predictions for customer turns ``items`` (turns with context, or bare strings), in order, with the
+        calibrated customer signals for a signal model; ``on_batch`` is called with the number of turns of each
+        batch done (for a progress bar). An agent turn is refused: :meth:`agent_signals` reads those."""
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        agent_turns = [index for index, turn in enumerate(turns) if turn.speaker != "customer"]
+        if agent_turns:
+            raise ValueError(
+                f"classify() labels customer turns, but item {agent_turns[0]} is an {turns[agent_turns[0]].speaker} "
+                "turn; read agent turns' signals with agent_signals()"
+            )
         if not turns:
             return []
         langs = [turn.lang for turn in turns]
-        emotion, escalation = self.raw_logits(turns, batch_size, on_batch=on_batch)
-        return self.predictions_from_logits(emotion, escalation, langs)
+        outputs = self.raw_logits(turns, batch_size, on_batch=on_batch, with_signals=bool(self.signal_names))
+        return self.predictions_from_logits(*outputs[:2], langs, *outputs[2:])
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:
         """Predictions for every customer turn of a conversation in the project's format, in turn order."""

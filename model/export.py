@@ -2,7 +2,7 @@
 
 :func:`export_onnx` turns a model directory's PyTorch classifier into an ONNX directory::
 
-    model.onnx        the merged network (LoRA folded in), both heads, raw logits; int8 MatMuls
+    model.onnx        the merged network (LoRA folded in), every head, raw logits; int8 MatMuls
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
     tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
     onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
@@ -20,7 +20,8 @@ subset of layers was both label-preserving and much faster
 re-runs in fp32 only the turns whose int8 decision is close to a boundary:
 emotion labels whose top-two calibrated logits are nearer than
 ``emotion_margin``, escalation scores nearer their threshold than
-``escalation_margin`` (in logits). The margins are the 99th percentile of the
+``escalation_margin`` (in logits); in a model with turn signals, also the turns whose signal (of their speaker) is
+nearer its threshold than ``signal_margin``. The margins are the 99th percentile of the
 int8 graph's error on the calibration turns the caller passes, measured at
 export, so a label can only change where int8 erred more than on 99 % of that
 text. The loader and ``tonewatch export`` pass customer turns of the shipped
@@ -59,6 +60,13 @@ EXPORT_FORMAT = 2
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
+SIGNAL_OUTPUT = "signal_logits"
+"""The third output, only in the graph of a model with a signal head (``ModelConfig.signals``)."""
+
+
+def output_names(signals: Sequence[str]) -> tuple[str, ...]:
+    """The graph's outputs for a model predicting ``signals``: older models' two, then the signal logits."""
+    return (*OUTPUT_NAMES, SIGNAL_OUTPUT) if signals else OUTPUT_NAMES
 
 QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output")
 """MatMul groups of each encoder layer: fused QKV attention, attention output
@@ -207,11 +215,12 @@ def _export_fp32(classifier, path: Path) -> None:
 
     encoder = classifier.network.encoder
     encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
-    try:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> both logits
+    outputs = output_names(classifier.config.signals)
+    try:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> every head's logits
         example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
         inputs = tuple(torch.from_numpy(array) for array in example)
         dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-        dynamic |= {name: {0: "batch"} for name in OUTPUT_NAMES}
+        dynamic |= {name: {0: "batch"} for name in outputs}
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
             torch.onnx.export(
@@ -220,7 +229,7 @@ def _export_fp32(classifier, path: Path) -> None:
                 str(path),
                 dynamo=False,
                 input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
+                output_names=list(outputs),
                 dynamic_axes=dynamic,
                 opset_version=17,
                 do_constant_folding=True,
@@ -345,26 +354,30 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float, turns:
     """The int8 graph's error against the fp32 graph on ``turns``, as re-check margins.
 
     Emotion: the error of the int8 top-two margin of calibrated logits;
-    escalation: the error of the calibrated escalation logit. Each margin is
-    the ``quantile`` of its errors.
+    escalation: the error of the calibrated escalation logit; signals (a signal
+    model): the error of every calibrated signal logit, all signals pooled. Each
+    margin is the ``quantile`` of its errors.
     """
     turns = list(turns)
     langs = [turn.lang for turn in turns]
+    with_signals = bool(classifier.config.signals)
     backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}})  # both graphs of the work directory
     # The classifier's own class on the new backend: same tokenisation and batching, and no import of the loader.
     measuring = type(classifier)(backend, classifier.tokenizer, classifier.config, classifier.model_dir)
     outputs = {
-        name: tuple(array.numpy() for array in measuring.raw_logits(turns, precision=precision))
+        name: tuple(
+            array.numpy() for array in measuring.raw_logits(turns, precision=precision, with_signals=with_signals)
+        )
         for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))
     }
     calibration = classifier.config.calibration
     (q_top, q_second, q_escalation), (r_top, r_second, r_escalation) = (
-        calibrated_margins(*outputs[name], langs, calibration, pair_from=outputs[ONNX_NAME][0])
+        calibrated_margins(*outputs[name][:2], langs, calibration, pair_from=outputs[ONNX_NAME][0])
         for name in (ONNX_NAME, FP32_NAME)
     )
     emotion_error = np.abs((q_top - q_second) - (r_top - r_second))
     escalation_error = np.abs(q_escalation - r_escalation)
-    return {
+    margins = {
         "emotion_margin": round(float(np.quantile(emotion_error, quantile)), 4),
         "escalation_margin": round(float(np.quantile(escalation_error, quantile)), 4),
         "quantile": quantile,
@@ -372,3 +385,8 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float, turns:
         "max_emotion_error": round(float(emotion_error.max()), 4),
         "max_escalation_error": round(float(escalation_error.max()), 4),
     }
+    if with_signals:  # thresholds move the decision, not the error: the tempered logits' difference is the error
+        signal_error = np.abs(outputs[ONNX_NAME][2] - outputs[FP32_NAME][2]).ravel() / calibration.signal_temperature
+        margins["signal_margin"] = round(float(np.quantile(signal_error, quantile)), 4)
+        margins["max_signal_error"] = round(float(signal_error.max()), 4)
+    return margins

@@ -5,6 +5,10 @@ Layout (XLM-R special tokens)::
     <s> turn </s> agent: … customer: … agent: … </s>
     \\_ type 0 _/ \\_________ type 1 (context) ________/
 
+An agent turn (read for its turn signals) starts with its speaker prefix, ``agent: …``, in the type-0 segment,
+so the model knows whose turn it labels; a customer turn has no prefix, so that models trained before agent
+turns were read encode every turn as they always did.
+
 The turn comes first so it is never truncated away (only its own tail is cut
 beyond ``max_turn_tokens``). The context is the preceding turns in
 chronological order, each prefixed with its speaker, filling the remaining
@@ -62,10 +66,17 @@ def encode_turn(
     text: str,
     context: Sequence[tuple[str, str]] = (),
     limits: InputLimits = InputLimits(),
+    speaker: str = "customer",
 ) -> EncodedInput:
-    """Token ids and token types for ``text`` with ``context`` = ``[(speaker, text), ...]`` oldest first."""
+    """Token ids and token types for ``text`` (``speaker``'s turn) with ``context`` = ``[(speaker, text), ...]``
+    oldest first."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    turn = _content_ids(tokenizer, normalize_text(text, limits.normalize))[: limits.max_turn_tokens]
+    if speaker not in SPEAKERS:
+        raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
+    turn_text = normalize_text(text, limits.normalize)
+    if speaker != "customer":
+        turn_text = f"{SPEAKER_PREFIX[speaker]} {turn_text}"
+    turn = _content_ids(tokenizer, turn_text)[: limits.max_turn_tokens]
     input_ids = [bos, *turn, eos]
     token_types = [0] * len(input_ids)
     budget = limits.max_length - len(input_ids) - 1  # room for the closing </s>

@@ -6,7 +6,10 @@ mean-pooled separately over the labelled turn (token type 0) and over its
 context (token type 1); the two pooled vectors, concatenated, feed
 
 - the emotion head: 4 logits, softmax over ``EMOTION_LABELS``;
-- the escalation head: 1 logit, sigmoid.
+- the escalation head: 1 logit, sigmoid;
+- only in a model with turn signals (``ModelConfig.signals``), the signal head: one logit per signal, each a
+  sigmoid. A customer turn is read for the customer signals, an agent turn (encoded with its speaker prefix,
+  ``tonewatch.model.inputs``) for the agent signals; the other columns of a turn are not trained.
 
 A trained model directory stores only what differs from the base encoder:
 LoRA factors (merged into the base weights at load time, so inference needs
@@ -30,14 +33,16 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class TurnClassifierNetwork(nn.Module):
-    """Encoder + pooled turn/context features + emotion and escalation heads."""
+    """Encoder + pooled turn/context features + emotion and escalation heads (+ the signal head, if any)."""
 
-    def __init__(self, encoder: nn.Module, hidden_size: int, dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, hidden_size: int, dropout: float = 0.1, num_signals: int = 0):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.emotion_head = nn.Linear(2 * hidden_size, len(EMOTION_LABELS))
         self.escalation_head = nn.Linear(2 * hidden_size, 1)
+        # Created only for a signal model, so that older models' state dicts and ONNX graphs are unchanged.
+        self.signal_head = nn.Linear(2 * hidden_size, num_signals) if num_signals else None
 
     def features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
@@ -51,10 +56,14 @@ class TurnClassifierNetwork(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(emotion_logits [batch, 4], escalation_logit [batch])``."""
+    ) -> tuple[torch.Tensor, ...]:
+        """``(emotion_logits [batch, 4], escalation_logit [batch])``, and ``signal_logits [batch, signals]``
+        third for a model with a signal head."""
         pooled = self.dropout(self.features(input_ids, attention_mask, token_type_ids))
-        return self.emotion_head(pooled), self.escalation_head(pooled).squeeze(-1)
+        outputs = (self.emotion_head(pooled), self.escalation_head(pooled).squeeze(-1))
+        if self.signal_head is not None:
+            outputs += (self.signal_head(pooled),)
+        return outputs
 
 
 def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
@@ -62,10 +71,10 @@ def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> 
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
-    return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout)
+    return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout, num_signals=len(config.signals))
 
 
-HEAD_PREFIXES = ("emotion_head.", "escalation_head.")
+HEAD_PREFIXES = ("emotion_head.", "escalation_head.", "signal_head.")
 TRAINED_ENCODER_PARAMETERS = ("encoder.embeddings.token_type_embeddings.weight",)
 """Encoder parameters trained in full (besides LoRA factors) and stored in the model directory."""
 

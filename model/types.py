@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID
+from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID, SIGNAL_SPEAKER, SIGNALS, SPEAKERS
 from tonewatch.model.inputs import InputLimits
 
 CONFIG_NAME = "config.json"
@@ -65,9 +65,23 @@ class Calibration:
     emotion_bias: list[float] = field(default_factory=lambda: [0.0] * len(EMOTION_LABELS))
     """Per-label log-prior shift added to the tempered logits (fitted on validation data; corrects the
     class balance of training toward the in-domain label mix)."""
+    signal_temperature: float = 1.0
+    """One temperature shared by every turn-signal logit (models with a signal head only)."""
+    signal_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Decision threshold on each signal's calibrated probability: ``{signal: {"default": t, "zh": t_zh, ...}}``;
+    a language without its own threshold uses ``default``, a signal without any uses 0.5."""
 
     def threshold(self, lang: str | None) -> float:
         return self.escalation_thresholds.get(lang or "", self.escalation_threshold)
+
+    def signal_threshold(self, signal: str, lang: str | None = None) -> float:
+        """The threshold of ``signal`` for a turn in ``lang`` (None: the signal's default threshold)."""
+        thresholds = self.signal_thresholds.get(signal, {})
+        return thresholds.get(lang or "", thresholds.get(SIGNAL_THRESHOLD_DEFAULT, 0.5))
+
+
+SIGNAL_THRESHOLD_DEFAULT = "default"
+"""The key of a signal's threshold for every language without its own (``Calibration.signal_thresholds``)."""
 
 
 @dataclass
@@ -87,6 +101,9 @@ class ModelConfig:
     base_weights_sha256: str | None = None
     architecture: str = ARCHITECTURE
     """Written to ``config.json`` as before; a config without the field is ``joint`` (models v1-v2)."""
+    signals: tuple[str, ...] = ()
+    """The turn signals (``labels.SIGNALS``, in that order) the signal head predicts, one logit each; empty (and
+    absent from ``config.json``) for a model without a signal head."""
 
     def __post_init__(self) -> None:
         if self.architecture != ARCHITECTURE:
@@ -94,6 +111,16 @@ class ModelConfig:
                 f"architecture {self.architecture!r} is not supported: this tonewatch loads {ARCHITECTURE!r} models "
                 "only (the 'turns' architecture was removed; git tag archive/turns-and-ensembles still has it)"
             )
+        self.signals = tuple(self.signals)
+        unknown = [name for name in self.signals if name not in SIGNALS]
+        if unknown:
+            raise ModelDirectoryError(f"unknown turn signals {unknown}; this tonewatch knows {SIGNALS}")
+        if list(self.signals) != [name for name in SIGNALS if name in self.signals]:
+            raise ModelDirectoryError(f"signals {self.signals} must be distinct and in the order of {SIGNALS}")
+
+    def signal_index(self, speaker: str) -> list[tuple[int, str]]:
+        """``(column, signal)`` of the signal head's outputs read from ``speaker``'s turns."""
+        return [(column, name) for column, name in enumerate(self.signals) if SIGNAL_SPEAKER[name] == speaker]
 
     @property
     def lora_scaling(self) -> float:
@@ -105,6 +132,12 @@ class ModelConfig:
         if data["limits"]["normalize"] == "none":
             del data["limits"]["normalize"]  # older models' config.json stays byte-identical
         data["lora_target_modules"] = list(self.lora_target_modules)
+        if self.signals:
+            data["signals"] = list(self.signals)
+        else:  # a model without a signal head: config.json stays byte-identical to older models'
+            del data["signals"]
+            for name in ("signal_temperature", "signal_thresholds"):
+                del data["calibration"][name]
         return {
             "model_type": MODEL_TYPE,
             "id2label": {str(index): label for index, label in ID2LABEL.items()},
@@ -125,6 +158,7 @@ class ModelConfig:
         fields["limits"] = InputLimits(**data.get("limits", {}))
         fields["calibration"] = Calibration(**data.get("calibration", {}))
         fields["lora_target_modules"] = tuple(data.get("lora_target_modules", ()))
+        fields["signals"] = tuple(data.get("signals", ()))
         return cls(**fields)
 
 
@@ -154,11 +188,17 @@ class Prediction:
 
 @dataclass(frozen=True)
 class TurnInput:
-    """A customer turn to classify: its text, preceding turns ``(speaker, text)`` oldest first, language."""
+    """A turn to classify: its text, preceding turns ``(speaker, text)`` oldest first, language, and whose turn
+    it is (``classify`` reads customer turns; ``Classifier.agent_signals`` reads agent turns)."""
 
     text: str
     context: tuple[tuple[str, str], ...] = ()
     lang: str | None = None
+    speaker: str = "customer"
+
+    def __post_init__(self) -> None:
+        if self.speaker not in SPEAKERS:
+            raise ValueError(f"unknown speaker {self.speaker!r}; expected one of {SPEAKERS}")
 
 
 def read_model_config(model_dir: str | Path) -> ModelConfig:

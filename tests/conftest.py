@@ -155,6 +155,12 @@ def tiny_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_signal_model_dir(tiny_base_dir, tmp_path_factory) -> Path:
+    """A tiny random model with a signal head (``signals = true``): predicts every turn signal."""
+    return build_tiny_model_dir(tiny_base_dir, tmp_path_factory.mktemp("tiny-signal-model"), signals=True)
+
+
+@pytest.fixture(scope="session")
 def make_tiny_config():
     """``make_tiny_config(base_dir, output_dir, **overrides)``: a TrainConfig for a few steps of a tiny model."""
     return tiny_train_config

@@ -170,6 +170,27 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_steps: int = field(default=40, metadata={"help": "Linear warm-up steps, then linear decay."})
     escalation_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the escalation loss."})
+    signals: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the turn-signal head (labels.SIGNALS: customer triggers, agent acts) on the signal labels "
+            "of data/signals (or signal_labels_dir); false: a model without signals, as before."
+        },
+    )
+    signal_loss_weight: float = field(
+        default=1.0, metadata={"help": "With signals: weight of the masked turn-signal loss."}
+    )
+    agent_turn_share: float = field(
+        default=0.15,
+        metadata={
+            "help": "With signals: share of each batch drawn from callcenter_train agent turns with signal labels "
+            "(the other pools share the rest in their proportions)."
+        },
+    )
+    signal_labels_dir: str | None = field(
+        default=None,
+        metadata={"help": "With signals: folder of the signal overlays (<set>.jsonl); unset: data/signals."},
+    )
     class_balance: float = field(
         default=0.5,
         metadata={"help": "Emotion class weights = (1 / frequency) ** class_balance on exact labels; 0 = none."},
@@ -240,6 +261,10 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.signal_loss_weight < 0:
+            raise ValueError(f"signal_loss_weight must be >= 0, got {self.signal_loss_weight}")
+        if not 0.0 <= self.agent_turn_share < 1.0:
+            raise ValueError(f"agent_turn_share must be in [0, 1), got {self.agent_turn_share}")
         if not 0.0 <= self.class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
         from tonewatch.data.sources import SOURCES

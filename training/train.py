@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from tonewatch.configfile import ConfigError
-from tonewatch.labels import EMOTION_LABELS
+from tonewatch.labels import EMOTION_LABELS, SIGNALS
 from tonewatch.model.classifier import Classifier, _quiet_transformers
 from tonewatch.model.directory import save_pretrained
 from tonewatch.model.encoder import DEFAULT_BASE_MODEL, WEIGHTS_SHA256, resolve_base_model
@@ -288,6 +288,7 @@ def model_config_for(config: TrainConfig, encoder_config, calibration: Calibrati
         name=config.resolved_model_name,
         version=config.model_version,
         base_weights_sha256=WEIGHTS_SHA256 if config.base_model == DEFAULT_BASE_MODEL else None,
+        signals=SIGNALS if config.signals else (),
     )
 
 
