@@ -2,7 +2,8 @@
 
 A :class:`Record` is one customer turn (or one stand-alone text) in the label
 scheme of ``shared/LABELS.md``: its text, the conversation turns before it,
-and whatever labels the source can express. Labels a source cannot express
+and whatever labels the source can express. A record of an agent turn carries
+turn signals only (``tonewatch.data.signal_labels``). Labels a source cannot express
 stay missing (``None``); training masks them instead of inventing them.
 
 Emotion evidence comes in two strengths:
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tonewatch.conversations import ConversationFormatError, validate_conversation
-from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
+from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SIGNAL_SPEAKER, SPEAKERS
 
 TIERS: tuple[str, ...] = ("train", "eval")
 """License tiers of ``shared/datasets/INDEX.md``: ``eval`` sources never train the shipped model."""
@@ -70,6 +71,11 @@ class Record:
     """The source's own split this record came from (``train``, ``dev``, ``valid``...), if any."""
     meta: dict[str, str] = field(default_factory=dict, compare=False)
     """Free-form source fields kept for reporting (domain, channel, original label...)."""
+    speaker: str = "customer"
+    """Whose turn this is: ``customer`` (every labelled turn), or ``agent`` (a record read for its signals)."""
+    signals: dict[str, int] | None = field(default=None, hash=False)
+    """Turn-signal labels of this speaker's signals (``labels.SIGNAL_SPEAKER``), 1 or 0 each; None when the turn's
+    signals were not annotated (unknown, masked in training), which is not the same as "no signal"."""
 
     def __post_init__(self) -> None:
         if not self.text or not self.text.strip():
@@ -89,6 +95,16 @@ class Record:
             raise ValueError(f"record {self.id!r}: a one-label emotion_among is an exact emotion; use emotion=")
         if self.weight < 0:
             raise ValueError(f"record {self.id!r}: negative weight {self.weight}")
+        if self.speaker not in SPEAKERS:
+            raise ValueError(f"record {self.id!r}: unknown speaker {self.speaker!r}; expected one of {SPEAKERS}")
+        if self.speaker == "agent" and (self.has_emotion or self.escalate is not None):
+            raise ValueError(f"record {self.id!r}: an agent turn has no emotion or escalation label")
+        for name, value in (self.signals or {}).items():
+            if SIGNAL_SPEAKER.get(name) != self.speaker:
+                article = "an" if self.speaker[0] in "aeiou" else "a"
+                raise ValueError(f"record {self.id!r}: {name!r} is not {article} {self.speaker} signal")
+            if value not in (0, 1):
+                raise ValueError(f"record {self.id!r}: signal {name!r} must be 0 or 1, got {value!r}")
         if not self.conversation_id:
             object.__setattr__(self, "conversation_id", self.id)
         # Canonical order, so equal evidence compares equal.

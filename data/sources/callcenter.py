@@ -66,6 +66,12 @@ def load_heldout(folder: Path) -> list[Record]:
     return load_conversation_files([folder / "dialogues.jsonl"], source="callcenter_heldout", tier="eval")
 
 
+def train_files(folder: Path) -> list[Path]:
+    """The files of ``callcenter_train`` in the order they are read: the core files, then the others by name."""
+    files = [folder / name for name in CORE_TRAIN_FILES]
+    return files + sorted(path for path in folder.glob("*.jsonl") if path not in files)
+
+
 def load_train(folder: Path) -> list[Record]:
     """``callcenter_train`` (``train``): the core files, then every other ``*.jsonl`` of ``folder`` by sorted name.
 
@@ -75,9 +81,7 @@ def load_train(folder: Path) -> list[Record]:
     (``tonewatch.model.classifier.package_calibration_turns``), so a renamed
     file must keep its place in the sort to keep both unchanged.
     """
-    files = [folder / name for name in CORE_TRAIN_FILES]
-    files += sorted(path for path in folder.glob("*.jsonl") if path not in files)
-    return load_conversation_files(files, source="callcenter_train", tier="train")
+    return load_conversation_files(train_files(folder), source="callcenter_train", tier="train")
 
 
 DEV_SOURCE = Source(
