@@ -1,4 +1,11 @@
-"""Temperature scaling per head and escalation thresholds, fitted on validation data (never on callcenter_dev)."""
+"""Temperature scaling per head and escalation thresholds, fitted on validation data (never on callcenter_dev).
+
+Turn signals (a model with a signal head): one temperature for every signal logit (LBFGS on the BCE of the
+labelled (turn, signal) pairs), then per signal the threshold with the best F1 on :data:`THRESHOLD_GRID` (ties:
+nearest 0.5), and per language the same where the language has at least :data:`MIN_SIGNAL_POSITIVES_PER_LANGUAGE`
+positives of that signal (else the signal's threshold applies). A signal without a single positive among the
+validation turns gets no threshold: the model's 0.5 applies.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,15 @@ import torch
 from tonewatch.data.records import Record
 from tonewatch.labels import LABEL2ID
 from tonewatch.model.classifier import Classifier
-from tonewatch.model.types import Calibration, TurnInput
+from tonewatch.model.types import SIGNAL_THRESHOLD_DEFAULT, Calibration, TurnInput
 from tonewatch.training.progress import progress_bar
+from tonewatch.training.signals_eval import signal_target_matrix
 
 THRESHOLD_GRID = np.round(np.arange(0.20, 0.81, 0.05), 2)
 MIN_POSITIVES_PER_LANGUAGE = 15
 """Below this many escalation positives a language uses the global threshold (too few to tune on)."""
+MIN_SIGNAL_POSITIVES_PER_LANGUAGE = 10
+"""Below this many positives of a signal in a language, the language uses the signal's threshold."""
 
 
 def fit_temperature(logits: torch.Tensor, loss_fn) -> float:
@@ -91,13 +101,49 @@ def fit_emotion_bias(
     return [round(float(value), 2) for value in np.mean(fits, axis=0)]
 
 
+def fit_signal_calibration(
+    signal_logits: torch.Tensor, records: list[Record], signals: tuple[str, ...]
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """``(signal_temperature, signal_thresholds)`` from the raw signal logits of ``records`` (module docstring)."""
+    targets = signal_target_matrix(records, signals)
+    known = targets >= 0
+    if not known.any():
+        return 1.0, {}
+    known_tensor = torch.from_numpy(known)
+    target = torch.from_numpy(targets[known]).float()
+    temperature = fit_temperature(
+        signal_logits.float()[known_tensor],
+        lambda scaled: torch.nn.functional.binary_cross_entropy_with_logits(scaled, target),
+    )
+    scores = torch.sigmoid(signal_logits.float() / temperature).numpy()
+    langs = np.array([record.lang for record in records])
+    thresholds: dict[str, dict[str, float]] = {}
+    for column, name in enumerate(signals):
+        labelled = known[:, column]
+        positive = targets[:, column] > 0.5
+        if not positive.any():
+            continue
+        fitted = {SIGNAL_THRESHOLD_DEFAULT: best_threshold(scores[labelled, column], positive[labelled])}
+        for lang in sorted({str(lang) for lang in langs[labelled]}):
+            in_lang = labelled & (langs == lang)
+            if positive[in_lang].sum() >= MIN_SIGNAL_POSITIVES_PER_LANGUAGE:
+                fitted[lang] = best_threshold(scores[in_lang, column], positive[in_lang])
+        thresholds[name] = fitted
+    return temperature, thresholds
+
+
 def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibration:
-    """Temperatures and thresholds from ``records`` (labelled validation turns with context)."""
+    """Temperatures and thresholds from ``records`` (labelled validation turns with context; agent turns, read
+    for their signals only, may be among them)."""
     if not records:
         return Calibration()
-    inputs = [TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang) for r in records]
+    inputs = [
+        TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang, speaker=r.speaker) for r in records
+    ]
+    with_signals = bool(classifier.signal_names)
     with progress_bar(len(inputs), "calibrating") as bar:
-        emotion_logits, escalation_logits = classifier.raw_logits(inputs, on_batch=bar.update)
+        outputs = classifier.raw_logits(inputs, on_batch=bar.update, with_signals=with_signals)
+    emotion_logits, escalation_logits = outputs[0], outputs[1]
     exact = torch.tensor([LABEL2ID[r.emotion] if r.emotion else -1 for r in records])
     known = exact >= 0
     emotion_temperature = 1.0
@@ -127,10 +173,15 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
             in_lang = mask & np.array([r.lang == lang for r in records])
             if labels[in_lang].sum() >= MIN_POSITIVES_PER_LANGUAGE:
                 thresholds[lang] = best_threshold(scores[in_lang], labels[in_lang])
-    return Calibration(
+    calibration = Calibration(
         emotion_temperature=emotion_temperature,
         emotion_bias=emotion_bias,
         escalation_temperature=escalation_temperature,
         escalation_threshold=global_threshold,
         escalation_thresholds=thresholds,
     )
+    if with_signals:
+        calibration.signal_temperature, calibration.signal_thresholds = fit_signal_calibration(
+            outputs[2], records, classifier.signal_names
+        )
+    return calibration

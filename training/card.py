@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tonewatch import configfile
 from tonewatch.data.sources import SOURCES
-from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL
+from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, SIGNAL_SPEAKER
 from tonewatch.model.encoder import BaseEncoderInfo, base_encoder_info
 from tonewatch.training.config import ExtraData, TrainCommand, TrainConfig
 from tonewatch.training.dataset import ANNOTATIONS_POOL
@@ -385,11 +385,45 @@ def _evaluation_lines(report: dict | None) -> list[str]:
             "or an external threat said calmly, conditionally or first, and negatives that use the same words "
             f"without one): this model escalates at {'; '.join(counts)}.",
         ]
+    signals = report.get("signals")
+    if signals and signals.get("all"):
+        figures = [
+            f"{name} {lang} {row['f1']:.2f} ({row['support']} positives)"
+            for lang, by_signal in signals["all"].items()
+            for name, row in by_signal.items()
+            if row.get("f1") is not None
+        ]
+        lines += [
+            "",
+            "Turn signals, F1 per language on the held-out turns with signal labels ("
+            + ", ".join(f"`{name}`" for name in signals["sets"])
+            + f"): {'; '.join(figures) or 'no signal has a positive there yet'}.",
+        ]
+    elif signals is not None:
+        lines += ["", "Turn signals: no held-out set has signal labels yet, so the report has no signal figures."]
     return [
         *lines,
         "",
         "The full report, public held-out sets included, is `report.md` / `report.json`; the front matter's "
         "`model-index` holds the model's figures on every set.",
+    ]
+
+
+def _signal_lines(config: dict) -> list[str]:
+    """What the card says of the turn signals, for a model that predicts them (nothing otherwise)."""
+    signals = config.get("signals") or []
+    if not signals:
+        return []
+    by_speaker = {
+        speaker: ", ".join(f"`{name}`" for name in signals if SIGNAL_SPEAKER[name] == speaker)
+        for speaker in ("customer", "agent")
+    }
+    return [
+        "It also reads turn signals, each a calibrated probability decided at a threshold per signal and language "
+        f"(issue #18): from a customer turn {by_speaker['customer'] or 'none'} (`Prediction.signals`), and from an "
+        f"agent turn, read with an `agent:` prefix and its context, {by_speaker['agent'] or 'none'} "
+        "(`Classifier.agent_signals`). Signal labels are trained on `callcenter_train` only.",
+        "",
     ]
 
 
@@ -424,6 +458,7 @@ def write_model_card(model_dir: str | Path) -> Path:
         f"LABELS.md) and whether the conversation needs a supervisor now (`{ESCALATION_LABEL}`), in one forward "
         "pass. Load it with `tonewatch.model.Classifier.from_pretrained(path)` or `tonewatch label --model path`.",
         "",
+        *_signal_lines(config),
         "## Base encoder",
         "",
         *_base_encoder_lines(config, base, size_mb),

@@ -269,6 +269,8 @@ class TrainConfig:
             raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
         from tonewatch.data.sources import SOURCES
 
+        if self.signals and self.source_shares.get("callcenter_train", 0) <= 0:
+            raise ValueError("signals = true needs callcenter_train in source_shares: its signal labels are trained on")
         unknown = [name for name in self.source_shares if name not in SOURCES]
         if unknown:
             raise ValueError(f"unknown sources in source_shares: {unknown}; known: {', '.join(SOURCES)}")

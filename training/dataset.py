@@ -12,7 +12,14 @@ never overlaps it:
 
 Examples keep their labels as tensors-to-be: ``emotion_allowed`` (a 0/1 mask
 over the labels; all zero = missing), ``emotion_exact`` (label id or -1),
-``escalate`` (1.0, 0.0, or -1.0 = missing) and ``weight``.
+``escalate`` (1.0, 0.0, or -1.0 = missing), ``signals`` (one value per
+``labels.SIGNALS``: 1.0, 0.0, or -1.0 = unknown or another speaker's signal) and
+``weight``.
+
+With ``signals = true`` the signal labels of ``data/signals/callcenter_train.jsonl``
+are joined to the in-domain customer turns, and the agent turns of the annotated
+conversations form their own pool (``agent_turns``, ``agent_turn_share`` of each
+batch), split by conversation exactly as callcenter_train is.
 """
 
 from __future__ import annotations
@@ -30,9 +37,16 @@ from tonewatch.conversations import read_conversations
 from tonewatch.data.custom import read_table, rows_to_records
 from tonewatch.data.paths import DataRootNotFoundError, resolve_data_root
 from tonewatch.data.records import Record, conversation_records
+from tonewatch.data.signal_labels import (
+    agent_signal_records,
+    apply_signal_labels,
+    load_signal_overlay,
+    overlay_path,
+    set_conversations,
+)
 from tonewatch.data.sources import get_source, load_source
 from tonewatch.data.splits import split_by_conversation
-from tonewatch.labels import EMOTION_LABELS, LABEL2ID
+from tonewatch.labels import EMOTION_LABELS, LABEL2ID, SIGNALS
 from tonewatch.model.inputs import InputLimits, encode_turn
 from tonewatch.training.config import DATA_FILE_SUFFIXES, ExtraData, TrainConfig
 
@@ -40,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 ANNOTATIONS_POOL = "annotations"
 """The pool of annotated third-party records (their training part), drawn with ``annotated_share``."""
+AGENT_TURNS_POOL = "agent_turns"
+"""The pool of signal-labelled agent turns of callcenter_train, drawn with ``agent_turn_share``."""
 IN_DOMAIN_SOURCE = "callcenter_train"
 EVALUATION_SOURCE = "callcenter_dev"
 HELD_OUT_SPLITS = ("dev", "valid", "validation", "eval")
@@ -61,7 +77,23 @@ class TrainingData:
 
 
 def is_labelled(record: Record) -> bool:
-    return record.has_emotion or record.escalate is not None
+    return record.has_emotion or record.escalate is not None or record.signals is not None
+
+
+def signal_labelled(records: list[Record], config: TrainConfig) -> tuple[list[Record], list[Record]]:
+    """callcenter_train ``records`` with their signal labels, and the signal-labelled agent turns; a run with
+    ``signals = true`` and no callcenter_train overlay is refused."""
+    overlay = load_signal_overlay(IN_DOMAIN_SOURCE, config.signal_labels_dir)
+    path = overlay_path(IN_DOMAIN_SOURCE, config.signal_labels_dir)
+    if overlay is None:
+        raise ConfigError(
+            f"signals = true, but there are no signal labels to train on: {path} does not exist "
+            "(set signal_labels_dir, or train without signals)",
+            key="signals",
+        )
+    conversations = set_conversations(IN_DOMAIN_SOURCE)
+    labelled = apply_signal_labels(records, conversations, overlay, str(path))
+    return labelled, agent_signal_records(conversations, overlay, source=IN_DOMAIN_SOURCE, tier="train")
 
 
 def split_source(records: list[Record], name: str, seed: int, validation_fraction: float) -> tuple[list, list]:
@@ -185,6 +217,7 @@ def build_training_data(config: TrainConfig) -> TrainingData:
     train: dict[str, list[Record]] = {}
     validation: dict[str, list[Record]] = {}
     annotated: list[Record] = []
+    agent_turns: list[Record] = []
     # The researcher's own files first: a bad row is reported before minutes of public sources load.
     extras = {extra.source_name: [r for r in load_extra(extra) if is_labelled(r)] for extra in config.extra_data}
     for name, share in config.source_shares.items():
@@ -195,6 +228,8 @@ def build_training_data(config: TrainConfig) -> TrainingData:
             raise ConfigError(f"source {name!r} is {source.tier}-tier and may not be trained on")
         records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
         records = [record for record in records if record.meta.get("annotated") != "heldout"]
+        if config.signals and name == IN_DOMAIN_SOURCE:
+            records, agent_turns = signal_labelled(records, config)
         if config.annotated_share > 0:
             annotated += [record for record in records if "annotated" in record.meta]
             records = [record for record in records if "annotated" not in record.meta]
@@ -207,6 +242,10 @@ def build_training_data(config: TrainConfig) -> TrainingData:
         train[ANNOTATIONS_POOL], validation[ANNOTATIONS_POOL] = split_by_conversation(
             annotated, PUBLIC_VALIDATION_FRACTION, config.seed
         )
+    if agent_turns:  # the same split by conversation as callcenter_train: a validation conversation stays whole
+        train[AGENT_TURNS_POOL], validation[AGENT_TURNS_POOL] = split_by_conversation(
+            agent_turns, config.validation_fraction, config.seed
+        )
     for name, records in extras.items():
         train[name], validation[name] = split_by_conversation(records, config.validation_fraction, config.seed)
     return TrainingData(train, validation)
@@ -215,7 +254,8 @@ def build_training_data(config: TrainConfig) -> TrainingData:
 def source_shares(config: TrainConfig, pools: set[str] | None = None) -> dict[str, float]:
     """The batch share of every training source, extra data and the annotations pool included, normalised to sum
     to 1 (each configured share divided by their sum); with ``pools``, only those (the pools that have training
-    examples: a share of nothing is never drawn)."""
+    examples: a share of nothing is never drawn). With signals, the agent turns take ``agent_turn_share`` of each
+    batch and the other pools share the rest in their proportions."""
     shares = {name: share for name, share in config.source_shares.items() if share > 0}
     if config.annotated_share > 0:
         shares[ANNOTATIONS_POOL] = config.annotated_share
@@ -224,7 +264,19 @@ def source_shares(config: TrainConfig, pools: set[str] | None = None) -> dict[st
     if pools is not None:
         shares = {name: share for name, share in shares.items() if name in pools}
     total = sum(shares.values())
-    return {name: share / total for name, share in shares.items()}
+    shares = {name: share / total for name, share in shares.items()}
+    agent_share = config.agent_turn_share if config.signals else 0.0
+    if agent_share > 0 and (pools is None or AGENT_TURNS_POOL in pools):
+        shares = {name: share * (1 - agent_share) for name, share in shares.items()}
+        shares[AGENT_TURNS_POOL] = agent_share
+    return shares
+
+
+def signal_targets(record: Record) -> list[float]:
+    """One value per ``labels.SIGNALS``: the record's label (1.0 or 0.0), else -1.0 (unknown, or a signal of the
+    other speaker, which training never asks of this turn)."""
+    known = record.signals or {}
+    return [float(known[name]) if name in known else -1.0 for name in SIGNALS]
 
 
 def record_to_example(record: Record) -> dict:
@@ -242,14 +294,17 @@ def record_to_example(record: Record) -> dict:
         "emotion_exact": LABEL2ID[record.emotion] if record.emotion is not None else -1,
         "escalate": -1.0 if record.escalate is None else float(record.escalate),
         "weight": float(record.weight),
+        "speaker": record.speaker,
+        "signals": signal_targets(record),
     }
 
 
 def tokenize_batch(batch: dict, tokenizer, limits: InputLimits) -> dict:
     """``datasets.map`` function: ``input_ids`` and ``token_type_ids`` of turn + context for a batch of examples."""
     input_ids, token_type_ids = [], []
-    for text, speakers, texts in zip(batch["text"], batch["context_speakers"], batch["context_texts"], strict=True):
-        encoded = encode_turn(tokenizer, text, list(zip(speakers, texts, strict=True)), limits)
+    turns = zip(batch["text"], batch["context_speakers"], batch["context_texts"], batch["speaker"], strict=True)
+    for text, speakers, texts, speaker in turns:
+        encoded = encode_turn(tokenizer, text, list(zip(speakers, texts, strict=True)), limits, speaker)
         input_ids.append(encoded.input_ids)
         token_type_ids.append(encoded.token_type_ids)
     return {"input_ids": input_ids, "token_type_ids": token_type_ids}
@@ -294,6 +349,8 @@ def _empty_dataset():
             "emotion_exact": datasets.Value("int64"),
             "escalate": datasets.Value("float64"),
             "weight": datasets.Value("float64"),
+            "speaker": datasets.Value("string"),
+            "signals": datasets.Sequence(datasets.Value("float64")),
         }
     )
     return datasets.Dataset.from_dict({name: [] for name in features}, features=features)

@@ -12,6 +12,9 @@ What is measured, and on what:
   where the source has exact labels, the share of predictions inside the
   allowed set where it only has partial evidence, and abusive-vs-rest
   macro-F1 where it separates abusive from non-abusive text (COLD dev).
+- A model with turn signals: precision, recall and F1 of each signal per
+  language on the held-out sets with signal labels
+  (:mod:`tonewatch.training.signals_eval`).
 - A baseline trained in the same run on the same training records:
   character n-gram TF-IDF + logistic regression (scikit-learn), one model for
   emotion (turn text) and one for escalation (turn + preceding turns), so
@@ -43,6 +46,7 @@ from tonewatch.training.functional import FUNCTIONAL_DIR, functional_report
 from tonewatch.training.probes import PROBES_FILE, probe_report
 from tonewatch.training.progress import progress_bar
 from tonewatch.training.report import get_path
+from tonewatch.training.signals_eval import signals_report
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,13 @@ class EvalConfig:
     functional: bool = field(
         default=True,
         metadata={"help": "Also report the functional test suite (data/functional, evaluation only)."},
+    )
+    signals: bool = field(
+        default=True,
+        metadata={
+            "help": "For a model with turn signals, also report each signal's figures on the held-out sets with "
+            "signal labels (data/signals)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -436,6 +447,10 @@ def validation_suite(report: dict) -> dict:
         for lang, f in probes.items():
             figures[f"probes/{lang}/trigger_escalated"] = f.get("trigger_escalated")
             figures[f"probes/{lang}/negative_escalated"] = f.get("negative_escalated")
+        if who == "model":  # the baseline has no signals
+            for lang, by_signal in (get_path(report, "signals", "all") or {}).items():
+                for name, f in by_signal.items():
+                    figures[f"signals/{lang}/{name}/f1"] = f.get("f1")
         suite[who] = {key: value for key, value in figures.items() if value is not None}
     return suite
 
@@ -488,6 +503,9 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
         report["functional"] = functional_report(classifier)
         if baseline is not None:
             report["functional_baseline"] = functional_report(baseline)
+    if config.signals and classifier.signal_names:
+        logger.info("evaluating the turn signals on the held-out sets with signal labels")
+        report["signals"] = signals_report(classifier, train_config.signal_labels_dir)
     report["validation_suite"] = validation_suite(report)
     if config.onnx:
         report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])

@@ -7,6 +7,7 @@ from pathlib import Path
 from tonewatch.labels import EMOTION_LABELS
 from tonewatch.training.functional import functional_lines
 from tonewatch.training.probes import probe_lines
+from tonewatch.training.signals_eval import signal_lines
 
 IN_DOMAIN = "callcenter_dev"
 
@@ -189,6 +190,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
         )
     lines += onnx_lines(report)
     lines += probe_lines(report.get("probes"))
+    lines += signal_lines(report.get("signals"))
     lines += functional_lines(report.get("functional"))
     calibration = report.get("calibration", {})
     lines += [

@@ -5,7 +5,11 @@ The loop is plain PyTorch so the two partial-label losses stay visible:
 - emotion: exact labels use cross-entropy; partial evidence (``emotion_among``)
   uses ``-log sum_{y in allowed} p(y)``; records without emotion evidence are
   masked out. Exact labels are class-weighted by ``(1/frequency)**class_balance``.
-- escalation: binary cross-entropy, masked where the label is missing.
+- escalation: binary cross-entropy, masked where the label is missing;
+- turn signals (``signals = true``): binary cross-entropy per signal, masked to
+  the turns whose signals were annotated and to the signals of the turn's own
+  speaker (a customer turn is never asked for ``refusal``, nor an agent turn for
+  its emotion: agent turns carry no emotion or escalation label).
 
 Each batch is drawn from the sources in the proportions of ``source_shares``
 (sampling with replacement, fixed seed), so a large public set cannot drown
@@ -49,6 +53,7 @@ from tonewatch.training import metrics as metric_functions
 from tonewatch.training.calibration import fit_calibration
 from tonewatch.training.config import TrainCommand, TrainConfig
 from tonewatch.training.dataset import (
+    AGENT_TURNS_POOL,
     build_training_data,
     check_extra_data,
     source_shares,
@@ -74,11 +79,18 @@ class Batch:
     emotion_exact: torch.Tensor
     escalate: torch.Tensor
     weight: torch.Tensor
+    signals: torch.Tensor | None = None
+    """``[batch, len(SIGNALS)]``: 1.0, 0.0, or -1.0 where unknown (or the other speaker's signal)."""
+    agent: torch.Tensor | None = None
+    """``[batch]`` bool: which rows are agent turns (read for their signals only)."""
 
     def to(self, device: torch.device) -> Batch:
-        return type(self)(**{name: value.to(device) for name, value in self.__dict__.items()})
+        return type(self)(
+            **{name: None if value is None else value.to(device) for name, value in self.__dict__.items()}
+        )
 
-    def logits(self, network) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, network) -> tuple[torch.Tensor, ...]:
+        """The network's outputs: emotion and escalation logits, and signal logits third for a signal model."""
         return network(self.input_ids, self.attention_mask, self.token_type_ids)
 
 
@@ -112,6 +124,8 @@ def _labels(rows: list[dict]) -> dict[str, torch.Tensor]:
         "emotion_exact": torch.tensor([row["emotion_exact"] for row in rows], dtype=torch.long),
         "escalate": torch.tensor([row["escalate"] for row in rows], dtype=torch.float),
         "weight": torch.tensor([row["weight"] for row in rows], dtype=torch.float),
+        "signals": torch.tensor([row["signals"] for row in rows], dtype=torch.float),
+        "agent": torch.tensor([row["speaker"] == "agent" for row in rows], dtype=torch.bool),
     }
 
 
@@ -132,6 +146,17 @@ def escalation_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     weights = batch.weight * known
     losses = nn.functional.binary_cross_entropy_with_logits(
         logits.float(), batch.escalate.clamp(min=0.0), reduction="none"
+    )
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def signal_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Weighted binary cross-entropy per signal, averaged over the (turn, signal) pairs with a label: a turn whose
+    signals were not annotated, and the other speaker's signals of an annotated turn, add nothing."""
+    known = batch.signals >= 0
+    weights = batch.weight.unsqueeze(-1) * known
+    losses = nn.functional.binary_cross_entropy_with_logits(
+        logits.float(), batch.signals.clamp(min=0.0), reduction="none"
     )
     return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
@@ -422,20 +447,25 @@ def load_checkpoint(directory: Path, network, optimizer, scheduler) -> Checkpoin
 
 @torch.no_grad()
 def validation_scores(network, dataset, pad_id: int, device: torch.device, batch_size: int = 64) -> dict:
-    """Emotion macro-F1 (exact labels) and escalation F1 at 0.5 on a tokenised dataset."""
+    """Emotion macro-F1 (exact labels) and escalation F1 at 0.5 on a tokenised dataset; for a signal model also
+    the macro-F1 at 0.5 over the signals with a positive label (``signal_macro_f1``), which then counts in the
+    score that picks the best step."""
     network.eval()
     order = np.argsort([len(ids) for ids in dataset["input_ids"]])
     rows = dataset.select_columns(
-        ["input_ids", "token_type_ids", "emotion_allowed", "emotion_exact", "escalate", "weight"]
+        ["input_ids", "token_type_ids", "emotion_allowed", "emotion_exact", "escalate", "weight", "speaker", "signals"]
     )
     emotion_pred = np.empty(len(dataset), dtype=np.int64)
     escalation_score = np.empty(len(dataset))
+    signal_score = np.full((len(dataset), len(SIGNALS)), np.nan)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size].tolist()
         batch = collate([rows[int(index)] for index in chunk], pad_id).to(device)
-        emotion_logits, escalation_logits = batch.logits(network)
-        emotion_pred[chunk] = emotion_logits.argmax(-1).cpu().numpy()
-        escalation_score[chunk] = torch.sigmoid(escalation_logits.float()).cpu().numpy()
+        outputs = batch.logits(network)
+        emotion_pred[chunk] = outputs[0].argmax(-1).cpu().numpy()
+        escalation_score[chunk] = torch.sigmoid(outputs[1].float()).cpu().numpy()
+        if len(outputs) > 2:
+            signal_score[chunk] = torch.sigmoid(outputs[2].float()).cpu().numpy()
     network.train()
     exact = np.array(dataset["emotion_exact"])
     escalate = np.array(dataset["escalate"])
@@ -445,7 +475,16 @@ def validation_scores(network, dataset, pad_id: int, device: torch.device, batch
     escalation_f1 = metric_functions.binary_f1(
         escalate[known_escalation] > 0.5, escalation_score[known_escalation] >= 0.5
     )
-    return {"emotion_macro_f1": emotion_f1, "escalation_f1": escalation_f1, "score": (emotion_f1 + escalation_f1) / 2}
+    scores = {"emotion_macro_f1": emotion_f1, "escalation_f1": escalation_f1}
+    if getattr(network, "signal_head", None) is not None:
+        targets = np.array(dataset["signals"], dtype=float).reshape(len(dataset), len(SIGNALS))
+        per_signal = [
+            metric_functions.binary_f1(targets[known, column] > 0.5, signal_score[known, column] >= 0.5)
+            for column in range(len(SIGNALS))
+            if (known := targets[:, column] >= 0).any() and (targets[known, column] > 0.5).any()
+        ]
+        scores["signal_macro_f1"] = float(np.mean(per_signal)) if per_signal else 0.0
+    return {**scores, "score": float(np.mean(list(scores.values())))}
 
 
 def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | None = None) -> dict:
@@ -500,7 +539,10 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     pool_of_example = [name for name, records in data.train.items() for _ in records]
     logger.info("tokenising %d training records (cached in %s)", len(train_records), cache)
     train_set = to_dataset(train_records, tokenizer, limits, cache)
-    in_domain_validation = to_dataset(data.validation.get("callcenter_train", []), tokenizer, limits, cache)
+    in_domain_validation_records = data.validation.get("callcenter_train", []) + data.validation.get(
+        AGENT_TURNS_POOL, []
+    )
+    in_domain_validation = to_dataset(in_domain_validation_records, tokenizer, limits, cache)
     if len(in_domain_validation) == 0:
         in_domain_validation = to_dataset(
             [record for records in data.validation.values() for record in records], tokenizer, limits, cache
@@ -568,15 +610,23 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     while step < config.max_steps:
         rows = train_set.select(plan[step].tolist())
         batch = collate(list(rows), pad_id).to(device)
-        emotion_logits, escalation_logits = batch.logits(network)
+        outputs = batch.logits(network)
+        emotion_logits, escalation_logits = outputs[0], outputs[1]
         loss = emotion_loss(emotion_logits, batch, class_weights) + config.escalation_loss_weight * escalation_loss(
             escalation_logits, batch
         )
-        if teacher is not None:
+        if config.signals:
+            loss = loss + config.signal_loss_weight * signal_loss(outputs[2], batch)
+        customer = ~batch.agent  # the teacher's emotion and escalation mean nothing on an agent turn
+        if teacher is not None and customer.any():
             with torch.no_grad():
-                teacher_emotion, teacher_escalation = batch.logits(teacher)
+                teacher_outputs = batch.logits(teacher)
             loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
-                emotion_logits, escalation_logits, teacher_emotion, teacher_escalation, config.distill_temperature
+                emotion_logits[customer],
+                escalation_logits[customer],
+                teacher_outputs[0][customer],
+                teacher_outputs[1][customer],
+                config.distill_temperature,
             )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}")
@@ -617,7 +667,7 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
     model_config = model_config_for(config, network.encoder.config)
     save_pretrained(output, state, model_config, tokenizer)
     classifier = Classifier.from_pretrained(output, backend="torch")  # calibrate the reference network
-    validation_records = data.validation.get("callcenter_train", [])
+    validation_records = in_domain_validation_records  # with signals, the held-out agent turns too
     logger.info("calibrating on %d held-out callcenter_train turns", len(validation_records))
     model_config.calibration = fit_calibration(classifier, validation_records)
     logger.info("writing the calibrated model directory")
