@@ -9,6 +9,7 @@ the turn's language. ``all`` pools the sets; the validation suite reads ``signal
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -127,6 +128,11 @@ def signal_lines(report: dict | None) -> list[str]:
                 f"| {name} | {report['speakers'].get(name, '-')} | {lang} | {_fmt(row['precision'])} | "
                 f"{_fmt(row['recall'])} | {_fmt(row['f1'])} | {row['support']} | {row['n']} |"
             )
+    lines += [
+        "",
+        f"Signal temperature {_fmt(report.get('temperature'))}; thresholds (per signal, `default` for a language "
+        f"without its own; 0.5 where none was fitted): `{json.dumps(report.get('thresholds') or {})}`.",
+    ]
     return [*lines, ""]
 
 

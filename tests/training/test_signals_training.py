@@ -216,6 +216,7 @@ def test_smoke_training_with_signals_gives_a_signal_model_and_a_signal_report(
     assert not any(key.startswith("signals/") for key in report["validation_suite"]["baseline"])  # none of its own
     markdown = (tmp_path / "run" / "report.md").read_text()
     assert "## Turn signals" in markdown and "| supervisor_request | customer | zh |" in markdown
+    assert f"Signal temperature {calibration.signal_temperature:.3f}" in markdown
     assert signal_lines(None) == []
     card = write_model_card(tmp_path / "run").read_text()
     assert "turn signals" in card.lower() and "`supervisor_request`" in card
