@@ -55,7 +55,19 @@ RULES: tuple[str, ...] = (
 
 LEARNT_REASON = "learnt_score"
 REASONS: tuple[str, ...] = (*RULES, LEARNT_REASON)
-"""Every reason an escalation can give; among reasons set off by the same turn, this order comes first."""
+"""Every reason an escalation can give."""
+
+_TIE_ORDER: tuple[str, ...] = (
+    "abuse_after_warning",
+    "harm_threat",
+    "abuse",
+    "supervisor_request",
+    "external_threat",
+    "refusal_not_accepted",
+    "persistent_anger",
+    LEARNT_REASON,
+)
+"""Among reasons set off by the same turn, the more specific (and urgent) first."""
 
 LEARNT_HEADS: tuple[str, ...] = ("fallback", "or", "off")
 """``fallback``: the learnt score escalates only turns whose model predicts no signals; ``or``: it always may;
@@ -291,7 +303,7 @@ class Escalation:
     """In [0, 1]: the strongest evidence among the active reasons, the turn's signals and (when the learnt head
     is used) the learnt escalation score."""
     reasons: tuple[str, ...] = ()
-    """Active reasons, most recent first (ties in :data:`REASONS` order)."""
+    """Active reasons, most recent first (among those of the same turn, the more specific first)."""
     since_turn: dict[str, int] = field(default_factory=dict)
     """For each active reason, the index (among all turns of the conversation) of the turn that set it off."""
 
@@ -420,7 +432,7 @@ class EscalationState:
                 self._active[name] = _Active(index, evidence)
         self._offer_since_customer = False
 
-        ordered = sorted(self._active, key=lambda name: (-self._active[name].since_turn, REASONS.index(name)))
+        ordered = sorted(self._active, key=lambda name: (-self._active[name].since_turn, _TIE_ORDER.index(name)))
         evidence = [active.evidence for active in self._active.values()]
         evidence += [prediction.signals.get(name, 0.0) for name in CUSTOMER_SIGNALS if policy.rule(name).enabled]
         if use_learnt:
