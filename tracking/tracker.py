@@ -571,8 +571,8 @@ class ConversationTracker:
                 if escalation.since_turn[reason] == index and reason in policy.update_reasons
             ]
             if new_reasons:  # e.g. abuse after the agent's warning: the supervisor must hear it
-                self._calm_streak = 0
-                return self._raise("escalation", index, text, prediction, raise_at, lang, escalation)
+                reason = prediction.emotion if prediction.emotion in policy.immediate_labels else "escalation"
+                return self._raise(reason, index, text, prediction, raise_at, lang, escalation)
             if learnt_low and not rule_reasons and prediction.emotion in policy.clear_labels:
                 self._calm_streak += 1
             else:
