@@ -371,8 +371,17 @@ def label_command(
     ] = None,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads of the model runtime (0 = default).")] = 0,
     backend: BackendOption = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Escalation policy TOML (rules, thresholds, persistence; default: the label guide's rules, "
+            "configs/escalation.toml).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Label every customer turn (or text) of INPUT with emotion, scores and escalation."""
+    """Label every customer turn (or text) of INPUT with emotion, scores and escalation (with its reasons)."""
 
     def report_bad_line(bad) -> None:
         typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
@@ -383,7 +392,9 @@ def label_command(
     def work() -> None:
         from tonewatch.labelling import label_file
         from tonewatch.model.classifier import Classifier
+        from tonewatch.tracking import load_policy
 
+        escalation_policy = load_policy(policy) if policy is not None else None  # a bad file fails before the model
         classifier = Classifier.from_pretrained(model, backend=backend and backend.value, threads=threads or None)
         summary = label_file(
             classifier,
@@ -395,6 +406,7 @@ def label_command(
             output_format=output_format and output_format.value,
             on_bad_line=report_bad_line,
             on_warning=report_warning,
+            policy=escalation_policy,
         )
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
         typer.echo(

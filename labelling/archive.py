@@ -3,7 +3,10 @@
 Input kinds, detected from the content:
 
 - JSONL of conversations in the project's format (objects with ``turns``):
-  every customer turn gains a ``prediction``;
+  every customer turn gains a ``prediction``, which holds the escalation policy's
+  ``escalation`` (``escalate``, ``score``, ``reasons``, ``since_turn``: the label
+  guide's rules applied turn by turn, :mod:`tonewatch.tracking.policy`) beside the
+  model's own ``escalate`` and ``escalate_score``;
 - JSONL of single texts (objects with ``text``): each record gains a ``prediction``;
 - CSV with a ``text`` column: each row gains a ``prediction`` (as a JSON
   column in CSV output, or an object in JSONL output).
@@ -37,7 +40,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tonewatch.conversations import ConversationFormatError, gold_label_problems, validate_conversation
-from tonewatch.model.types import TurnInput, conversation_turn_inputs
+from tonewatch.model.types import Prediction, TurnInput, conversation_turn_inputs
+from tonewatch.tracking.policy import (
+    EscalationPolicy,
+    agent_turn_inputs,
+    escalate_conversation,
+    wants_agent_signals,
+)
 
 if TYPE_CHECKING:
     from tonewatch.model.classifier import Classifier
@@ -156,6 +165,23 @@ def _turn_inputs(record: InputRecord, kind: str) -> list[TurnInput]:
     return [TurnInput(record.value["text"].strip(), (), record.value.get("lang") or None)]
 
 
+def _escalated(
+    classifier: Classifier, policy: EscalationPolicy, record: InputRecord, predictions: list[Prediction]
+) -> list[dict]:
+    """A conversation's predictions as written: each with the policy's ``escalation`` for its turn."""
+    conversation = record.value
+    agent_signals = None
+    if wants_agent_signals(classifier) and policy.agent_signals_needed():
+        indexed = agent_turn_inputs(conversation)
+        signals = classifier.agent_signals([item for _, item in indexed]) if indexed else []
+        agent_signals = {index: values for (index, _), values in zip(indexed, signals, strict=True)}
+    escalations = escalate_conversation(policy, conversation, predictions, agent_signals)
+    return [
+        {**prediction.to_dict(), "escalation": escalation.to_dict()}
+        for prediction, escalation in zip(predictions, escalations, strict=True)
+    ]
+
+
 def _attach(record: InputRecord, kind: str, predictions: list[dict]) -> dict:
     value = dict(record.value)
     if kind == "conversations":
@@ -215,8 +241,11 @@ def label_file(
     on_bad_line: Callable[[BadLine], None] | None = None,
     on_warning: Callable[[BadLine], None] | None = None,
     progress: bool | None = None,
+    policy: EscalationPolicy | None = None,
 ) -> LabelSummary:
     """Label ``input_path`` into ``output_path`` (see the module docstring).
+
+    ``policy``: the escalation policy applied to conversations (default: the label guide's rules).
 
     ``on_bad_line`` is called for each record skipped as unreadable, ``on_warning`` for each record labelled
     and kept with a problem to report (invalid gold labels); both get its line number."""
@@ -239,6 +268,7 @@ def label_file(
     writer = _Writer(output_format, fieldnames)
     partial, progress_file = _progress_paths(output)
     summary = LabelSummary(kind)
+    policy = policy if policy is not None else EscalationPolicy()
 
     done_records, done_bytes = 0, 0
     if resume and progress_file.exists() and partial.exists():
@@ -265,11 +295,16 @@ def label_file(
         readable = [record for record in batch if record.error is None]
         inputs = [_turn_inputs(record, kind) for record in readable]
         flat = [turn for turns in inputs for turn in turns]
-        predictions = [prediction.to_dict() for prediction in classifier.classify(flat)] if flat else []
+        predictions = classifier.classify(flat) if flat else []
         chunks, position = [], 0
         by_index = {}
         for record, turns in zip(readable, inputs, strict=True):
-            by_index[record.index] = _attach(record, kind, predictions[position : position + len(turns)])
+            own = predictions[position : position + len(turns)]
+            if kind == "conversations":
+                written = _escalated(classifier, policy, record, own)
+            else:
+                written = [prediction.to_dict() for prediction in own]
+            by_index[record.index] = _attach(record, kind, written)
             position += len(turns)
             summary.labelled_turns += len(turns)
         for record in batch:

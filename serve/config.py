@@ -17,10 +17,13 @@ Example ``serve.toml``::
     key = "..."
     scopes = ["read"]
 
-    [alert]                # tonewatch.model.AlertPolicy
+    [alert]                # tonewatch.tracking.AlertPolicy
     hysteresis = 0.15
     cooldown_turns = 3
     escalation_thresholds = { zh = 0.55 }
+
+    [escalation.external_threat]   # tonewatch.tracking.EscalationPolicy (configs/escalation.toml)
+    enabled = false
 
 Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says.
 A file may start from another with ``extends = "base.toml"`` (:mod:`tonewatch.configfile`: tables such as
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tonewatch import configfile
-from tonewatch.tracking import AlertPolicy
+from tonewatch.tracking import AlertPolicy, EscalationPolicy
 
 SCOPES: tuple[str, ...] = ("read", "write")
 """API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations and the dashboard."""
@@ -106,6 +109,12 @@ class ServeConfig:
     keep_turns: int = field(default=10, metadata={"help": "Latest turns kept per live conversation for display."})
     alert: AlertPolicy = field(
         default_factory=AlertPolicy, metadata={"help": "Alert policy (thresholds default to the model's calibration)."}
+    )
+    escalation: EscalationPolicy = field(
+        default_factory=EscalationPolicy,
+        metadata={
+            "help": "Escalation policy: the label guide's rules, thresholds, persistence (configs/escalation.toml)."
+        },
     )
     alert_text: bool = field(
         default=True, metadata={"help": "Include the turn's text in alerts and conversation states served by the API."}

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParameter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
 from tonewatch.serve.errors import is_clean_json
-from tonewatch.tracking import EVENT_KINDS, TRENDS
+from tonewatch.tracking import EVENT_KINDS, REASONS, TRENDS
 
 CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
 LABEL_LENGTH = 100
@@ -24,6 +24,7 @@ LABEL_LENGTH = 100
 Lang = Literal[LANGUAGES]  # type: ignore[valid-type]  # the one tuple of languages, as a Literal
 Emotion = Literal[EMOTION_LABELS]  # type: ignore[valid-type]
 Speaker = Literal[SPEAKERS]  # type: ignore[valid-type]
+Reason = Literal[REASONS]  # type: ignore[valid-type]
 ConversationId = Annotated[
     str,
     PathParameter(
@@ -93,13 +94,37 @@ BODY_ERRORS = (400, 413, 415, 422)
 # -- predictions, events, conversation states ----------------------------------------------------------------
 
 
+class EscalationBody(_Response):
+    """The escalation policy's decision after a customer turn of a conversation (docs/labels.md's rules)."""
+
+    escalate: bool = Field(description="Whether a supervisor should be alerted now.")
+    score: float = Field(description="Strength of the evidence in [0, 1].")
+    reasons: list[Reason] = Field(description="The active reasons (rule names), most recent first.")
+    since_turn: dict[Reason, int] = Field(description="For each reason, the index of the turn that set it off.")
+
+
 class PredictionBody(_Response):
     """The model's prediction for one customer turn or text."""
 
     emotion: Emotion = Field(description="The most probable emotion label.")
     scores: dict[Emotion, float] = Field(description="Probability of every emotion label (they sum to 1).")
     escalate: bool = Field(description="Whether escalate_score reaches the model's threshold for the language.")
-    escalate_score: float = Field(description="Escalation probability in [0, 1].")
+    escalate_score: float = Field(description="Escalation probability in [0, 1] (the learnt escalation head).")
+    signals: dict[str, float] | None = Field(
+        default=None, description="Probabilities of the customer-turn signals (only from a model with a signal head)."
+    )
+    escalation: EscalationBody | None = Field(
+        default=None, description="The escalation policy's decision, for a turn read in its conversation."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler):
+        # Absent, not null: a text, or a model without signals, answers in the shape it always had.
+        data = handler(self)
+        for key in ("signals", "escalation"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class AlertEventBody(_Response):
@@ -110,6 +135,11 @@ class AlertEventBody(_Response):
     reason: str = Field(
         description="abusive or escalation (alert), calmed_down (all_clear), deleted or expired (ended)."
     )
+    reasons: list[Reason] = Field(
+        description="An alert's escalation reasons (rule names), most recent first; empty for other events."
+    )
+    since_turn: dict[Reason, int] = Field(description="For each reason, the index of the turn that set it off.")
+    message: str | None = Field(description="What happened, in words, for a supervisor.")
     turn_index: int | None = Field(description="Index of the turn that caused the event (agent turns counted).")
     label: Emotion | None = Field(description="That turn's emotion label.")
     score: float | None = Field(description="That turn's escalation score.")
@@ -155,6 +185,9 @@ class ConversationStateBody(_Response):
     recent_turns: list[TrackedTurnBody] = Field(description="The latest turns (keep_turns), oldest first.")
     started_at: float = Field(description="Server monotonic seconds of the first turn.")
     updated_at: float = Field(description="Server monotonic seconds of the latest turn.")
+    escalation: EscalationBody | None = Field(
+        description="The escalation policy's decision after the latest customer turn (null before any)."
+    )
 
 
 # -- /v1/classify -----------------------------------------------------------------------------------------------
@@ -326,6 +359,9 @@ class Info(_Response):
     languages: list[Lang]
     thresholds: Thresholds
     alert_policy: AlertPolicyInfo
+    escalation_policy: dict[str, Any] = Field(
+        description="The escalation policy: learnt_head, each rule's settings, agent-signal thresholds, persistence."
+    )
     limits: Limits
     auth: bool = Field(description="Whether API keys are required.")
     tonewatch_version: str

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated
@@ -19,6 +20,7 @@ from tonewatch.serve.errors import ApiError
 from tonewatch.serve.metrics import Metrics
 from tonewatch.serve.state import ConversationStore
 from tonewatch.tracking import AlertEvent, ConversationTracker
+from tonewatch.tracking.policy import wants_agent_signals
 
 logger = logging.getLogger("tonewatch.serve")
 
@@ -80,6 +82,16 @@ class Server:
         # Only a single large /v1/classify request exceeds batch_max_size; it is run in chunks of that size.
         return self.classifier.classify(items, batch_size=self.config.batch_max_size)
 
+    @property
+    def reads_agent_turns(self) -> bool:
+        """Whether agent turns go through the model: it predicts agent signals and a policy rule reads them."""
+        return wants_agent_signals(self.classifier) and self.config.escalation.agent_signals_needed()
+
+    async def agent_signals(self, items) -> list[dict[str, float]]:
+        """The agent-turn signals of ``items`` (turns with their context), computed off the event loop."""
+        # Agent turns are few and only a model with a signal head reads them; they are not micro-batched.
+        return await asyncio.to_thread(self.classifier.agent_signals, items, self.config.batch_max_size)
+
     def require_ready(self):
         """The classifier, or a typed 503 while it is loading (or failed to load)."""
         if self.classifier is None:
@@ -92,6 +104,7 @@ class Server:
         return ConversationTracker(
             conversation_id,
             policy=self.policy,
+            escalation=self.config.escalation,
             max_context_turns=classifier.config.limits.max_context_turns,
             keep_turns=self.config.keep_turns,
             clock=self.clock,
@@ -126,10 +139,11 @@ class Server:
         text = f" text={details['text']!r}" if self.config.log_transcripts else ""
         log = logger.warning if event.kind == "alert" else logger.info
         log(
-            "%s conversation=%s reason=%s label=%s score=%s turn=%s queue=%s team=%s%s",
+            "%s conversation=%s reason=%s reasons=%s label=%s score=%s turn=%s queue=%s team=%s%s",
             event.kind,
             event.conversation_id,
             event.reason,
+            ",".join(event.reasons) or "-",
             event.label,
             details["score"],
             event.turn_index,

@@ -1,9 +1,19 @@
-"""Live conversations: per-turn predictions, conversation state and the supervisor alert policy.
+"""Live conversations: per-turn predictions, conversation state, the escalation policy and the supervisor alerts.
 
 Torch-free: the tracker takes any classifier with a ``classify`` method (the
 server passes its micro-batched :class:`~tonewatch.model.classifier.Classifier`).
 """
 
+from tonewatch.tracking.policy import (
+    LEARNT_HEADS,
+    REASONS,
+    RULES,
+    Escalation,
+    EscalationPolicy,
+    EscalationState,
+    escalate_conversation,
+    load_policy,
+)
 from tonewatch.tracking.tracker import (
     EVENT_KINDS,
     TRENDS,
@@ -16,10 +26,18 @@ from tonewatch.tracking.tracker import (
 
 __all__ = [
     "EVENT_KINDS",
+    "LEARNT_HEADS",
+    "REASONS",
+    "RULES",
     "TRENDS",
     "AlertEvent",
     "AlertPolicy",
     "ConversationState",
     "ConversationTracker",
+    "Escalation",
+    "EscalationPolicy",
+    "EscalationState",
     "TurnUpdate",
+    "escalate_conversation",
+    "load_policy",
 ]

@@ -21,8 +21,19 @@ An :class:`AlertPolicy` turns those scores into supervisor alerts:
   episode makes one alert (LABELS.md: an alert that fires, clears and fires
   again within a few turns is noise). An immediate label is never held back.
 
-Every event carries its reason: the label, the score, the threshold and the
-turn (index and text) that caused it.
+Each customer turn also goes through the conversation's escalation state machine
+(:mod:`tonewatch.tracking.policy`: the label guide's rules on the turn's emotion and
+signals, and on the agent turns' signals); an alert is raised when the escalation is
+on, at once (whatever the cooldown) when one of its reasons is in ``immediate_reasons``
+or the label in ``immediate_labels``, and a further alert within an episode when one of
+``update_reasons`` sets off (abuse after the agent's warning: the agent may now end the
+call). All clear needs the escalation off as well. For a model without signals the
+escalation is the learnt score's (the raise threshold above) plus the emotion rules, so
+its alerts from the score are those it always raised.
+
+Every event carries its reasons: the rules and the turn that set off each, a message for
+the supervisor, the label, the score, the threshold and the turn (index and text) that
+caused it.
 """
 
 from __future__ import annotations
@@ -36,6 +47,14 @@ from typing import Any, Protocol
 
 from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS, severity
 from tonewatch.model.types import Calibration, Prediction, TurnInput
+from tonewatch.tracking.policy import (
+    LEARNT_REASON,
+    REASONS,
+    Escalation,
+    EscalationPolicy,
+    EscalationState,
+    wants_agent_signals,
+)
 
 TRENDS: tuple[str, ...] = ("worsening", "stable", "calming")
 """Values of :attr:`ConversationState.trend`."""
@@ -83,6 +102,14 @@ class AlertPolicy:
     clear_labels: tuple[str, ...] = field(
         default=("calm", "frustrated"), metadata={"help": "Labels a customer turn may have to count towards all clear."}
     )
+    immediate_reasons: tuple[str, ...] = field(
+        default=("abuse", "abuse_after_warning", "harm_threat", "supervisor_request", "external_threat"),
+        metadata={"help": "Escalation reasons that raise an alert at once, whatever the cooldown."},
+    )
+    update_reasons: tuple[str, ...] = field(
+        default=("abuse_after_warning", "harm_threat", "supervisor_request", "external_threat"),
+        metadata={"help": "Escalation reasons that raise a further alert when they set off during an active one."},
+    )
     trend_window: int = field(default=3, metadata={"help": "Customer turns the trend looks at."})
     trend_delta: float = field(
         default=0.1, metadata={"help": "Change in turn risk (0-1) that makes the trend worsening or calming."}
@@ -91,6 +118,12 @@ class AlertPolicy:
     def __post_init__(self) -> None:
         self.immediate_labels = tuple(self.immediate_labels)
         self.clear_labels = tuple(self.clear_labels)
+        self.immediate_reasons = tuple(self.immediate_reasons)
+        self.update_reasons = tuple(self.update_reasons)
+        for name, reasons in (("immediate_reasons", self.immediate_reasons), ("update_reasons", self.update_reasons)):
+            unknown = [reason for reason in reasons if reason not in REASONS]
+            if unknown:
+                raise ValueError(f"{name}: unknown reasons {unknown}; expected some of {REASONS}")
         self.escalation_thresholds = dict(self.escalation_thresholds)
         for lang, value in self.escalation_thresholds.items():
             if lang not in LANGUAGES:
@@ -162,6 +195,12 @@ class AlertEvent:
     conversation_id: str
     reason: str
     """``abusive`` / ``escalation`` (alert), ``calmed_down`` (all clear), ``deleted`` / ``expired`` (ended)."""
+    reasons: tuple[str, ...] = ()
+    """An alert's escalation reasons (rule names of :mod:`tonewatch.tracking.policy`), most recent first."""
+    since_turn: dict[str, int] = field(default_factory=dict)
+    """For each reason, the index of the turn that set it off."""
+    message: str | None = None
+    """What happened, in words, for a supervisor."""
     turn_index: int | None = None
     """Index of the turn that caused the event among all turns of the conversation (agent turns included)."""
     label: str | None = None
@@ -182,6 +221,7 @@ class AlertEvent:
 
     def to_dict(self, include_text: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["reasons"] = list(self.reasons)
         if data["score"] is not None:
             data["score"] = round(data["score"], 6)
         if not include_text:
@@ -197,14 +237,24 @@ class TrackedTurn:
     speaker: str
     text: str
     prediction: Prediction | None = None
+    escalation: Escalation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "speaker": self.speaker,
             "text": self.text,
-            "prediction": self.prediction.to_dict() if self.prediction else None,
+            "prediction": prediction_dict(self.prediction, self.escalation) if self.prediction else None,
         }
+
+
+def prediction_dict(prediction: Prediction, escalation: Escalation | None = None) -> dict[str, Any]:
+    """A customer turn's prediction as ``tonewatch label`` writes it: the model's fields, then the policy's
+    ``escalation`` (when the turn was read in its conversation)."""
+    data = prediction.to_dict()
+    if escalation is not None:
+        data["escalation"] = escalation.to_dict()
+    return data
 
 
 @dataclass(frozen=True)
@@ -222,6 +272,7 @@ class ConversationState:
     trend: str
     escalation_score: float | None
     escalate: bool
+    """Whether the escalation policy escalates after the latest customer turn."""
     first_escalation_turn: int | None
     alert_active: bool
     alerts_raised: int
@@ -231,6 +282,8 @@ class ConversationState:
     recent_turns: tuple[TrackedTurn, ...]
     started_at: float
     updated_at: float
+    escalation: Escalation | None = None
+    """The policy's escalation after the latest customer turn: score, active reasons and their turns."""
 
     def sort_key(self) -> tuple[bool, float, float]:
         """Riskiest first when sorted in reverse: active alert, then risk, then most recent activity."""
@@ -259,6 +312,7 @@ class ConversationState:
             ],
             "started_at": self.started_at,
             "updated_at": self.updated_at,
+            "escalation": self.escalation.to_dict() if self.escalation else None,
         }
 
 
@@ -269,6 +323,11 @@ class TurnUpdate:
     prediction: Prediction | None
     state: ConversationState
     event: AlertEvent | None
+
+    @property
+    def escalation(self) -> Escalation | None:
+        """The policy's escalation after this turn (``None`` for an agent turn)."""
+        return self.state.escalation if self.prediction is not None else None
 
     @property
     def alert(self) -> AlertEvent | None:
@@ -282,7 +341,8 @@ class ConversationTracker:
     ``classifier`` is only needed by :meth:`add_turn`; a server that batches
     model calls itself uses :meth:`turn_input` and :meth:`observe` instead.
     ``policy`` should already carry the model's thresholds
-    (:meth:`AlertPolicy.with_calibration`; :meth:`for_classifier` does it).
+    (:meth:`AlertPolicy.with_calibration`; :meth:`for_classifier` does it); ``escalation`` is the
+    :class:`EscalationPolicy` (default: the label guide's rules).
     ``clock`` (seconds, monotonic) times the cooldown; ``wall_clock`` stamps events.
     ``on_event(event)`` receives every event this tracker makes (a publisher); when it returns an
     event (e.g. the same one numbered), that one is kept and returned instead.
@@ -293,6 +353,7 @@ class ConversationTracker:
         conversation_id: str,
         *,
         policy: AlertPolicy | None = None,
+        escalation: EscalationPolicy | None = None,
         max_context_turns: int = 4,
         classifier: TurnClassifier | None = None,
         lang: str | None = None,
@@ -310,6 +371,8 @@ class ConversationTracker:
         _check_lang(lang)
         self.conversation_id = str(conversation_id)
         self.policy = policy if policy is not None else AlertPolicy()
+        self.escalation_policy = escalation if escalation is not None else EscalationPolicy()
+        self._escalation = EscalationState(self.escalation_policy)
         self.classifier = classifier
         self.lang = lang
         self.queue = queue
@@ -332,13 +395,19 @@ class ConversationTracker:
         self._calm_streak = 0
         self._cleared_at: tuple[int, float] | None = None  # (customer turns, clock) at the last all clear
         self._held_back = False  # a score-based alert was held back by the cooldown and the score is still high
+        self._held_back_turn: int | None = None  # the turn whose alert was held back
         self.started_at = wall_clock()
         self.updated_at = self.started_at
         self.last_activity = clock()
 
     @classmethod
     def for_classifier(
-        cls, classifier, conversation_id: str, policy: AlertPolicy | None = None, **options
+        cls,
+        classifier,
+        conversation_id: str,
+        policy: AlertPolicy | None = None,
+        escalation: EscalationPolicy | None = None,
+        **options,
     ) -> ConversationTracker:
         """A tracker reading as much context as ``classifier``'s model does, with its calibrated thresholds."""
         config = classifier.config
@@ -346,6 +415,7 @@ class ConversationTracker:
         return cls(
             conversation_id,
             policy=policy,
+            escalation=escalation,
             max_context_turns=config.limits.max_context_turns,
             classifier=classifier,
             **options,
@@ -356,14 +426,22 @@ class ConversationTracker:
         return TurnInput(text.strip(), tuple(self._context), lang or self.lang)
 
     def add_turn(self, speaker: str, text: str, *, lang: str | None = None) -> TurnUpdate:
-        """Append a turn, classifying it with ``self.classifier`` when it is the customer's."""
+        """Append a turn, classifying it with ``self.classifier`` when it is the customer's (and reading its
+        signals when it is the agent's and the model predicts agent signals)."""
         _check_speaker(speaker)
-        prediction = None
+        prediction, signals = None, None
         if speaker == "customer":
             if self.classifier is None:
                 raise ValueError("this tracker has no classifier: use observe() with a prediction")
             (prediction,) = self.classifier.classify([self.turn_input(text, lang)])
-        return self.observe(speaker, text, prediction, lang=lang)
+        elif self.wants_agent_signals:
+            (signals,) = self.classifier.agent_signals([self.turn_input(text, lang)])
+        return self.observe(speaker, text, prediction, lang=lang, signals=signals)
+
+    @property
+    def wants_agent_signals(self) -> bool:
+        """Whether agent turns need the model's agent signals (its model predicts them and a rule reads them)."""
+        return wants_agent_signals(self.classifier) and self.escalation_policy.agent_signals_needed()
 
     def observe(
         self,
@@ -374,14 +452,18 @@ class ConversationTracker:
         lang: str | None = None,
         queue: str | None = None,
         team: str | None = None,
+        signals: dict[str, float] | None = None,
     ) -> TurnUpdate:
-        """Append a turn whose prediction is already known (``None`` for an agent turn)."""
+        """Append a turn whose prediction is already known (``None`` for an agent turn); ``signals``: an agent
+        turn's signal probabilities (:meth:`Classifier.agent_signals`), when the model predicts them."""
         _check_speaker(speaker)
         _check_lang(lang)
         if speaker == "customer" and prediction is None:
             raise ValueError("a customer turn needs its prediction")
         if speaker == "agent" and prediction is not None:
             raise ValueError("agent turns are context only and carry no prediction")
+        if speaker == "customer" and signals:
+            raise ValueError("a customer turn's signals are in its prediction")
         text = text.strip()
         if not text:
             raise ValueError("a turn needs a non-empty text")
@@ -392,19 +474,27 @@ class ConversationTracker:
         index = self.turns
         self.turns += 1
         self._context.append((speaker, text))
-        self._recent.append(TrackedTurn(index, speaker, text, prediction))
         self.updated_at = self._wall_clock()
         self.last_activity = self._clock()
         event = None
-        if prediction is not None:
+        turn_lang = lang or self.lang
+        escalation = None
+        if prediction is None:
+            self._escalation.agent_turn(index, signals, turn_lang)
+        else:
             self.customer_turns += 1
             self._current = prediction
             self._risks.append(turn_risk(prediction))
             if self._most_severe is None or severity(prediction.emotion) > severity(self._most_severe):
                 self._most_severe = prediction.emotion
-            if prediction.escalate and self._first_escalation is None:
+            escalation = self._escalation.customer_turn(
+                index, prediction, turn_lang, learnt_threshold=self.policy.raise_threshold(turn_lang)
+            )
+            if escalation.escalate and self._first_escalation is None:
                 self._first_escalation = index
-            event = self._apply_policy(index, text, prediction, lang or self.lang)
+        self._recent.append(TrackedTurn(index, speaker, text, prediction, escalation))
+        if prediction is not None:
+            event = self._apply_policy(index, text, prediction, turn_lang, escalation)
         return TurnUpdate(prediction, self.state, event)
 
     def end(self, reason: str = "deleted") -> AlertEvent:
@@ -429,7 +519,7 @@ class ConversationTracker:
             most_severe_label=self._most_severe,
             trend=self.trend,
             escalation_score=current.escalate_score if current else None,
-            escalate=current.escalate if current else False,
+            escalate=self._escalation.current.escalate if self._escalation.current else False,
             first_escalation_turn=self._first_escalation,
             alert_active=self._alert_active,
             alerts_raised=self._alerts_raised,
@@ -438,6 +528,7 @@ class ConversationTracker:
             recent_turns=tuple(self._recent),
             started_at=self.started_at,
             updated_at=self.updated_at,
+            escalation=self._escalation.current,
         )
 
     def sort_key(self) -> tuple[bool, float, float]:
@@ -464,12 +555,25 @@ class ConversationTracker:
         turns_since = self.customer_turns - turns_at_clear
         return turns_since <= self.policy.cooldown_turns or self._clock() - time_at_clear < self.policy.cooldown_seconds
 
-    def _apply_policy(self, index: int, text: str, prediction: Prediction, lang: str | None) -> AlertEvent | None:
+    def _apply_policy(
+        self, index: int, text: str, prediction: Prediction, lang: str | None, escalation: Escalation
+    ) -> AlertEvent | None:
         policy = self.policy
         score = prediction.escalate_score
         raise_at, clear_below = policy.raise_threshold(lang), policy.clear_threshold(lang)
+        # Hysteresis on the learnt score: a turn between the clear and the raise thresholds is not calm.
+        learnt_low = score < clear_below or not self.escalation_policy.uses_learnt(prediction)
+        rule_reasons = [reason for reason in escalation.reasons if reason != LEARNT_REASON]
         if self._alert_active:
-            if score < clear_below and prediction.emotion in policy.clear_labels:
+            new_reasons = [
+                reason
+                for reason in escalation.reasons
+                if escalation.since_turn[reason] == index and reason in policy.update_reasons
+            ]
+            if new_reasons:  # e.g. abuse after the agent's warning: the supervisor must hear it
+                reason = prediction.emotion if prediction.emotion in policy.immediate_labels else "escalation"
+                return self._raise(reason, index, text, prediction, raise_at, lang, escalation)
+            if learnt_low and not rule_reasons and prediction.emotion in policy.clear_labels:
                 self._calm_streak += 1
             else:
                 self._calm_streak = 0
@@ -481,25 +585,38 @@ class ConversationTracker:
             self._held_back = False
             return self._event("all_clear", "calmed_down", index, text, prediction, clear_below, lang)
         if prediction.emotion in policy.immediate_labels:
-            return self._raise(prediction.emotion, index, text, prediction, raise_at, lang)
+            return self._raise(prediction.emotion, index, text, prediction, raise_at, lang, escalation)
+        if any(reason in policy.immediate_reasons for reason in escalation.reasons):
+            return self._raise("escalation", index, text, prediction, raise_at, lang, escalation)
         # Hysteresis also for a held-back alert: it stays pending while the score is above the clear threshold.
-        high = score >= raise_at or (self._held_back and score >= clear_below)
-        if not high:
+        pending = self._held_back and not learnt_low
+        if not escalation.escalate and not pending:
             self._held_back = False
             return None
         if self._in_cooldown():
+            if not self._held_back:
+                self._held_back_turn = index
             self._held_back = True
             return None
-        return self._raise("escalation", index, text, prediction, raise_at, lang)
+        if not escalation.escalate:  # the held-back episode of the learnt score, still going on
+            escalation = Escalation(True, escalation.score, (LEARNT_REASON,), {LEARNT_REASON: self._held_back_turn})
+        return self._raise("escalation", index, text, prediction, raise_at, lang, escalation)
 
     def _raise(
-        self, reason: str, index: int, text: str, prediction: Prediction, threshold: float, lang: str | None
+        self,
+        reason: str,
+        index: int,
+        text: str,
+        prediction: Prediction,
+        threshold: float,
+        lang: str | None,
+        escalation: Escalation,
     ) -> AlertEvent:
         self._alert_active = True
         self._calm_streak = 0
         self._held_back = False
         self._alerts_raised += 1
-        self._last_alert = self._event("alert", reason, index, text, prediction, threshold, lang)
+        self._last_alert = self._event("alert", reason, index, text, prediction, threshold, lang, escalation)
         return self._last_alert
 
     def _event(
@@ -511,11 +628,23 @@ class ConversationTracker:
         prediction: Prediction | None = None,
         threshold: float | None = None,
         lang: str | None = None,
+        escalation: Escalation | None = None,
     ) -> AlertEvent:
+        if escalation is not None:
+            message = escalation.message
+        elif kind == "all_clear":
+            message = "All clear: the customer has calmed down and no escalation rule applies any more."
+        elif kind == "ended":
+            message = f"The conversation ended ({reason})."
+        else:
+            message = None
         event = AlertEvent(
             kind=kind,
             conversation_id=self.conversation_id,
             reason=reason,
+            reasons=escalation.reasons if escalation is not None else (),
+            since_turn=dict(escalation.since_turn) if escalation is not None else {},
+            message=message,
             turn_index=index,
             label=prediction.emotion if prediction else None,
             score=prediction.escalate_score if prediction else None,

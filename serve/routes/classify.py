@@ -17,6 +17,8 @@ from tonewatch.serve.schemas import (
     error_responses,
 )
 from tonewatch.serve.server import Server, ServerDep
+from tonewatch.tracking.policy import agent_turn_inputs, escalate_conversation
+from tonewatch.tracking.tracker import prediction_dict
 
 router = APIRouter(tags=["model"], dependencies=[Depends(require_scope("write"))])
 
@@ -55,15 +57,30 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
     inputs = [conversation_inputs(server, conversation, index) for index, conversation in enumerate(records)]
     predictions = await server.batcher.classify([item for items in inputs for item in items])
     server.count_turns(predictions, "classify")
+    agent_signals = await conversation_agent_signals(server, records)
     labelled, position = [], 0
-    for conversation in records:
+    for conversation, turn_inputs, signals in zip(records, inputs, agent_signals, strict=True):
+        own = predictions[position : position + len(turn_inputs)]
+        position += len(own)
+        # The same policy as `tonewatch label` and the live tracker: each customer turn read in its conversation.
+        escalations = iter(escalate_conversation(server.config.escalation, conversation, own, signals))
+        customer = iter(own)
         turns = [dict(turn) for turn in conversation["turns"]]
         for turn in turns:
             if turn["speaker"] == "customer":
-                turn["prediction"] = predictions[position].to_dict()
-                position += 1
+                turn["prediction"] = prediction_dict(next(customer), next(escalations))
         labelled.append({**conversation, "turns": turns})
     return {"model": model, "conversations": labelled}
+
+
+async def conversation_agent_signals(server: Server, conversations: list[dict]) -> list[dict[int, dict] | None]:
+    """Per conversation, its agent turns' signals by turn index (``None`` when the model predicts none)."""
+    if not server.reads_agent_turns:
+        return [None] * len(conversations)
+    indexed = [agent_turn_inputs(conversation) for conversation in conversations]
+    flat = [item for items in indexed for _, item in items]
+    signals = iter(await server.agent_signals(flat) if flat else [])
+    return [{index: next(signals) for index, _ in items} for items in indexed]
 
 
 def conversation_inputs(server: Server, conversation: dict, index: int) -> list[TurnInput]:

@@ -23,6 +23,7 @@ from tonewatch.serve.schemas import (
 )
 from tonewatch.serve.server import ServerDep
 from tonewatch.serve.state import CapacityError
+from tonewatch.tracking.tracker import prediction_dict
 
 router = APIRouter(tags=["conversations"])
 
@@ -56,12 +57,16 @@ async def add_turn(conversation_id: ConversationId, body: TurnRequest, server: S
             if live.ended:
                 continue
             tracker = live.tracker
-            prediction = None
+            prediction, signals = None, None
             if body.speaker == "customer":
                 (prediction,) = await server.batcher.classify([tracker.turn_input(text, body.lang)])
-                if live.ended:  # ended (DELETE) while the model was busy: its state is gone
-                    raise ApiError(409, "conversation_ended", "the conversation ended while this turn was added")
-            update = tracker.observe(body.speaker, text, prediction, lang=body.lang, queue=body.queue, team=body.team)
+            elif server.reads_agent_turns:
+                (signals,) = await server.agent_signals([tracker.turn_input(text, body.lang)])
+            if live.ended:  # ended (DELETE) while the model was busy: its state is gone
+                raise ApiError(409, "conversation_ended", "the conversation ended while this turn was added")
+            update = tracker.observe(
+                body.speaker, text, prediction, lang=body.lang, queue=body.queue, team=body.team, signals=signals
+            )
             event = update.event  # published by the tracker
             break
     else:
@@ -70,7 +75,7 @@ async def add_turn(conversation_id: ConversationId, body: TurnRequest, server: S
         server.count_turns([prediction], "turns")
     return {
         "conversation_id": conversation_id,
-        "prediction": prediction.to_dict() if prediction is not None else None,
+        "prediction": prediction_dict(prediction, update.escalation) if prediction is not None else None,
         "state": update.state.to_dict(include_text=server.config.alert_text),
         "alert": server.event_dict(event) if event is not None and event.kind == "alert" else None,
         "event": server.event_dict(event),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Depends
 
 from tonewatch import __version__
@@ -49,6 +51,7 @@ async def info(server: ServerDep) -> dict:
             "cooldown_seconds": policy.cooldown_seconds,
             "immediate_labels": list(policy.immediate_labels),
         },
+        "escalation_policy": dataclasses.asdict(config.escalation),
         "limits": {
             "max_text_chars": config.max_text_chars,
             "max_items": config.max_items,

@@ -122,6 +122,8 @@
     const where = [state.queue, state.team].filter(Boolean).join(" / ");
     if (where) row.append(element("span", "muted", where));
     item.append(row);
+    const escalation = state.escalation;
+    if (escalation && escalation.reasons.length) item.append(reasonChips(escalation.reasons, escalation.since_turn));
 
     const turns = element("ol", "turns");
     for (const turn of state.recent_turns.slice(-SHOWN_TURNS)) turns.append(turnItem(turn));
@@ -155,6 +157,21 @@
     }, 100);
   }
 
+  // "persistent_anger (turn 4)": each escalation reason with the turn that set it off.
+  function reasonsText(reasons, sinceTurn) {
+    return (reasons || []).map((reason) => reason + " (turn " + (sinceTurn || {})[reason] + ")").join(", ");
+  }
+
+  function reasonChips(reasons, sinceTurn) {
+    const chips = element("div", "reasons");
+    for (const reason of reasons || []) {
+      const chip = element("span", "chip reason-chip", reason + " · turn " + (sinceTurn || {})[reason]);
+      chip.dataset.reason = reason;
+      chips.append(chip);
+    }
+    return chips;
+  }
+
   function alertItem(event) {
     const item = element("li", "alert-event kind-" + event.kind);
     item.dataset.eventId = event.id;
@@ -169,6 +186,8 @@
     if (event.queue || event.team) head.append(element("span", "muted", [event.queue, event.team].filter(Boolean).join(" / ")));
     head.append(element("time", null, formatTime(event.time)));
     item.append(head);
+    if (event.reasons && event.reasons.length) item.append(reasonChips(event.reasons, event.since_turn));
+    if (event.kind === "alert" && event.message) item.append(element("div", "message", event.message));
     if (event.text) item.append(element("div", "text", "“" + event.text + "”"));
     if (event.turn_index !== null && event.turn_index !== undefined) {
       item.append(element("div", "muted", "turn " + event.turn_index));
@@ -279,6 +298,8 @@
       ["most severe", state.most_severe_label || "–"],
       ["trend", state.trend],
       ["escalation score", formatScore(state.escalation_score)],
+      ["why", state.escalation && state.escalation.reasons.length
+        ? reasonsText(state.escalation.reasons, state.escalation.since_turn) : "–"],
       ["alert", state.alert_active ? "active" : "none"],
       ["alerts raised", state.alerts_raised],
       ["first escalation turn", state.first_escalation_turn === null ? "–" : state.first_escalation_turn],

@@ -30,7 +30,8 @@ def classifier(tiny_model_dir):
 
 def assert_same_prediction(written: dict, expected: Prediction) -> None:
     """``written`` is ``expected`` (scores within the int8 path's batch-composition tolerance)."""
-    assert set(written) == {"emotion", "scores", "escalate", "escalate_score"}
+    # A conversation's customer turn also carries the escalation policy's decision (a text has no conversation).
+    assert set(written) - {"escalation"} == {"emotion", "scores", "escalate", "escalate_score"}
     assert (written["emotion"], written["escalate"]) == (expected.emotion, expected.escalate)
     assert written["scores"] == pytest.approx(expected.scores, abs=2e-3)
     assert written["escalate_score"] == pytest.approx(expected.escalate_score, abs=2e-3)
@@ -200,3 +201,109 @@ def test_cli_label_with_a_model_dir_and_error_exit_code(tiny_model_dir, tmp_path
         app, ["label", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o3.jsonl"), "--model", str(tmp_path)]
     )
     assert not_a_model.exit_code == 2 and "not a tonewatch model directory" in not_a_model.output
+
+
+# -- the escalation policy in the output --------------------------------------------------------------------------
+
+
+class SignalModel:
+    """A model with a signal head, scripted by text: customer turns' predictions and agent turns' signals."""
+
+    signal_names = ("supervisor_request", "external_threat", "harm_threat", "apology_or_offer", "refusal",
+                    "abuse_warning")  # fmt: skip
+
+    def __init__(self, customer: dict[str, tuple[str, dict]], agent: dict[str, dict]):
+        self.customer, self.agent = customer, agent
+        self.agent_inputs: list[TurnInput] = []
+
+    def classify(self, items, batch_size=64):
+        predictions = []
+        for item in items:
+            label, signals = self.customer[item.text]
+            scores = {name: (0.7 if name == label else 0.1) for name in ("calm", "frustrated", "angry", "abusive")}
+            predictions.append(Prediction(label, scores, False, 0.2, signals))
+        return predictions
+
+    def agent_signals(self, items, batch_size=64):
+        self.agent_inputs.extend(items)
+        return [self.agent.get(item.text, {}) for item in items]
+
+
+ESCALATING = {"id": "e1", "lang": "ru", "turns": [
+    {"speaker": "agent", "text": "Здравствуйте"},
+    {"speaker": "customer", "text": "Верните деньги"},
+    {"speaker": "agent", "text": "К сожалению, вернуть деньги невозможно"},
+    {"speaker": "customer", "text": "Это издевательство, позовите старшего!"},
+    {"speaker": "agent", "text": "Соединяю вас с руководителем"},
+    {"speaker": "customer", "text": "Хорошо, жду"},
+]}  # fmt: skip
+SIGNAL_MODEL_SCRIPT = {
+    "Верните деньги": ("frustrated", {"supervisor_request": 0.05}),
+    "Это издевательство, позовите старшего!": ("angry", {"supervisor_request": 0.93}),
+    "Хорошо, жду": ("calm", {"supervisor_request": 0.1}),
+}
+AGENT_SCRIPT = {
+    "К сожалению, вернуть деньги невозможно": {"refusal": 0.9, "apology_or_offer": 0.3},
+    "Соединяю вас с руководителем": {"apology_or_offer": 0.85},
+}
+
+
+def test_conversation_output_carries_the_policys_escalation_with_reasons_and_turns(tmp_path):
+    model = SignalModel(SIGNAL_MODEL_SCRIPT, AGENT_SCRIPT)
+    write_jsonl(tmp_path / "in.jsonl", [ESCALATING])
+    label_file(model, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    (labelled,) = read_jsonl(tmp_path / "out.jsonl")
+    written = [turn["prediction"] for turn in labelled["turns"] if "prediction" in turn]
+    assert [p["escalation"]["reasons"] for p in written] == [
+        [],
+        ["supervisor_request", "refusal_not_accepted"],
+        [],  # the transfer, then a calm customer: handled
+    ]
+    assert written[1]["escalation"]["since_turn"] == {"supervisor_request": 3, "refusal_not_accepted": 3}
+    assert written[1]["escalation"]["escalate"] and written[1]["escalation"]["score"] == pytest.approx(0.93)
+    # The old fields stay: the model's own escalate and escalate_score, and its signals.
+    assert (written[1]["escalate"], written[1]["escalate_score"]) == (False, 0.2)
+    assert written[1]["signals"] == {"supervisor_request": 0.93}
+    # Agent turns are read with their preceding turns as context.
+    context = (("agent", "Здравствуйте"), ("customer", "Верните деньги"))
+    assert model.agent_inputs[1] == TurnInput("К сожалению, вернуть деньги невозможно", context, "ru")
+
+
+def test_label_policy_file_turns_a_rule_off_and_a_bad_file_is_exit_2(tiny_model_dir, tmp_path, monkeypatch):
+    model = SignalModel(SIGNAL_MODEL_SCRIPT, AGENT_SCRIPT)
+    (tmp_path / "policy.toml").write_text("[supervisor_request]\nenabled = false\n", encoding="utf-8")
+    write_jsonl(tmp_path / "in.jsonl", [ESCALATING])
+    monkeypatch.setattr(Classifier, "from_pretrained", classmethod(lambda cls, *args, **kwargs: model))
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "label",
+            str(tmp_path / "in.jsonl"),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--policy",
+            str(tmp_path / "policy.toml"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (labelled,) = read_jsonl(tmp_path / "o.jsonl")
+    assert labelled["turns"][3]["prediction"]["escalation"]["reasons"] == ["refusal_not_accepted"]
+    (tmp_path / "bad.toml").write_text("[supervisor_request]\nthreshhold = 0.4\n", encoding="utf-8")
+    bad = runner.invoke(
+        app,
+        ["label", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o2.jsonl"), "--policy", str(tmp_path / "bad.toml")],
+    )
+    assert bad.exit_code == 2 and "unknown key 'threshhold'" in bad.output and "bad.toml" in bad.output
+    assert not (tmp_path / "o2.jsonl").exists()
+
+
+def test_the_tiny_model_without_signals_escalates_by_its_learnt_score(classifier, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:1])
+    label_file(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
+    written = [turn["prediction"] for turn in read_jsonl(tmp_path / "out.jsonl")[0]["turns"] if "prediction" in turn]
+    for prediction in written:
+        escalation = prediction["escalation"]
+        assert ("learnt_score" in escalation["reasons"]) == prediction["escalate"]
+        assert escalation["score"] >= prediction["escalate_score"] - 1e-6
+        assert set(escalation["reasons"]) <= {"learnt_score", "abuse", "persistent_anger"}

@@ -105,12 +105,16 @@ def test_dashboard_shows_a_live_alert_and_moves_its_conversation_to_the_top(
             alert = page.locator('#alerts .alert-event[data-kind="alert"][data-conversation-id="ru-call-17"]')
             alert.wait_for(timeout=10_000)
             assert "Позовите руководителя" in alert.inner_text() and "angry" in alert.inner_text()
+            # Why it fired: the reason with the turn that set it off, and the message for the supervisor.
+            assert alert.locator('.reason-chip[data-reason="learnt_score"]').inner_text() == "learnt_score · turn 5"
+            assert "escalation score is high (turn 5)" in alert.locator(".message").inner_text()
             page.wait_for_function(
                 "document.querySelector('#conversations .conversation')?.dataset.conversationId === 'ru-call-17'",
                 timeout=10_000,
             )
             top = page.locator("#conversations .conversation").first
             assert top.get_attribute("data-alert") == "true" and top.get_attribute("data-label") == "angry"
+            assert top.locator('.reason-chip[data-reason="learnt_score"]').count() == 1
             assert "worsening" in top.inner_text()
             # The last turns are coloured by label.
             assert top.locator(".turn.label-angry").count() == 1 and top.locator(".turn.label-frustrated").count() == 1
