@@ -61,7 +61,8 @@ def main() -> None:
         print(f"{name}: {len(rendered)} conversations")
     rng.shuffle(second)
     print("first-pass chunks:", write_chunks(first, args.out / "first", args.chunk))
-    print("second-pass chunks:", write_chunks(second, args.out / "second", args.chunk), f"({len(second)} conversations)")
+    second_chunks = write_chunks(second, args.out / "second", args.chunk)
+    print("second-pass chunks:", second_chunks, f"({len(second)} conversations)")
 
 
 if __name__ == "__main__":
