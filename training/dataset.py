@@ -302,8 +302,7 @@ def record_to_example(record: Record) -> dict:
 def tokenize_batch(batch: dict, tokenizer, limits: InputLimits) -> dict:
     """``datasets.map`` function: ``input_ids`` and ``token_type_ids`` of turn + context for a batch of examples."""
     input_ids, token_type_ids = [], []
-    speakers_of_turns = batch.get("speaker") or ["customer"] * len(batch["text"])  # customer turns by default
-    turns = zip(batch["text"], batch["context_speakers"], batch["context_texts"], speakers_of_turns, strict=True)
+    turns = zip(batch["text"], batch["context_speakers"], batch["context_texts"], batch["speaker"], strict=True)
     for text, speakers, texts, speaker in turns:
         encoded = encode_turn(tokenizer, text, list(zip(speakers, texts, strict=True)), limits, speaker)
         input_ids.append(encoded.input_ids)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tonewatch.labels import EMOTION_LABELS
+from tonewatch.labels import EMOTION_LABELS, SIGNALS
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.modeling import merge_lora
 from tonewatch.model.types import ModelDirectoryError, TurnInput, read_model_config
@@ -188,9 +188,17 @@ def test_inference_matches_the_training_forward(tiny_model_dir):
         "text": [item.text for item in items],
         "context_speakers": [[speaker for speaker, _ in item.context] for item in items],
         "context_texts": [[text for _, text in item.context] for item in items],
+        "speaker": ["customer" for _ in items],
     }
     rows = tokenize_batch(batch, tokenizer, classifier.config.limits)
-    labels = {"emotion_allowed": [0, 0, 0, 0], "emotion_exact": -1, "escalate": -1.0, "weight": 1.0}
+    labels = {
+        "emotion_allowed": [0, 0, 0, 0],
+        "emotion_exact": -1,
+        "escalate": -1.0,
+        "weight": 1.0,
+        "signals": [-1.0] * len(SIGNALS),
+        "speaker": "customer",
+    }
     examples = [dict(zip(rows, values, strict=True)) | labels for values in zip(*rows.values(), strict=True)]
     with torch.no_grad():
         emotion, escalation = collate(examples, tokenizer.pad_token_id).logits(classifier.network)
