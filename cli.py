@@ -316,6 +316,14 @@ def evaluate_command(
     max_records_per_source: Annotated[int, typer.Option(help="Cap per public source (COLD dev is whole).")] = 2000,
     baseline: Annotated[bool, typer.Option(help="Train and report the TF-IDF baseline.")] = True,
     public: Annotated[bool, typer.Option(help="Also evaluate the public held-out splits.")] = True,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Escalation policy TOML for the comparison of the learnt head, the policy and both "
+            "(default: the label guide's rules, configs/escalation.toml).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write report.json, report.md and plots: in-domain and public metrics beside a TF-IDF baseline.
 
@@ -341,6 +349,7 @@ def evaluate_command(
                 "max_records_per_source": max_records_per_source,
                 "baseline": baseline,
                 "public_sources": public,
+                "policy": str(policy) if policy else None,
             },
         )
         evaluate(model_dir, settings)  # logs whether it replaces an existing report

@@ -39,9 +39,11 @@ from tonewatch.data.sources import SOURCES, load_source
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.types import Prediction, TurnInput
+from tonewatch.tracking.policy import load_policy
 from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
 from tonewatch.training.dataset import EVALUATION_SOURCE, build_training_data, is_labelled, split_source
+from tonewatch.training.escalation_eval import escalation_modes_report, suite_figures
 from tonewatch.training.functional import FUNCTIONAL_DIR, functional_report
 from tonewatch.training.probes import PROBES_FILE, probe_report
 from tonewatch.training.progress import progress_bar
@@ -91,6 +93,18 @@ class EvalConfig:
             "help": "For a model with turn signals, also report each signal's figures on the held-out sets with "
             "signal labels (data/signals)."
         },
+    )
+
+    escalation_modes: bool = field(
+        default=True,
+        metadata={
+            "help": "Also compare the ways of deciding escalation (the learnt head, the escalation policy, both) "
+            "on callcenter_dev, callcenter_heldout and the probes."
+        },
+    )
+    policy: str | None = field(
+        default=None,
+        metadata={"help": "Escalation policy TOML for that comparison (default: the label guide's rules)."},
     )
 
     def __post_init__(self) -> None:
@@ -447,7 +461,8 @@ def validation_suite(report: dict) -> dict:
         for lang, f in probes.items():
             figures[f"probes/{lang}/trigger_escalated"] = f.get("trigger_escalated")
             figures[f"probes/{lang}/negative_escalated"] = f.get("negative_escalated")
-        if who == "model":  # the baseline has no signals
+        if who == "model":  # the baseline has no signals (and so no policy beyond its emotions)
+            figures.update(suite_figures(report.get("escalation_modes")))
             for lang, by_signal in (get_path(report, "signals", "all") or {}).items():
                 for name, f in by_signal.items():
                     figures[f"signals/{lang}/{name}/f1"] = f.get("f1")
@@ -506,6 +521,10 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     if config.signals and classifier.signal_names:
         logger.info("evaluating the turn signals on the held-out sets with signal labels")
         report["signals"] = signals_report(classifier, train_config.signal_labels_dir)
+    if config.escalation_modes:
+        logger.info("comparing the ways of deciding escalation (learnt head, policy, both)")
+        policy = load_policy(config.policy) if config.policy else None
+        report["escalation_modes"] = escalation_modes_report(classifier, policy=policy)
     report["validation_suite"] = validation_suite(report)
     if config.onnx:
         report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])

@@ -21,6 +21,23 @@ later turns, still escalated because the handover or threat is pending; negative
 conversation that mentions the same words without a trigger (should not escalate)."""
 
 
+def probe_kinds(conversation: dict) -> list[str]:
+    """The group of each customer turn of a probe conversation: ``trigger`` (the turn where a positive
+    conversation's escalation starts), ``held`` (its later escalated turns), ``negative`` (every turn of a
+    conversation that mentions the words without a trigger), or the conversation's own ``probe`` tag otherwise."""
+    kinds, seen_trigger = [], False
+    for turn in conversation["turns"]:
+        if turn["speaker"] != "customer":
+            continue
+        kind = conversation.get("probe", "")
+        if kind.startswith("trigger") and turn.get("escalate"):
+            kind, seen_trigger = ("held" if seen_trigger else "trigger"), True
+        elif kind == GROUPS["negative"]:
+            kind = "negative"
+        kinds.append(kind)
+    return kinds
+
+
 def probe_report(classifier, conversations: list[dict] | None = None) -> dict[str, dict[str, float | int]]:
     """Per language: for each group, its turn count, the share escalated and the mean escalation score; and
     emotion accuracy over every labelled customer turn. ``conversations`` default to :data:`PROBES_FILE`."""
@@ -32,17 +49,13 @@ def probe_report(classifier, conversations: list[dict] | None = None) -> dict[st
     for conversation in conversations:
         customer = [turn for turn in conversation["turns"] if turn["speaker"] == "customer"]
         predictions = classifier.classify_conversation(conversation)
-        seen_trigger = False
-        for turn, prediction in zip(customer, predictions, strict=True):
-            kind = conversation.get("probe", "")
-            if kind.startswith("trigger") and turn.get("escalate"):
-                kind, seen_trigger = ("held" if seen_trigger else "trigger"), True
+        for kind, turn, prediction in zip(probe_kinds(conversation), customer, predictions, strict=True):
             rows[conversation.get("lang") or "unknown"].append((kind, turn, prediction))
     results: dict[str, dict[str, float | int]] = {}
     for lang, items in sorted(rows.items()):
         figures: dict[str, float | int] = {}
-        for name, tag in GROUPS.items():
-            predictions = [p for kind, _, p in items if kind == tag]
+        for name in GROUPS:
+            predictions = [p for kind, _, p in items if kind == name]
             figures[f"{name}_turns"] = len(predictions)
             figures[f"{name}_escalated"] = sum(p.escalate for p in predictions) / max(len(predictions), 1)
             figures[f"{name}_mean_score"] = sum(p.escalate_score for p in predictions) / max(len(predictions), 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tonewatch.labels import EMOTION_LABELS
+from tonewatch.training.escalation_eval import escalation_mode_lines
 from tonewatch.training.functional import functional_lines
 from tonewatch.training.probes import probe_lines
 from tonewatch.training.signals_eval import signal_lines
@@ -191,6 +192,7 @@ def write_markdown(report: dict, plots: list[str]) -> str:
     lines += onnx_lines(report)
     lines += probe_lines(report.get("probes"))
     lines += signal_lines(report.get("signals"))
+    lines += escalation_mode_lines(report.get("escalation_modes"))
     lines += functional_lines(report.get("functional"))
     calibration = report.get("calibration", {})
     lines += [

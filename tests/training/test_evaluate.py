@@ -46,9 +46,18 @@ def test_report_files_and_in_domain_sections(evaluated):
     # Without the public sources: the in-domain sets, callcenter_dev and the held-out written conversations.
     written = json.loads((directory / "report.json").read_text())
     assert written["sets"].keys() == {"callcenter_dev", "callcenter_heldout"}
+    # The ways of deciding escalation, on the conversation sets with gold escalation, in the suite and report.md.
+    modes = report["escalation_modes"]
+    assert modes.keys() == {"callcenter_dev", "callcenter_heldout", "probes"}
+    assert modes["callcenter_dev"]["learnt"]["zh"]["n"] + modes["callcenter_dev"]["learnt"]["ru"]["n"] == 810
+    assert modes["callcenter_dev"]["learnt"]["zh"]["f1"] == pytest.approx(
+        model["by_language"]["zh"]["escalation"]["f1"]
+    )  # the learnt mode is the head's own decision
+    assert "escalation_modes/policy/callcenter_dev/ru/escalation_f1" in report["validation_suite"]["model"]
+    assert "## How escalation is decided" in markdown
 
 
-QUICK = {"public_sources": False, "onnx": False, "probes": False}
+QUICK = {"public_sources": False, "onnx": False, "probes": False, "escalation_modes": False}
 """An evaluation of the in-domain set and the baseline only: seconds instead of a minute."""
 
 

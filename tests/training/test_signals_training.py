@@ -202,7 +202,9 @@ def test_smoke_training_with_signals_gives_a_signal_model_and_a_signal_report(
     assert set(prediction.signals) == set(CUSTOMER_SIGNALS)
     assert set(model.agent_signals(["извините"])[0]) == set(AGENT_SIGNALS)
 
-    quick = EvalConfig(public_sources=False, onnx=False, probes=False, functional=False, baseline=False)
+    quick = EvalConfig(
+        public_sources=False, onnx=False, probes=False, functional=False, baseline=False, escalation_modes=False
+    )
     report = evaluate(tmp_path / "run", quick)
     signals = report["signals"]
     assert set(signals["sets"]) == {"callcenter_dev", "probes"}  # no callcenter_heldout overlay in the fixture
