@@ -9,8 +9,10 @@ from typer.testing import CliRunner
 from tonewatch.cli import app
 from tonewatch.labelling import LabelInputError, label_file
 from tonewatch.labelling.archive import detect_kind
+from tonewatch.labels import CUSTOMER_SIGNALS
 from tonewatch.model.classifier import Classifier
 from tonewatch.model.types import Prediction, TurnInput
+from tonewatch.tracking.policy import EscalationPolicy, SignalRule
 
 CONVERSATIONS = [
     {"id": f"c{i}", "lang": "zh", "channel": "chat", "turns": [
@@ -307,3 +309,43 @@ def test_the_tiny_model_without_signals_escalates_by_its_learnt_score(classifier
         assert ("learnt_score" in escalation["reasons"]) == prediction["escalate"]
         assert escalation["score"] >= prediction["escalate_score"] - 1e-6
         assert set(escalation["reasons"]) <= {"learnt_score", "abuse", "persistent_anger"}
+
+
+def test_a_real_signal_model_gives_every_escalated_turn_a_reason_and_its_turn(tiny_signal_model_dir, tmp_path):
+    """The tiny random signal model through label_file: signals on customer turns, agent turns read, and every
+    escalated turn names at least one reason with the customer turn that set it off (at or before it)."""
+    model = Classifier.from_pretrained(tiny_signal_model_dir, backend="torch")
+    conversations = [
+        {
+            "id": f"c{k}",
+            "lang": lang,
+            "turns": [
+                {"speaker": "agent", "text": agent},
+                {"speaker": "customer", "text": first},
+                {"speaker": "agent", "text": agent},
+                {"speaker": "customer", "text": second},
+            ],
+        }
+        for k, (lang, agent, first, second) in enumerate(
+            [
+                ("ru", "Здравствуйте", "Позовите руководителя", "Я напишу жалобу в Роспотребнадзор"),
+                ("zh", "您好", "我要投诉你们", "叫你们经理来"),
+            ]
+        )
+    ]
+    write_jsonl(tmp_path / "in.jsonl", conversations)
+    # the rules alone, with a supervisor-request threshold every probability reaches: that rule must fire on
+    # the first customer turn and be held; whatever else escalates does so by a named rule
+    policy = EscalationPolicy(learnt_head="off", supervisor_request=SignalRule(threshold=0.0))
+    label_file(model, tmp_path / "in.jsonl", tmp_path / "out.jsonl", policy=policy)
+    for labelled in read_jsonl(tmp_path / "out.jsonl"):
+        customer_indices = [k for k, turn in enumerate(labelled["turns"]) if turn["speaker"] == "customer"]
+        for index in customer_indices:
+            prediction = labelled["turns"][index]["prediction"]
+            assert set(prediction["signals"]) == set(CUSTOMER_SIGNALS)
+            escalation = prediction["escalation"]
+            assert escalation["escalate"] == bool(escalation["reasons"])
+            assert set(escalation["since_turn"]) == set(escalation["reasons"])
+            for since in escalation["since_turn"].values():
+                assert since in customer_indices and since <= index
+            assert escalation["since_turn"]["supervisor_request"] == customer_indices[0]
