@@ -200,7 +200,7 @@ class Persistence:
     """How long an active reason lasts."""
 
     pending_cleared_by_offer: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "A pending supervisor request or external threat is handled once an agent apology_or_offer is "
             "followed by a calm customer turn (the agent transferred or accepted)."
@@ -219,14 +219,18 @@ class Persistence:
     )
     negative_clear_labels: tuple[str, ...] = field(
         default=("calm",),
-        metadata={"help": "A customer turn with one of these clears persistent anger and accepts a refusal."},
+        metadata={"help": "A customer turn with one of these accepts a refusal (clears refusal_not_accepted)."},
+    )
+    anger_clear_labels: tuple[str, ...] = field(
+        default=("calm", "frustrated"),
+        metadata={"help": "A customer turn with one of these clears persistent anger: the anger no longer persists."},
     )
 
     def __post_init__(self) -> None:
         configfile.coerce_fields(self)
         if self.pending_calm_turns < 0:
             raise ValueError(f"pending_calm_turns must be >= 0, got {self.pending_calm_turns}")
-        for name in ("pending_clear_labels", "hostile_clear_labels", "negative_clear_labels"):
+        for name in ("pending_clear_labels", "hostile_clear_labels", "negative_clear_labels", "anger_clear_labels"):
             labels = getattr(self, name)
             _check_labels(name, labels)
             if not labels:
@@ -417,6 +421,8 @@ class EscalationState:
                 cleared = handed_over or calmed
             elif name in _HOSTILE:
                 cleared = label in persistence.hostile_clear_labels
+            elif name == "persistent_anger":
+                cleared = label in persistence.anger_clear_labels
             elif name in _NEGATIVE:
                 cleared = label in persistence.negative_clear_labels
             else:  # the learnt score: as long as it stays high

@@ -259,7 +259,7 @@ def test_conversation_output_carries_the_policys_escalation_with_reasons_and_tur
     assert [p["escalation"]["reasons"] for p in written] == [
         [],
         ["supervisor_request", "refusal_not_accepted"],
-        [],  # the transfer, then a calm customer: handled
+        ["supervisor_request"],  # the transfer is promised, the customer waits: still pending; refusal accepted
     ]
     assert written[1]["escalation"]["since_turn"] == {"supervisor_request": 3, "refusal_not_accepted": 3}
     assert written[1]["escalation"]["escalate"] and written[1]["escalation"]["score"] == pytest.approx(0.93)

@@ -46,7 +46,7 @@ def reasons(escalations):
 # -- the five rules and abuse after a warning ----------------------------------------------------------------
 
 
-def test_rule_1_a_supervisor_request_stays_while_pending_and_clears_once_handed_over():
+def test_rule_1_a_supervisor_request_stays_while_pending_even_after_the_agent_offers_a_transfer():
     script = [
         turn("calm"),
         {},
@@ -54,16 +54,18 @@ def test_rule_1_a_supervisor_request_stays_while_pending_and_clears_once_handed_
         {"refusal": 0.1},
         turn("calm"),  # still pending though calm
         {"apology_or_offer": 0.9},  # "I'm transferring you now"
-        turn("frustrated"),  # not calm yet: the handover is not accepted
+        turn("frustrated"),
         {"apology_or_offer": 0.8},
-        turn("calm"),  # accepted: handled
+        turn("calm"),  # "fine, I'll wait": the handover is promised, not done (the guide: pending)
     ]
     out = run(script)
     assert reasons(out) == [(), None, ("supervisor_request",), None, ("supervisor_request",), None,
-                            ("supervisor_request",), None, ()]  # fmt: skip
+                            ("supervisor_request",), None, ("supervisor_request",)]  # fmt: skip
     assert out[2].escalate and out[2].since_turn == {"supervisor_request": 2} and out[2].score == pytest.approx(0.9)
-    assert out[6].since_turn == {"supervisor_request": 2}
-    assert not out[8].escalate
+    assert out[8].since_turn == {"supervisor_request": 2}
+    # A contact centre whose agents hand over themselves may count an accepted offer as handled.
+    handed_over = run(script, EscalationPolicy(persistence={"pending_cleared_by_offer": True}))
+    assert reasons(handed_over)[6:] == [("supervisor_request",), None, ()]  # accepted only once calm
 
 
 def test_rule_1_a_pending_request_also_clears_after_calm_turns_and_a_repeat_restarts_the_count():
@@ -87,9 +89,13 @@ def test_rule_3_abuse_stays_while_hostile_and_clears_once_the_customer_is_no_lon
     out = run([turn("frustrated"), turn("abusive"), turn("frustrated"), turn("abusive"), turn("angry"), turn("calm")])
     assert reasons(out) == [(), ("abuse",), (), ("abuse",), ("persistent_anger", "abuse"), ()]
     assert out[4].since_turn == {"abuse": 3, "persistent_anger": 4} and out[1].score == pytest.approx(0.7)
-    # Abusive then angry is also anger in a row; a frustrated turn ends the abuse but not the anger.
+    # Abusive then angry is also anger in a row; a frustrated turn ends both (the anger no longer persists).
     out = run([turn("abusive"), turn("angry"), turn("frustrated"), turn("calm")])
-    assert reasons(out) == [("abuse",), ("persistent_anger", "abuse"), ("persistent_anger",), ()]
+    assert reasons(out) == [("abuse",), ("persistent_anger", "abuse"), (), ()]
+    # A policy may hold persistent anger until the customer is calm.
+    held = run([turn("abusive"), turn("angry"), turn("frustrated"), turn("calm")],
+               EscalationPolicy(persistence={"anger_clear_labels": ["calm"]}))  # fmt: skip
+    assert reasons(held) == [("abuse",), ("persistent_anger", "abuse"), ("persistent_anger",), ()]
 
 
 def test_rule_3_a_threat_of_harm_is_a_reason_of_its_own():
@@ -98,9 +104,9 @@ def test_rule_3_a_threat_of_harm_is_a_reason_of_its_own():
     assert out[1].since_turn == {"harm_threat": 0}
 
 
-def test_rule_4_anger_after_an_apology_or_two_angry_turns_in_a_row_until_the_customer_is_calm():
-    after_offer = run([turn("frustrated"), {"apology_or_offer": 0.9}, turn("angry"), turn("frustrated"),
-                       turn("calm")])  # fmt: skip
+def test_rule_4_anger_after_an_apology_or_two_angry_turns_in_a_row_until_the_customer_is_no_longer_angry():
+    after_offer = run([turn("frustrated"), {"apology_or_offer": 0.9}, turn("angry"), turn("angry"),
+                       turn("frustrated")])  # fmt: skip
     assert reasons(after_offer) == [(), None, ("persistent_anger",), ("persistent_anger",), ()]
     assert after_offer[3].since_turn == {"persistent_anger": 2}
     # Without an apology one angry turn is not enough; the second in a row is.
