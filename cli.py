@@ -299,6 +299,39 @@ def train_command(
     _run(work)
 
 
+@app.command("fit-signals")
+def fit_signals_command(
+    model_argument: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL",
+            help="The trained model to add the signals to (default: the shipped one).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new model directory.")] = Path("runs/signals"),
+    c: Annotated[float, typer.Option("--c", help="Inverse L2 strength of each signal's logistic regression.")] = 4.0,
+    seed: Annotated[
+        int | None, typer.Option(help="Split seed (default: the model's training seed).", show_default=False)
+    ] = None,
+) -> None:
+    """Give a trained model the six turn signals, read from character n-grams (about a minute on a CPU).
+
+    The new directory has the model's encoder, heads and calibration unchanged, plus the signal reader fitted
+    on the signal labels of callcenter_train; run `tonewatch evaluate` on it for the full report."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    def work() -> None:
+        from tonewatch.training.signal_reader import ReaderFit, fit_signals
+
+        summary = fit_signals(model_argument, output, ReaderFit(c=c, seed=seed))
+        typer.echo(json.dumps({key: summary[key] for key in ("turns", "held_out_figures", "minutes")}, indent=2))
+
+    _run(work)
+
+
 @app.command("evaluate")
 def evaluate_command(
     model_argument: Annotated[

@@ -37,6 +37,7 @@ from tonewatch.model.modeling import (
     build_network,
     merge_lora,
 )
+from tonewatch.model.ngram_signals import READER_NAME, NgramSignalReader
 from tonewatch.model.types import (
     WEIGHTS_NAME,
     ModelConfig,
@@ -95,13 +96,31 @@ class Classifier:
     CPUs). Tokenisation and calibration are shared.
     """
 
-    def __init__(self, backend, tokenizer, config: ModelConfig, model_dir: Path | None = None):
+    def __init__(
+        self,
+        backend,
+        tokenizer,
+        config: ModelConfig,
+        model_dir: Path | None = None,
+        signal_reader: NgramSignalReader | None = None,
+    ):
+        """``signal_reader``: the n-gram signal reader of a ``char_ngrams`` model (default: read from
+        ``model_dir``)."""
         if isinstance(backend, TurnClassifierNetwork):
             backend = TorchBackend(backend)
         self.backend = backend
         self.tokenizer = tokenizer
         self.config = config
         self.model_dir = model_dir
+        if signal_reader is None and config.signal_reader == READER_NAME:
+            if model_dir is None:
+                raise ModelDirectoryError("a char_ngrams signal model needs its model directory or its reader")
+            signal_reader = NgramSignalReader.load(model_dir)
+        if signal_reader is not None and signal_reader.num_signals != len(config.signals):
+            raise ModelDirectoryError(
+                f"the signal reader has {signal_reader.num_signals} signals, config.json names {len(config.signals)}"
+            )
+        self.signal_reader = signal_reader
 
     @property
     def backend_name(self) -> str:
@@ -266,7 +285,7 @@ class Classifier:
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
         emotion = np.empty((len(encoded), len(EMOTION_LABELS)), dtype=np.float32)
         escalation = np.empty(len(encoded), dtype=np.float32)
-        n_signals = len(self.signal_names)
+        n_signals = len(self.config.head_signals)  # the network's own signal outputs (none for another reader)
         signals = np.empty((len(encoded), n_signals), dtype=np.float32)
         margins = getattr(self.backend, "margins", None) if precision == "auto" else None
         for start in range(0, len(order), batch_size):
@@ -368,7 +387,10 @@ class Classifier:
         langs = [turn.lang for turn in turns]
         speakers = [turn.speaker for turn in turns]
         encoded = [self.encode(turn) for turn in turns]
-        return self.logits(encoded, batch_size, langs, precision, on_batch, speakers, with_signals)
+        outputs = self.logits(encoded, batch_size, langs, precision, on_batch, speakers, with_signals)
+        if with_signals and self.signal_reader is not None:
+            outputs = (*outputs[:2], torch.from_numpy(self.signal_reader.logits([turn.text for turn in turns])))
+        return outputs
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""

@@ -215,7 +215,7 @@ def _export_fp32(classifier, path: Path) -> None:
 
     encoder = classifier.network.encoder
     encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
-    outputs = output_names(classifier.config.signals)
+    outputs = output_names(classifier.config.head_signals)
     try:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> every head's logits
         example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
         inputs = tuple(torch.from_numpy(array) for array in example)
@@ -360,7 +360,7 @@ def measure_recheck_margins(classifier, directory: Path, quantile: float, turns:
     """
     turns = list(turns)
     langs = [turn.lang for turn in turns]
-    with_signals = bool(classifier.config.signals)
+    with_signals = bool(classifier.config.head_signals)
     backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}})  # both graphs of the work directory
     # The classifier's own class on the new backend: same tokenisation and batching, and no import of the loader.
     measuring = type(classifier)(backend, classifier.tokenizer, classifier.config, classifier.model_dir)

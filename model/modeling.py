@@ -71,7 +71,9 @@ def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> 
     from transformers import AutoModel
 
     encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
-    return TurnClassifierNetwork(encoder, encoder.config.hidden_size, dropout=dropout, num_signals=len(config.signals))
+    return TurnClassifierNetwork(
+        encoder, encoder.config.hidden_size, dropout=dropout, num_signals=len(config.head_signals)
+    )
 
 
 HEAD_PREFIXES = ("emotion_head.", "escalation_head.", "signal_head.")

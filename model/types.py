@@ -82,6 +82,8 @@ class Calibration:
 
 SIGNAL_THRESHOLD_DEFAULT = "default"
 """The key of a signal's threshold for every language without its own (``Calibration.signal_thresholds``)."""
+SIGNAL_READERS: tuple[str, ...] = ("head", "char_ngrams")
+"""What may read a model's turn signals (``ModelConfig.signal_reader``)."""
 
 
 @dataclass
@@ -104,6 +106,10 @@ class ModelConfig:
     signals: tuple[str, ...] = ()
     """The turn signals (``labels.SIGNALS``, in that order) the signal head predicts, one logit each; empty (and
     absent from ``config.json``) for a model without a signal head."""
+    signal_reader: str = "head"
+    """What reads the signals: ``head`` (a linear head on the encoder's pooled features, in the network) or
+    ``char_ngrams`` (:mod:`tonewatch.model.ngram_signals`, beside the network, which then has no signal head);
+    absent from ``config.json`` when ``head``."""
 
     def __post_init__(self) -> None:
         if self.architecture != ARCHITECTURE:
@@ -117,6 +123,15 @@ class ModelConfig:
             raise ModelDirectoryError(f"unknown turn signals {unknown}; this tonewatch knows {SIGNALS}")
         if list(self.signals) != [name for name in SIGNALS if name in self.signals]:
             raise ModelDirectoryError(f"signals {self.signals} must be distinct and in the order of {SIGNALS}")
+        if self.signal_reader not in SIGNAL_READERS:
+            raise ModelDirectoryError(
+                f"unknown signal reader {self.signal_reader!r}; this tonewatch knows {SIGNAL_READERS}"
+            )
+
+    @property
+    def head_signals(self) -> tuple[str, ...]:
+        """The signals the network's own signal head predicts (none when another reader reads them)."""
+        return self.signals if self.signal_reader == "head" else ()
 
     def signal_index(self, speaker: str) -> list[tuple[int, str]]:
         """``(column, signal)`` of the signal head's outputs read from ``speaker``'s turns."""
@@ -132,6 +147,8 @@ class ModelConfig:
         if data["limits"]["normalize"] == "none":
             del data["limits"]["normalize"]  # older models' config.json stays byte-identical
         data["lora_target_modules"] = list(self.lora_target_modules)
+        if data["signal_reader"] == "head":
+            del data["signal_reader"]  # models with a signal head or none keep their config.json byte-identical
         if self.signals:
             data["signals"] = list(self.signals)
         else:  # a model without a signal head: config.json stays byte-identical to older models'
