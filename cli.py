@@ -314,6 +314,9 @@ def fit_signals_command(
     seed: Annotated[
         int | None, typer.Option(help="Split seed (default: the model's training seed).", show_default=False)
     ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The new model's version (default: the model's).", show_default=False)
+    ] = None,
 ) -> None:
     """Give a trained model the six turn signals, read from character n-grams (about a minute on a CPU).
 
@@ -326,7 +329,7 @@ def fit_signals_command(
     def work() -> None:
         from tonewatch.training.signal_reader import ReaderFit, fit_signals
 
-        summary = fit_signals(model_argument, output, ReaderFit(c=c, seed=seed))
+        summary = fit_signals(model_argument, output, ReaderFit(c=c, seed=seed, version=version))
         typer.echo(json.dumps({key: summary[key] for key in ("turns", "held_out_figures", "minutes")}, indent=2))
 
     _run(work)

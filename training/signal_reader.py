@@ -64,6 +64,8 @@ class ReaderFit:
     """Split seed (None: the source model's training seed)."""
     validation_fraction: float | None = None
     """Held-out share of the conversations (None: the source model's)."""
+    version: str | None = None
+    """The new model's version in ``config.json`` (None: the source model's)."""
 
 
 def feature_matrix(records: list[Record], idf: np.ndarray, spec: NgramSpec, normalize: str):
@@ -163,7 +165,9 @@ def fit_signals(
     state = {
         key: value for key, value in load_file(str(source / WEIGHTS_NAME)).items() if not key.startswith("signal_head.")
     }
-    config = dataclasses.replace(base, signals=SIGNALS, signal_reader=READER_NAME)
+    config = dataclasses.replace(
+        base, signals=SIGNALS, signal_reader=READER_NAME, version=fit.version if fit.version else base.version
+    )
     reader.save(output)
     stored = NgramSignalReader.load(output)  # the thresholds are fitted on what inference will read (float16)
     held_logits = stored.logits([record.text for record in held_out])

@@ -62,6 +62,13 @@ def test_the_fit_learns_the_signals_words(fitted):
     assert recorded["seed"] == 7 and recorded["validation_fraction"] == 0.3
     assert recorded["signals"]["supervisor_request"]["train_positives"] > 0
     assert recorded["turns"]["train"] > recorded["turns"]["held_out"] > 0
+    assert read_model_config(output).version == read_model_config(recorded["source_model"]).version  # kept
+
+
+def test_the_new_model_may_get_its_own_version(tiny_model_dir, labels_dir, tmp_path):
+    fit = ReaderFit(c=1.0, spec=NgramSpec(1, 2, 2**8), seed=7, validation_fraction=0.3, version="6")
+    fit_signals(tiny_model_dir, tmp_path / "v6", fit, signal_labels_dir=labels_dir)
+    assert read_model_config(tmp_path / "v6").version == "6"
 
 
 def test_the_signal_thresholds_are_fitted_on_the_held_out_turns(fitted):
