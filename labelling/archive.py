@@ -45,6 +45,7 @@ from tonewatch.tracking.policy import (
     EscalationPolicy,
     agent_turn_inputs,
     escalate_conversation,
+    escalate_text,
     wants_agent_signals,
 )
 
@@ -303,7 +304,8 @@ def label_file(
             if kind == "conversations":
                 written = _escalated(classifier, policy, record, own)
             else:
-                written = [prediction.to_dict() for prediction in own]
+                lang = record.value.get("lang") or None
+                written = [{**p.to_dict(), "escalation": escalate_text(policy, p, lang).to_dict()} for p in own]
             by_index[record.index] = _attach(record, kind, written)
             position += len(turns)
             summary.labelled_turns += len(turns)

@@ -114,7 +114,9 @@ class PredictionBody(_Response):
         default=None, description="Probabilities of the customer-turn signals (only from a model with a signal head)."
     )
     escalation: EscalationBody | None = Field(
-        default=None, description="The escalation policy's decision, for a turn read in its conversation."
+        default=None,
+        description="The escalation policy's decision: for a turn read in its conversation, or for a text (a "
+        "conversation of that one turn).",
     )
 
     @model_serializer(mode="wrap")

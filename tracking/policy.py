@@ -488,3 +488,10 @@ def escalate_conversation(
         else:
             state.agent_turn(index, (agent_signals or {}).get(index), lang)
     return escalations
+
+
+def escalate_text(policy: EscalationPolicy, prediction: Prediction, lang: str | None = None) -> Escalation:
+    """The escalation of a text without a conversation: the policy after a conversation of that one customer turn
+    (a trigger, abuse or the learnt score in it; nothing that needs earlier turns, such as anger in a row)."""
+    conversation = {"lang": lang, "turns": [{"speaker": "customer", "text": ""}]}
+    return escalate_conversation(policy, conversation, [prediction])[0]

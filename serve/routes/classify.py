@@ -17,7 +17,7 @@ from tonewatch.serve.schemas import (
     error_responses,
 )
 from tonewatch.serve.server import Server, ServerDep
-from tonewatch.tracking.policy import agent_turn_inputs, escalate_conversation
+from tonewatch.tracking.policy import agent_turn_inputs, escalate_conversation, escalate_text
 from tonewatch.tracking.tracker import prediction_dict
 
 router = APIRouter(tags=["model"], dependencies=[Depends(require_scope("write"))])
@@ -50,7 +50,12 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
         return {
             "model": model,
             "texts": [
-                {"text": text, "prediction": prediction.to_dict()}
+                {
+                    "text": text,
+                    "prediction": prediction_dict(
+                        prediction, escalate_text(server.config.escalation, prediction, body.lang)
+                    ),
+                }
                 for text, prediction in zip(body.texts, predictions, strict=True)
             ],
         }

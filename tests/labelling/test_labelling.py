@@ -32,7 +32,7 @@ def classifier(tiny_model_dir):
 
 def assert_same_prediction(written: dict, expected: Prediction) -> None:
     """``written`` is ``expected`` (scores within the int8 path's batch-composition tolerance)."""
-    # A conversation's customer turn also carries the escalation policy's decision (a text has no conversation).
+    # Every customer turn and text also carries the escalation policy's decision (a text: a one-turn conversation).
     assert set(written) - {"escalation"} == {"emotion", "scores", "escalate", "escalate_score"}
     assert (written["emotion"], written["escalate"]) == (expected.emotion, expected.escalate)
     assert written["scores"] == pytest.approx(expected.scores, abs=2e-3)
@@ -248,6 +248,18 @@ AGENT_SCRIPT = {
     "К сожалению, вернуть деньги невозможно": {"refusal": 0.9, "apology_or_offer": 0.3},
     "Соединяю вас с руководителем": {"apology_or_offer": 0.85},
 }
+
+
+def test_a_text_gets_the_escalation_of_a_one_turn_conversation(tmp_path):
+    model = SignalModel(SIGNAL_MODEL_SCRIPT, AGENT_SCRIPT)
+    texts = [{"id": "t1", "text": "Это издевательство, позовите старшего!", "lang": "ru"},
+             {"id": "t2", "text": "Хорошо, жду", "lang": "ru"}]  # fmt: skip
+    write_jsonl(tmp_path / "texts.jsonl", texts)
+    label_file(model, tmp_path / "texts.jsonl", tmp_path / "out.jsonl")
+    first, second = (row["prediction"]["escalation"] for row in read_jsonl(tmp_path / "out.jsonl"))
+    assert first == {"escalate": True, "score": pytest.approx(0.93), "reasons": ["supervisor_request"],
+                     "since_turn": {"supervisor_request": 0}}  # fmt: skip
+    assert second["reasons"] == [] and not second["escalate"]  # each text on its own: nothing carried over
 
 
 def test_conversation_output_carries_the_policys_escalation_with_reasons_and_turns(tmp_path):

@@ -107,7 +107,7 @@ def client(scripted):
         yield test_client
 
 
-def test_classify_conversations_applies_the_same_policy_and_texts_stay_as_they_were():
+def test_classify_conversations_applies_the_same_policy_and_a_text_is_a_one_turn_conversation():
     conversation = {"id": 1, "lang": "zh", "turns": [
         {"speaker": "customer", "text": "[frustrated 0.2] 我要退款"},
         {"speaker": "agent", "text": "抱歉，这个无法退款 {refusal 0.9}"},
@@ -118,7 +118,9 @@ def test_classify_conversations_applies_the_same_policy_and_texts_stay_as_they_w
     escalations = [turn["prediction"]["escalation"] for turn in labelled["turns"] if "prediction" in turn]
     assert [e["reasons"] for e in escalations] == [[], ["refusal_not_accepted"]]
     assert escalations[1]["since_turn"] == {"refusal_not_accepted": 2}
-    assert "escalation" not in texts[0]["prediction"]
+    # a text has no context: no refusal before it, so no reason (a trigger in it would give one)
+    escalation = texts[0]["prediction"]["escalation"]
+    assert escalation["reasons"] == [] and not escalation["escalate"] and escalation["since_turn"] == {}
 
 
 def test_the_escalation_table_of_the_server_config_turns_a_rule_off(tmp_path):
