@@ -319,6 +319,11 @@ class ModelInfo(_Response):
     base_model: str
     max_context_turns: int = Field(description="Preceding turns the model reads as context.")
     backend: str = Field(description="The runtime serving it: onnx or torch.")
+    signals: list[str] = Field(
+        description="The turn signals the model predicts (empty: none; the escalation policy then falls back to "
+        "the learnt score)."
+    )
+    signal_reader: str | None = Field(description="What reads them: head or char_ngrams (null without signals).")
 
 
 class EscalationThresholds(_Response):
@@ -342,6 +347,12 @@ class AlertPolicyInfo(_Response):
     cooldown_turns: int
     cooldown_seconds: float
     immediate_labels: list[Emotion]
+    immediate_reasons: list[str] = Field(
+        description="Escalation reasons that raise an alert at once, whatever the cooldown."
+    )
+    update_reasons: list[str] = Field(
+        description="Escalation reasons that alert again within an active alert (e.g. abuse after a warning)."
+    )
 
 
 class Limits(_Response):

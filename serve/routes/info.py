@@ -33,6 +33,8 @@ async def info(server: ServerDep) -> dict:
             "base_model": classifier.config.base_model,
             "max_context_turns": classifier.config.limits.max_context_turns,
             "backend": classifier.backend_name,
+            "signals": list(classifier.signal_names),
+            "signal_reader": classifier.config.signal_reader if classifier.signal_names else None,
         },
         "labels": list(EMOTION_LABELS),
         "escalation_label": ESCALATION_LABEL,
@@ -50,6 +52,8 @@ async def info(server: ServerDep) -> dict:
             "cooldown_turns": policy.cooldown_turns,
             "cooldown_seconds": policy.cooldown_seconds,
             "immediate_labels": list(policy.immediate_labels),
+            "immediate_reasons": list(policy.immediate_reasons),
+            "update_reasons": list(policy.update_reasons),
         },
         "escalation_policy": dataclasses.asdict(config.escalation),
         "limits": {

@@ -35,6 +35,7 @@ class ScriptedClassifier:
     """
 
     backend_name = "scripted"
+    signal_names: tuple[str, ...] = ()
 
     def __init__(self, script: dict[str, tuple[str, float]] | None = None, gate: threading.Event | None = None):
         self.script = dict(script or {})

@@ -63,7 +63,8 @@ def test_classify_texts_with_the_tiny_model_has_the_shape_tonewatch_label_writes
     assert [record["text"] for record in records] == ["你好 请问", "опять не работает!!!"]
     direct = tiny_classifier.classify(["你好 请问"])[0].to_dict()
     first = records[0]["prediction"]
-    assert set(first) == {"emotion", "scores", "escalate", "escalate_score"}
+    assert set(first) == {"emotion", "scores", "escalate", "escalate_score", "escalation"}
+    assert set(first["escalation"]) == {"escalate", "score", "reasons", "since_turn"}
     assert set(first["scores"]) == set(EMOTION_LABELS)
     assert first["scores"] == pytest.approx(direct["scores"], abs=1e-5)
 
@@ -219,6 +220,8 @@ def test_info_health_ready(client):
         "base_model": "scripted",
         "max_context_turns": 3,
         "backend": "scripted",
+        "signals": [],
+        "signal_reader": None,
     }
     assert info["labels"] == list(EMOTION_LABELS)
     assert info["thresholds"]["escalation"] == {"default": 0.5, "per_language": {"zh": 0.6}}

@@ -133,6 +133,9 @@ def test_the_escalation_table_of_the_server_config_turns_a_rule_off(tmp_path):
         info = client.get("/v1/info").json()
     assert body["alert"] is None and body["prediction"]["escalation"]["reasons"] == []
     assert info["escalation_policy"]["supervisor_request"]["enabled"] is False
+    assert "abuse_after_warning" in info["alert_policy"]["update_reasons"]
+    assert "supervisor_request" in info["alert_policy"]["immediate_reasons"]
+    assert info["model"]["signals"] == list(SignalScripted.signal_names)
     path.write_text("[escalation.supervisor_request]\nenabeld = false\n")
     with pytest.raises(ConfigError, match=r"serve.toml: .*unknown key 'enabeld'"):
         ServeConfig.from_toml(path)
