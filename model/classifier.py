@@ -146,7 +146,10 @@ class Classifier:
         ]
         if not turns:
             return []
-        _, _, signal_logits = self.raw_logits(turns, batch_size, with_signals=True)
+        if self.signal_reader is not None:  # the n-gram reader alone: an agent turn needs no encoder pass
+            signal_logits = torch.from_numpy(self.signal_reader.logits([turn.text for turn in turns]))
+        else:
+            _, _, signal_logits = self.raw_logits(turns, batch_size, with_signals=True)
         return self.signal_probabilities(signal_logits, "agent")
 
     def signal_probabilities(self, signal_logits: torch.Tensor, speaker: str) -> list[dict[str, float]]:

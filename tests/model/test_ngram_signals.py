@@ -170,3 +170,14 @@ def test_a_reader_model_needs_its_directory_or_its_reader(ngram_model_dir):
     wrong = NgramSignalReader(np.zeros((4, 2)), np.zeros(2), np.ones(4), NgramSpec(1, 1, 4), "none")
     with pytest.raises(ModelDirectoryError, match="2 signals"):
         Classifier(classifier.backend, classifier.tokenizer, classifier.config, signal_reader=wrong)
+
+
+def test_agent_turns_of_a_reader_model_need_no_encoder_pass(ngram_model_dir):
+    classifier = Classifier.from_pretrained(ngram_model_dir, backend="torch")
+    calls = []
+    backend = classifier.backend
+    classifier.backend = lambda *arrays, **options: calls.append(len(arrays[0])) or backend(*arrays, **options)
+    (signals,) = classifier.agent_signals(["Соединяю вас с руководителем"])
+    assert set(signals) == set(AGENT_SIGNALS) and calls == []
+    classifier.classify(["позовите старшего"])
+    assert calls == [1]
