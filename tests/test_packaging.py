@@ -48,6 +48,7 @@ def test_wheel_ships_the_in_domain_data_and_the_console_script(wheel_names):
         assert f"tonewatch/model/{bundled}/model.safetensors" in wheel_names
         assert f"tonewatch/model/{bundled}/config.json" in wheel_names
         assert f"tonewatch/model/{bundled}/card.toml" in wheel_names  # its card's hand-written notes
+    assert "tonewatch/model/default/signal_ngrams.safetensors" in wheel_names  # its turn-signal reader
     entry_points = next(name for name in wheel_names if name.endswith("entry_points.txt"))
     assert entry_points
 

@@ -418,11 +418,19 @@ def _signal_lines(config: dict) -> list[str]:
         speaker: ", ".join(f"`{name}`" for name in signals if SIGNAL_SPEAKER[name] == speaker)
         for speaker in ("customer", "agent")
     }
+    if config.get("signal_reader", "head") == "char_ngrams":
+        how = (
+            "Both are read from the turn's own words by a character n-gram linear model beside the network "
+            "(`signal_ngrams.safetensors`, fitted by `tonewatch fit-signals`; `signal_reader.json` records the fit), "
+            "not by the encoder."
+        )
+    else:
+        how = "A head on the encoder reads them, agent turns with an `agent:` prefix and their context."
+    agent = f"agent turn {by_speaker['agent'] or 'none'}"
     return [
         "It also reads turn signals, each a calibrated probability decided at a threshold per signal and language "
         f"(issue #18): from a customer turn {by_speaker['customer'] or 'none'} (`Prediction.signals`), and from an "
-        f"agent turn, read with an `agent:` prefix and its context, {by_speaker['agent'] or 'none'} "
-        "(`Classifier.agent_signals`). Signal labels are trained on `callcenter_train` only.",
+        f"{agent} (`Classifier.agent_signals`). {how} Signal labels are trained on `callcenter_train` only.",
         "",
     ]
 
