@@ -31,6 +31,7 @@ from tonewatch.tracking.policy import (
     escalate_conversation,
     wants_agent_signals,
 )
+from tonewatch.training.metrics import first_alerts
 from tonewatch.training.probes import PROBES_FILE, probe_kinds
 
 MODES = {"learnt": None, "policy": "off", "policy_or_learnt": "or"}
@@ -93,31 +94,20 @@ def turn_figures(golds: list[list[bool | None]], decided: list[list[bool]]) -> d
 
 
 def timing_figures(golds: list[list[bool | None]], decided: list[list[bool]]) -> dict:
-    """First alert against the gold first escalation turn, per conversation, in customer turns."""
-    on_time = near = missed = false_alarms = quiet = with_gold = 0
-    for gs, ds in zip(golds, decided, strict=True):
-        gold = [k for k, g in enumerate(gs) if g]
-        fired = [k for k, d in enumerate(ds) if d]
-        if gold:
-            with_gold += 1
-            if not fired:
-                missed += 1
-                continue
-            offset = fired[0] - gold[0]
-            on_time += offset == 0
-            near += abs(offset) <= 1
-        elif fired:
-            false_alarms += 1
-        else:
-            quiet += 1
+    """First alert against the gold first escalation turn, per conversation, in customer turns
+    (:func:`tonewatch.training.metrics.first_alerts`), with the share within one turn either side."""
+    alerts = first_alerts(golds, decided)
+    offsets = alerts["offsets"]
+    with_gold = len(offsets) + alerts["missed"]
+    near = sum(abs(offset) <= 1 for offset in offsets)
     return {
         "with_gold_escalation": with_gold,
-        "on_time": on_time,
+        "on_time": sum(offset == 0 for offset in offsets),
         "within_one_turn": near,
         "within_one_turn_share": near / max(with_gold, 1),
-        "missed": missed,
-        "false_alarm_conversations": false_alarms,
-        "correctly_quiet": quiet,
+        "missed": alerts["missed"],
+        "false_alarm_conversations": alerts["false_alarm_conversations"],
+        "correctly_quiet": alerts["correctly_quiet"],
     }
 
 

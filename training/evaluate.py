@@ -230,18 +230,12 @@ def alert_timing(records: list[Record], predictions: Predictions) -> dict:
     by_conversation: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
         by_conversation[record.conversation_id].append(index)
-    offsets, missed, false_alarms, quiet = [], 0, 0, 0
-    for indices in by_conversation.values():
-        gold = [k for k, index in enumerate(indices) if records[index].escalate]
-        fired = [k for k, index in enumerate(indices) if predictions.escalate[index]]
-        if gold and fired:
-            offsets.append(fired[0] - gold[0])
-        elif gold:
-            missed += 1
-        elif fired:
-            false_alarms += 1
-        else:
-            quiet += 1
+    alerts = metrics.first_alerts(
+        [[records[index].escalate for index in indices] for indices in by_conversation.values()],
+        [[predictions.escalate[index] for index in indices] for indices in by_conversation.values()],
+    )
+    offsets, missed = alerts["offsets"], alerts["missed"]
+    false_alarms, quiet = alerts["false_alarm_conversations"], alerts["correctly_quiet"]
     offsets_array = np.array(offsets)
     return {
         "conversations": len(by_conversation),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -58,3 +60,25 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
             }
         )
     return rows
+
+
+def first_alerts(gold: Sequence[Sequence[object]], decided: Sequence[Sequence[object]]) -> dict:
+    """The first alert of each conversation against its gold first escalation turn. ``gold`` and ``decided`` hold,
+    per conversation, each customer turn's gold and decided escalation (truthy = escalate; a missing gold label
+    is None, not an escalation). Returns ``offsets`` (first decided minus first gold turn, in customer turns) of the
+    conversations that escalate and alert, and the counts of ``missed`` (escalate, no alert),
+    ``false_alarm_conversations`` (alert, no gold escalation) and ``correctly_quiet`` conversations."""
+    offsets: list[int] = []
+    missed = false_alarms = quiet = 0
+    for gold_turns, decided_turns in zip(gold, decided, strict=True):
+        first_gold = next((k for k, value in enumerate(gold_turns) if value), None)
+        first_fired = next((k for k, value in enumerate(decided_turns) if value), None)
+        if first_gold is not None and first_fired is not None:
+            offsets.append(first_fired - first_gold)
+        elif first_gold is not None:
+            missed += 1
+        elif first_fired is not None:
+            false_alarms += 1
+        else:
+            quiet += 1
+    return {"offsets": offsets, "missed": missed, "false_alarm_conversations": false_alarms, "correctly_quiet": quiet}
