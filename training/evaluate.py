@@ -38,7 +38,7 @@ from tonewatch.data.records import Record, Turn
 from tonewatch.data.sources import SOURCES, load_source
 from tonewatch.labels import EMOTION_LABELS, LABEL2ID
 from tonewatch.model.classifier import Classifier
-from tonewatch.model.types import Prediction, TurnInput
+from tonewatch.model.types import Prediction, TurnInput, conversation_turn_inputs
 from tonewatch.tracking.policy import load_policy
 from tonewatch.training import metrics
 from tonewatch.training.config import TrainConfig
@@ -123,6 +123,34 @@ class Predictions:
 
 def turn_input(record: Record) -> TurnInput:
     return TurnInput(record.text, tuple((turn.speaker, turn.text) for turn in record.context), record.lang)
+
+
+class RememberingClassifier:
+    """``classifier`` whose :meth:`classify` remembers each turn's prediction (keyed by the whole
+    :class:`TurnInput`), so the report's later sections (the probes, the ways of deciding escalation) do not
+    classify again the customer turns of callcenter_dev and callcenter_heldout that the sets already did.
+    Everything else is the classifier's own."""
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+        self._seen: dict[TurnInput, object] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.classifier, name)
+
+    def classify(self, items, batch_size: int = 64, on_batch=None) -> list:
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        missing = list(dict.fromkeys(turn for turn in turns if turn not in self._seen))
+        if missing:
+            predictions = self.classifier.classify(missing, batch_size, on_batch=on_batch)
+            self._seen.update(zip(missing, predictions, strict=True))
+        if on_batch is not None and len(turns) > len(missing):
+            on_batch(len(turns) - len(missing))
+        return [self._seen[turn] for turn in turns]
+
+    def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list:
+        turns = conversation_turn_inputs(conversation)
+        return self.classify(turns, batch_size) if turns else []
 
 
 def predict(classifier: Classifier, records: list[Record], description: str = "predicting") -> Predictions:
@@ -475,7 +503,8 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
     directory = Path(model_dir)
     output = Path(config.output_dir) if config.output_dir else directory
     output.mkdir(parents=True, exist_ok=True)
-    classifier = Classifier.from_pretrained(directory, backend="torch")  # the reference (fp32) figures
+    reference = Classifier.from_pretrained(directory, backend="torch")  # the reference (fp32) figures
+    classifier = RememberingClassifier(reference)
     train_config_path = directory / "training_config.json"
     train_config = TrainConfig.from_file(train_config_path) if train_config_path.exists() else TrainConfig()
     # The root the model was trained on may be another machine's: only --data-root or $TONEWATCH_DATA count.
@@ -521,7 +550,7 @@ def evaluate(model_dir: str | Path, config: EvalConfig) -> dict:
         report["escalation_modes"] = escalation_modes_report(classifier, policy=policy)
     report["validation_suite"] = validation_suite(report)
     if config.onnx:
-        report["onnx"] = onnx_report(directory, classifier, sets[EVALUATION_SOURCE])
+        report["onnx"] = onnx_report(directory, reference, sets[EVALUATION_SOURCE])
     report["calibration"] = classifier.config.calibration.__dict__
     seconds = round(time.perf_counter() - started, 1)
     replaced = [name for name in ("report.json", "report.md") if (output / name).exists()]

@@ -21,3 +21,24 @@ def test_first_alerts_counts_offsets_misses_false_alarms_and_quiet_conversations
         "false_alarm_conversations": 1,
         "correctly_quiet": 1,
     }
+
+
+def test_the_report_classifies_each_turn_once_and_gives_the_same_predictions(tiny_model_dir):
+    from tonewatch.model.classifier import Classifier
+    from tonewatch.model.types import TurnInput
+    from tonewatch.training.evaluate import RememberingClassifier
+
+    classifier = Classifier.from_pretrained(tiny_model_dir, backend="torch")
+    remembering = RememberingClassifier(classifier)
+    calls = []
+    backend = classifier.backend
+    classifier.backend = lambda *arrays, **options: calls.append(len(arrays[0])) or backend(*arrays, **options)
+    turns = [TurnInput("позовите старшего", (("agent", "нет"),), "ru"), TurnInput("请问", (), "zh")]
+    counted = []
+    first = remembering.classify(turns, on_batch=counted.append)
+    conversation = {"lang": "ru", "turns": [{"speaker": "agent", "text": "нет"},
+                                            {"speaker": "customer", "text": "позовите старшего"}]}  # fmt: skip
+    again = remembering.classify_conversation(conversation)
+    assert calls == [2] and sum(counted) == 2  # the conversation's turn was the first item: no second pass
+    assert again == [first[0]] and first == classifier.classify(turns)
+    assert remembering.config is classifier.config  # everything else is the classifier's
