@@ -68,24 +68,15 @@ class ReaderFit:
     """The new model's version in ``config.json`` (None: the source model's)."""
 
 
-def feature_matrix(records: list[Record], idf: np.ndarray, spec: NgramSpec, normalize: str):
-    """The unit-norm TF-IDF rows of ``records``' texts, as a scipy CSR matrix ``[records, buckets]``."""
+def feature_matrix(counts: list[tuple[np.ndarray, np.ndarray]], idf: np.ndarray, spec: NgramSpec):
+    """The unit-norm TF-IDF rows of texts given as their :func:`hashed_counts`, as a scipy CSR matrix
+    ``[texts, buckets]``."""
     from scipy import sparse
 
-    indptr, indices, values = [0], [], []
-    for record in records:
-        buckets, counts = hashed_counts(record.text, spec, normalize)
-        indices.append(buckets)
-        values.append(tfidf_row(buckets, counts, idf))
-        indptr.append(indptr[-1] + len(buckets))
-    return sparse.csr_matrix(
-        (
-            np.concatenate(values) if values else np.zeros(0),
-            np.concatenate(indices) if indices else np.zeros(0, int),
-            np.array(indptr),
-        ),
-        shape=(len(records), spec.buckets),
-    )
+    indptr = np.cumsum([0, *(len(buckets) for buckets, _ in counts)])
+    indices = np.concatenate([buckets for buckets, _ in counts]) if counts else np.zeros(0, dtype=np.int64)
+    values = np.concatenate([tfidf_row(b, c, idf) for b, c in counts]) if counts else np.zeros(0)
+    return sparse.csr_matrix((values, indices, indptr), shape=(len(counts), spec.buckets))
 
 
 def _platt(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -106,9 +97,10 @@ def fit_reader(
     from sklearn.linear_model import LogisticRegression
 
     spec = fit.spec
-    idf = document_frequency_idf([hashed_counts(r.text, spec, normalize)[0] for r in train], spec.buckets)
-    x_train = feature_matrix(train, idf, spec, normalize)
-    x_held = feature_matrix(held_out, idf, spec, normalize)
+    train_counts = [hashed_counts(record.text, spec, normalize) for record in train]
+    idf = document_frequency_idf([buckets for buckets, _ in train_counts], spec.buckets)
+    x_train = feature_matrix(train_counts, idf, spec)
+    x_held = feature_matrix([hashed_counts(record.text, spec, normalize) for record in held_out], idf, spec)
     y_train, y_held = signal_target_matrix(train, SIGNALS), signal_target_matrix(held_out, SIGNALS)
     weight = np.zeros((spec.buckets, len(SIGNALS)))
     bias = np.zeros(len(SIGNALS))
@@ -165,9 +157,7 @@ def fit_signals(
     state = {
         key: value for key, value in load_file(str(source / WEIGHTS_NAME)).items() if not key.startswith("signal_head.")
     }
-    config = dataclasses.replace(
-        base, signals=SIGNALS, signal_reader=READER_NAME, version=fit.version if fit.version else base.version
-    )
+    config = dataclasses.replace(base, signals=SIGNALS, signal_reader=READER_NAME, version=fit.version or base.version)
     reader.save(output)
     stored = NgramSignalReader.load(output)  # the thresholds are fitted on what inference will read (float16)
     held_logits = stored.logits([record.text for record in held_out])
