@@ -309,7 +309,7 @@ def fit_signals_command(
             show_default=False,
         ),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The new model directory.")] = Path("runs/signals"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new model directory.")] = Path("runs/fit-signals"),
     c: Annotated[float, typer.Option("--c", help="Inverse L2 strength of each signal's logistic regression.")] = 4.0,
     seed: Annotated[
         int | None, typer.Option(help="Split seed (default: the model's training seed).", show_default=False)
