@@ -518,6 +518,14 @@ def serve_command(
         ),
     ] = None,
     backend: BackendOption = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="Where live conversations and alerts are kept: memory (default; a restart loses them) or a Redis "
+            "URL, redis://HOST:6379/0 (shared by several server processes, kept across restarts).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP server: live conversations, supervisor alerts (SSE) and the dashboard at /."""
 
@@ -527,7 +535,12 @@ def serve_command(
 
         run_server(
             ServeConfig.from_toml(
-                config, model_dir=str(model) if model else None, host=host, port=port, backend=backend and backend.value
+                config,
+                model_dir=str(model) if model else None,
+                host=host,
+                port=port,
+                backend=backend and backend.value,
+                state=state,
             )
         )
 

@@ -105,6 +105,28 @@ class AlertHub:
             self._on_publish(event)
         return event
 
+    def deliver(self, event: AlertEvent, *, fan_out: bool = True) -> None:
+        """Keep an event numbered elsewhere (the shared stream of a Redis-backed server) and send it to every
+        matching subscriber; ``fan_out=False`` only keeps it (the history read at startup)."""
+        with self._lock:
+            if self._recent and event.id <= self._recent[-1].id:
+                return  # already kept (read twice across a reconnect)
+            self._recent.append(event)
+            if fan_out:
+                for subscription in list(self._subscribers):
+                    subscription.offer(event)
+
+    @property
+    def recent_size(self) -> int:
+        """How many events are kept."""
+        return self._recent.maxlen or 0
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest kept event (0 before any)."""
+        with self._lock:
+            return self._recent[-1].id if self._recent else 0
+
     def recent(self, event_filter: EventFilter | None = None, after_id: int = 0, limit: int | None = None):
         """Kept events (oldest first) matching ``event_filter`` with an id above ``after_id``; the last ``limit``."""
         event_filter = event_filter or EventFilter()

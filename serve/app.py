@@ -24,6 +24,7 @@ from tonewatch.serve.metrics import RequestMetricsMiddleware
 from tonewatch.serve.routes import ROUTERS
 from tonewatch.serve.routes.dashboard import STATIC_DIR
 from tonewatch.serve.server import Server
+from tonewatch.serve.state import StateUnavailableError
 
 logger = logging.getLogger("tonewatch.serve")
 access_logger = logging.getLogger("tonewatch.serve.access")
@@ -32,11 +33,13 @@ DOCS_ASSETS_URL = "/docs/assets"
 """Where the Swagger UI files (from the fastapi-offline package) are served: no CDN."""
 
 
-def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) -> FastAPI:
+def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic, wall_clock=time.time) -> FastAPI:
     """The server app for ``config``. ``classifier`` (tests, ``run_server``) skips loading ``config.model_dir``;
     without it the model loads in a worker thread at startup and ``/readyz`` says when it is ready.
-    ``clock`` (monotonic seconds) times idle expiry, cooldowns and the duration of alert streams."""
-    server = Server(config, classifier, clock)
+    ``clock`` (monotonic seconds) times the duration of alert streams, and idle expiry and cooldowns of
+    conversations kept in memory; ``wall_clock`` (Unix seconds) stamps events and times conversations kept in
+    Redis (shared between machines)."""
+    server = Server(config, classifier, clock, wall_clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +48,7 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
         if server.classifier is None and server.load_error is None:
             loader = threading.Thread(target=server.load_model, name="tonewatch-model-loader", daemon=True)
             loader.start()
+        await server.store.start()
         sweeper = asyncio.create_task(_sweep_forever(server))
         try:
             yield
@@ -53,6 +57,7 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await asyncio.to_thread(server.batcher.close)
+            await server.store.close()
 
     app = _new_app(
         config.api_docs,
@@ -97,7 +102,9 @@ async def _sweep_forever(server: Server) -> None:
     while True:
         await asyncio.sleep(server.config.sweep_interval_s)
         try:
-            server.store.maybe_sweep()
+            await server.store.expire_idle()
+        except StateUnavailableError as error:  # Redis is away: /readyz says so; sweep again when it is back
+            logger.debug("sweeping idle conversations: %s", error)
         except Exception:  # never let the sweeper die silently
             logger.exception("sweeping idle conversations failed")
 

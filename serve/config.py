@@ -106,6 +106,24 @@ class ServeConfig:
     max_conversations: int = field(
         default=10_000, metadata={"help": "Most live conversations held at once; more are refused with 503."}
     )
+    max_conversations_per_key: int = field(
+        default=5_000,
+        metadata={
+            "help": "Most live conversations opened with one API key at once (0 = no limit per key; a server "
+            "without keys has none), so that one client cannot take every slot."
+        },
+    )
+    state: str = field(
+        default="memory",
+        metadata={
+            "help": "Where live conversations and the alert stream are kept: memory (this process; a restart loses "
+            "them) or a Redis URL, redis://HOST:6379/0 (shared by every server process, kept across restarts)."
+        },
+    )
+    state_prefix: str = field(default="tonewatch", metadata={"help": "Prefix of this server's keys in Redis."})
+    state_stream_length: int = field(
+        default=10_000, metadata={"help": "Events kept in the Redis alert stream (about; older ones are trimmed)."}
+    )
     keep_turns: int = field(default=10, metadata={"help": "Latest turns kept per live conversation for display."})
     alert: AlertPolicy = field(
         default_factory=AlertPolicy, metadata={"help": "Alert policy (thresholds default to the model's calibration)."}
@@ -161,6 +179,7 @@ class ServeConfig:
             "keep_turns": self.keep_turns,
             "sse_queue_size": self.sse_queue_size,
             "recent_events": self.recent_events,
+            "state_stream_length": self.state_stream_length,
         }
         for name, value in positive.items():
             if value < 1:
@@ -170,12 +189,23 @@ class ServeConfig:
         for name in ("idle_timeout_s", "sweep_interval_s", "sse_keepalive_s", "sse_max_duration_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_conversations_per_key < 0:
+            raise ValueError(f"max_conversations_per_key must be >= 0, got {self.max_conversations_per_key}")
+        if self.state != "memory" and not self.state.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"state must be memory or a Redis URL (redis://, rediss://, unix://), not {self.state!r}")
+        if not self.state_prefix or any(char.isspace() for char in self.state_prefix):
+            raise ValueError(f"state_prefix must be a non-empty string without spaces, got {self.state_prefix!r}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be auto, onnx or torch, not {self.backend!r}")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis URL of the state store, or ``None`` when state is kept in memory."""
+        return None if self.state == "memory" else self.state
 
     @property
     def auth_enabled(self) -> bool:
@@ -204,12 +234,24 @@ class ServeConfig:
         return configfile.build(cls, values, origins=origins, source=str(path) if path is not None else None)
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        """The resolved configuration; API keys are redacted unless ``redact=False``."""
+        """The resolved configuration; API keys (and a password in the state URL) are redacted unless
+        ``redact=False``."""
         data = dataclasses.asdict(self)
         if redact:
             for key in data["api_keys"]:
                 key["key"] = "***"
+            data["state"] = _redact_url(self.state)
         return data
+
+
+def _redact_url(url: str) -> str:
+    """``url`` without the password of its user information (``redis://:secret@host`` -> ``redis://:***@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,7 +18,13 @@ from tonewatch.serve.batching import MicroBatcher
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import ApiError
 from tonewatch.serve.metrics import Metrics
-from tonewatch.serve.state import ConversationStore
+from tonewatch.serve.state import (
+    CapacityError,
+    ConversationBusyError,
+    ConversationEndedError,
+    ConversationStore,
+    StateUnavailableError,
+)
 from tonewatch.tracking import AlertEvent, ConversationTracker
 from tonewatch.tracking.policy import wants_agent_signals
 
@@ -28,22 +34,49 @@ logger = logging.getLogger("tonewatch.serve")
 class Server:
     """Everything one app holds: the model, the batcher, live conversations, alerts, metrics, keys."""
 
-    def __init__(self, config: ServeConfig, classifier=None, clock=time.monotonic):
+    def __init__(self, config: ServeConfig, classifier=None, clock=time.monotonic, wall_clock=time.time):
+        """``clock`` (monotonic seconds) times streams, and idle expiry and cooldowns of conversations kept in
+        memory; conversations kept in Redis are shared by processes on other machines and use ``wall_clock``."""
         self.config = config
         self.classifier = classifier
         self.load_error: str | None = None
         self.metrics = Metrics()
         self.auth = Authenticator(config.api_keys)
-        self.hub = AlertHub(config.sse_queue_size, config.recent_events, on_publish=self._on_event)
         self.batcher = self.new_batcher()
-        self.store = ConversationStore(
-            self._new_tracker,
-            idle_timeout_s=config.idle_timeout_s,
-            sweep_interval_s=config.sweep_interval_s,
-            max_conversations=config.max_conversations,
-            clock=clock,
-        )
         self.clock = clock
+        self.wall_clock = wall_clock
+        max_per_key = (config.max_conversations_per_key or None) if config.api_keys else None
+        if config.redis_url is not None:
+            from tonewatch.serve.redis_state import RedisConversationStore
+
+            self.hub = AlertHub(config.sse_queue_size, config.recent_events)
+            self.tracker_clock = wall_clock
+            self.store = RedisConversationStore(
+                config.redis_url,
+                new_tracker=self._new_tracker,
+                restore_tracker=self._restore_tracker,
+                hub=self.hub,
+                on_publish=self._on_event,
+                idle_timeout_s=config.idle_timeout_s,
+                sweep_interval_s=config.sweep_interval_s,
+                max_conversations=config.max_conversations,
+                max_per_owner=max_per_key,
+                prefix=config.state_prefix,
+                stream_length=config.state_stream_length,
+                clock=wall_clock,
+            )
+        else:
+            self.hub = AlertHub(config.sse_queue_size, config.recent_events, on_publish=self._on_event)
+            self.tracker_clock = clock
+            self.store = ConversationStore(
+                self._new_tracker,
+                idle_timeout_s=config.idle_timeout_s,
+                sweep_interval_s=config.sweep_interval_s,
+                max_conversations=config.max_conversations,
+                max_per_owner=max_per_key,
+                publish=self.hub.publish,
+                clock=clock,
+            )
         self.policy = None
         if classifier is not None:
             self._set_classifier(classifier)
@@ -99,17 +132,36 @@ class Server:
             raise ApiError(503, "not_ready", message, headers={"Retry-After": "5"})
         return self.classifier
 
-    def _new_tracker(self, conversation_id: str) -> ConversationTracker:
+    def _tracker_options(self, on_event) -> dict:
         classifier = self.require_ready()
-        return ConversationTracker(
-            conversation_id,
-            policy=self.policy,
-            escalation=self.config.escalation,
-            max_context_turns=classifier.config.limits.max_context_turns,
-            keep_turns=self.config.keep_turns,
-            clock=self.clock,
-            on_event=self.hub.publish,
-        )
+        return {
+            "policy": self.policy,
+            "escalation": self.config.escalation,
+            "max_context_turns": classifier.config.limits.max_context_turns,
+            "keep_turns": self.config.keep_turns,
+            "clock": self.tracker_clock,
+            "wall_clock": self.wall_clock,
+            "on_event": on_event,
+        }
+
+    def _new_tracker(self, conversation_id: str, on_event) -> ConversationTracker:
+        return ConversationTracker(conversation_id, **self._tracker_options(on_event))
+
+    def _restore_tracker(self, snapshot: dict, on_event) -> ConversationTracker:
+        return ConversationTracker.restore(snapshot, **self._tracker_options(on_event))
+
+    @staticmethod
+    def state_error(error: Exception) -> ApiError:
+        """The typed API error of a state store's error."""
+        if isinstance(error, CapacityError):
+            return ApiError(503, "capacity_exceeded", str(error), headers={"Retry-After": str(error.retry_after_s)})
+        if isinstance(error, ConversationEndedError):
+            return ApiError(409, "conversation_ended", str(error))
+        if isinstance(error, ConversationBusyError):
+            return ApiError(503, "conversation_busy", str(error), headers={"Retry-After": "1"})
+        if isinstance(error, StateUnavailableError):
+            return ApiError(503, "state_unavailable", str(error), headers={"Retry-After": "1"})
+        raise TypeError(f"not a state store error: {error!r}")
 
     # -- input checks -----------------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> str:

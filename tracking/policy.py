@@ -328,6 +328,25 @@ class Escalation:
         }
 
 
+def escalation_data(escalation: Escalation) -> dict[str, Any]:
+    """``escalation`` as JSON-able data, unrounded (:func:`escalation_from_data` reads it back)."""
+    return {
+        "escalate": escalation.escalate,
+        "score": escalation.score,
+        "reasons": list(escalation.reasons),
+        "since_turn": dict(escalation.since_turn),
+    }
+
+
+def escalation_from_data(data: Mapping[str, Any]) -> Escalation:
+    return Escalation(
+        bool(data["escalate"]),
+        float(data["score"]),
+        tuple(data["reasons"]),
+        {name: int(turn) for name, turn in data["since_turn"].items()},
+    )
+
+
 @dataclass
 class _Active:
     since_turn: int
@@ -353,6 +372,30 @@ class EscalationState:
         self._angry_run = 0
         self._calm_run = 0
         self.current: Escalation | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """This state as JSON-able data (:meth:`restore` reads it back): what a shared state store keeps."""
+        return {
+            "active": {name: [active.since_turn, active.evidence] for name, active in self._active.items()},
+            "offer_seen": self._offer_seen,
+            "offer_since_customer": self._offer_since_customer,
+            "refusal_open": self._refusal_open,
+            "warned": self._warned,
+            "angry_run": self._angry_run,
+            "calm_run": self._calm_run,
+            "current": None if self.current is None else escalation_data(self.current),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Continue from :meth:`snapshot`'s ``data`` (the policy is this state's own, not the snapshot's)."""
+        self._active = {name: _Active(int(turn), float(evidence)) for name, (turn, evidence) in data["active"].items()}
+        self._offer_seen = bool(data["offer_seen"])
+        self._offer_since_customer = bool(data["offer_since_customer"])
+        self._refusal_open = bool(data["refusal_open"])
+        self._warned = bool(data["warned"])
+        self._angry_run = int(data["angry_run"])
+        self._calm_run = int(data["calm_run"])
+        self.current = None if data["current"] is None else escalation_from_data(data["current"])
 
     def agent_turn(self, index: int, signals: Mapping[str, float] | None = None, lang: str | None = None) -> None:
         """An agent turn and its signals (empty for a model without a signal head)."""

@@ -53,6 +53,8 @@ from tonewatch.tracking.policy import (
     Escalation,
     EscalationPolicy,
     EscalationState,
+    escalation_data,
+    escalation_from_data,
     wants_agent_signals,
 )
 
@@ -421,6 +423,73 @@ class ConversationTracker:
             **options,
         )
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything this tracker knows, as JSON-able data: what a shared state store keeps between turns, so
+        that another process (or this one after a restart) continues the conversation with :meth:`restore`.
+        Times are this tracker's clocks' (a store shared between processes gives them the wall clock)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "conversation_id": self.conversation_id,
+            "lang": self.lang,
+            "queue": self.queue,
+            "team": self.team,
+            "turns": self.turns,
+            "customer_turns": self.customer_turns,
+            "context": [list(turn) for turn in self._context],
+            "recent": [_turn_data(turn) for turn in self._recent],
+            "risks": list(self._risks),
+            "current": _prediction_data(self._current),
+            "most_severe": self._most_severe,
+            "first_escalation": self._first_escalation,
+            "alert_active": self._alert_active,
+            "alerts_raised": self._alerts_raised,
+            "last_alert": None if self._last_alert is None else dataclasses.asdict(self._last_alert),
+            "calm_streak": self._calm_streak,
+            "cleared_at": None if self._cleared_at is None else list(self._cleared_at),
+            "held_back": self._held_back,
+            "held_back_turn": self._held_back_turn,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "last_activity": self.last_activity,
+            "escalation": self._escalation.snapshot(),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], **options) -> ConversationTracker:
+        """The tracker that :meth:`snapshot` gave ``data``, continued with ``options`` (policy, escalation,
+        max_context_turns, keep_turns, clocks, on_event: as for a new tracker; the policy is the caller's now)."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unknown tracker snapshot version {data.get('version')!r}; expected {SNAPSHOT_VERSION}")
+        tracker = cls(data["conversation_id"], lang=data["lang"], queue=data["queue"], team=data["team"], **options)
+        tracker.turns = int(data["turns"])
+        tracker.customer_turns = int(data["customer_turns"])
+        tracker._context.extend((speaker, text) for speaker, text in data["context"])
+        tracker._recent.extend(_turn_from_data(turn) for turn in data["recent"])
+        tracker._risks.extend(float(risk) for risk in data["risks"])
+        tracker._current = _prediction_from_data(data["current"])
+        tracker._most_severe = data["most_severe"]
+        tracker._first_escalation = data["first_escalation"]
+        tracker._alert_active = bool(data["alert_active"])
+        tracker._alerts_raised = int(data["alerts_raised"])
+        tracker._last_alert = None if data["last_alert"] is None else _event_from_data(data["last_alert"])
+        tracker._calm_streak = int(data["calm_streak"])
+        tracker._cleared_at = None if data["cleared_at"] is None else tuple(data["cleared_at"])
+        tracker._held_back = bool(data["held_back"])
+        tracker._held_back_turn = data["held_back_turn"]
+        tracker.started_at = float(data["started_at"])
+        tracker.updated_at = float(data["updated_at"])
+        tracker.last_activity = float(data["last_activity"])
+        tracker._escalation.restore(data["escalation"])
+        return tracker
+
+    def numbered(self, event: AlertEvent) -> AlertEvent:
+        """Keep ``event``, numbered by a publisher after :meth:`observe` returned it, as this tracker's last alert
+        when it is (a store that publishes on commit numbers events only then); returns it."""
+        last = self._last_alert
+        if last is not None and event.kind == "alert" and dataclasses.replace(last, id=event.id) == event:
+            self._last_alert = event
+        return event
+
     def turn_input(self, text: str, lang: str | None = None) -> TurnInput:
         """The model input for a customer turn ``text`` said next, with the preceding turns as context."""
         return TurnInput(text.strip(), tuple(self._context), lang or self.lang)
@@ -660,6 +729,43 @@ class ConversationTracker:
         if self._on_event is not None:
             event = self._on_event(event) or event
         return event
+
+
+SNAPSHOT_VERSION = 1
+"""Version of :meth:`ConversationTracker.snapshot`'s data; :meth:`~ConversationTracker.restore` reads only its own."""
+
+
+def _prediction_data(prediction: Prediction | None) -> dict[str, Any] | None:
+    return None if prediction is None else dataclasses.asdict(prediction)
+
+
+def _prediction_from_data(data: dict[str, Any] | None) -> Prediction | None:
+    return None if data is None else Prediction(**data)
+
+
+def _turn_data(turn: TrackedTurn) -> dict[str, Any]:
+    return {
+        "index": turn.index,
+        "speaker": turn.speaker,
+        "text": turn.text,
+        "prediction": _prediction_data(turn.prediction),
+        "escalation": None if turn.escalation is None else escalation_data(turn.escalation),
+    }
+
+
+def _turn_from_data(data: dict[str, Any]) -> TrackedTurn:
+    escalation = data["escalation"]
+    return TrackedTurn(
+        int(data["index"]),
+        data["speaker"],
+        data["text"],
+        _prediction_from_data(data["prediction"]),
+        None if escalation is None else escalation_from_data(escalation),
+    )
+
+
+def _event_from_data(data: dict[str, Any]) -> AlertEvent:
+    return AlertEvent(**{**data, "reasons": tuple(data["reasons"]), "since_turn": dict(data["since_turn"])})
 
 
 def _check_speaker(speaker: str) -> None:

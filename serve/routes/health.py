@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
+from tonewatch.serve.errors import ApiError
 from tonewatch.serve.schemas import Health, Readiness, error_responses
 from tonewatch.serve.server import ServerDep
 
@@ -19,8 +20,12 @@ async def healthz() -> dict:
 
 @router.get("/readyz", response_model=Readiness, responses=error_responses(503))
 async def readyz(server: ServerDep) -> dict:
-    """The model is loaded and requests can be classified."""
+    """The model is loaded and turns can be taken (a state store in Redis answers)."""
     classifier = server.require_ready()
+    if server.store.shared:
+        problem = await server.store.check()
+        if problem is not None:
+            raise ApiError(503, "state_unavailable", problem, headers={"Retry-After": "1"})
     return {"ready": True, "model": classifier.config.name, "version": classifier.config.version}
 
 

@@ -177,3 +177,69 @@ class LiveServer:
 def live_server():
     """``with live_server(app) as server: server.url``: the app served by uvicorn on loopback."""
     return LiveServer
+
+
+class RedisServer:
+    """A real ``redis-server`` on loopback and a free port, with its append-only file in ``directory`` (fsynced on
+    every write), so that it can be killed and started again without losing what it acknowledged."""
+
+    def __init__(self, directory):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.directory = directory
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import subprocess
+
+        import redis
+
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory)]
+        command += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--loglevel", "warning"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        # Waits for the server to answer (an event), bounded so that a broken install fails rather than hangs.
+        for _ in range(int(EVENT_TIMEOUT_S / 0.05)):
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except redis.ConnectionError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}") from None
+                threading.Event().wait(0.05)
+        raise RuntimeError("redis-server did not answer")
+
+    def kill(self) -> None:
+        """SIGKILL: Redis gets no chance to save anything more than it already has."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh ``redis-server`` for one test (killed after it); skipped without Debian's redis-server, except in
+    CI, where .ci/run installs it and its absence is a failure."""
+    import os
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        message = "Debian's redis-server is not installed (apt-get install -y redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    pytest.importorskip("redis", reason="the redis package is not installed (pip install -e '.[serve]')")
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.kill()

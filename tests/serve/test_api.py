@@ -189,6 +189,29 @@ def test_capacity_is_bounded(scripted):
         post_turn(client, "a", "existing conversations still take turns")
 
 
+def test_one_key_cannot_take_every_slot_and_retry_after_says_when_one_frees(scripted, fake_clock):
+    keys = [
+        {"name": "telephony", "key": "telephony-key-aaaaaaaa", "scopes": ["write"]},
+        {"name": "chat", "key": "chat-widget-key-bbbbbbbb", "scopes": ["write"]},
+    ]
+    settings = {"max_conversations": 3, "max_conversations_per_key": 2, "idle_timeout_s": 900, "api_keys": keys}
+    with TestClient(create_app(ServeConfig(**settings), classifier=scripted, clock=fake_clock)) as client:
+        telephony = {"Authorization": "Bearer telephony-key-aaaaaaaa"}
+        chat = {"Authorization": "Bearer chat-widget-key-bbbbbbbb"}
+        turn = {"speaker": "customer", "text": "hi"}
+        assert client.post("/v1/conversations/t1/turns", json=turn, headers=telephony).status_code == 200
+        fake_clock.advance(100)
+        assert client.post("/v1/conversations/t2/turns", json=turn, headers=telephony).status_code == 200
+        refused = client.post("/v1/conversations/t3/turns", json=turn, headers=telephony)
+        body = assert_error(refused, 503, "capacity_exceeded")
+        assert "'telephony' holds 2 live conversations" in body["error"]
+        assert refused.headers["retry-after"] == "800"  # t1 expires 900 s after its turn, 100 s ago
+        assert client.post("/v1/conversations/c1/turns", json=turn, headers=chat).status_code == 200
+        full = client.post("/v1/conversations/c2/turns", json=turn, headers=chat)
+        assert_error(full, 503, "capacity_exceeded")
+        assert full.headers["retry-after"] == "800"
+
+
 def test_alert_text_can_be_left_out_of_the_api(scripted):
     with make_client(scripted, alert_text=False) as client:
         body = post_turn(client, "c", "[abusive 0.9] secret words")
