@@ -41,6 +41,8 @@ class Subscription:
         self._ready = asyncio.Event()
         self.dropped = 0
         self.closed = False
+        self.finished = False
+        """The server is stopping: the stream sends what it has and ends (its client reconnects elsewhere)."""
 
     def offer(self, event: AlertEvent) -> None:
         """Hand ``event`` to the subscriber (from any thread)."""
@@ -57,9 +59,20 @@ class Subscription:
         self._buffer.append(event)
         self._ready.set()
 
+    def finish(self) -> None:
+        """End the stream after the events already offered (from any thread)."""
+        try:
+            self._loop.call_soon_threadsafe(self._finish)
+        except RuntimeError:
+            self.closed = True
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._ready.set()
+
     async def next(self, timeout: float) -> AlertEvent | None:
-        """The next event, or ``None`` after ``timeout`` seconds without one."""
-        if not self._buffer:
+        """The next event, or ``None`` after ``timeout`` seconds without one (at once when :attr:`finished`)."""
+        if not self._buffer and not self.finished:
             self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
@@ -80,12 +93,19 @@ class AlertHub:
     """Numbers events, keeps the latest ``recent`` of them, and fans them out to subscribers."""
 
     def __init__(
-        self, queue_size: int = 100, recent: int = 200, on_publish: Callable[[AlertEvent], None] | None = None
+        self,
+        queue_size: int = 100,
+        recent: int = 200,
+        on_publish: Callable[[AlertEvent], None] | None = None,
+        first_id: int = 1,
     ):
+        """``first_id``: the id of the first event published (a server starts from its start time in
+        microseconds, so that ids keep growing across restarts and a client never takes a new event for one it
+        has seen)."""
         self.queue_size = queue_size
         self._recent: deque[AlertEvent] = deque(maxlen=recent)
         self._subscribers: set[Subscription] = set()
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_id)
         self._lock = threading.Lock()
         self._on_publish = on_publish
 
@@ -144,6 +164,12 @@ class AlertHub:
                     if event.id > after_id:
                         subscription.offer(event)
         return subscription
+
+    def finish_streams(self) -> None:
+        """End every subscriber's stream once it has sent what it was offered (the server is stopping)."""
+        with self._lock:
+            for subscription in list(self._subscribers):
+                subscription.finish()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:

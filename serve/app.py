@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -141,8 +142,6 @@ def run_server(config: ServeConfig, classifier=None) -> None:
     Without API keys the server listens on 127.0.0.1 only and says so. Raises
     :class:`~tonewatch.model.ModelDirectoryError` before listening when the model directory is not a model.
     """
-    import uvicorn
-
     _configure_logging(config.log_level)
     host, notice = config.bind_host()
     if notice:
@@ -162,14 +161,29 @@ def run_server(config: ServeConfig, classifier=None) -> None:
         logger.warning("log_transcripts is on: turn texts are written to the logs (debug only)")
     app = create_app(config, classifier)
     logger.info("serving %s on http://%s:%d (dashboard at /)", classifier.config.name, host, config.port)
-    uvicorn.run(
+    settings = uvicorn.Config(
         app,
         host=host,
         port=config.port,
         access_log=False,  # uvicorn's access log shows query strings, which may hold a key (?key=)
         log_level=config.log_level,
-        timeout_graceful_shutdown=5,  # alert streams never end by themselves
+        timeout_graceful_shutdown=5,  # alert streams are ended by the shutdown; a stuck client waits no longer
     )
+    StoppingServer(settings).run()
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, which first ends the live conversations kept in memory and the alert streams
+    (:meth:`Server.begin_shutdown`) when it stops, then waits for connections to close."""
+
+    async def shutdown(self, sockets=None) -> None:
+        server = getattr(getattr(self.config.app, "state", None), "server", None)
+        if server is not None:
+            try:
+                server.begin_shutdown()
+            except Exception:  # stopping must go on
+                logger.exception("ending conversations and streams at shutdown failed")
+        await super().shutdown(sockets=sockets)
 
 
 def _configure_logging(level: str) -> None:

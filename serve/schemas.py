@@ -135,7 +135,7 @@ class AlertEventBody(_Response):
     kind: Literal[EVENT_KINDS]  # type: ignore[valid-type]
     conversation_id: str
     reason: str = Field(
-        description="abusive or escalation (alert), calmed_down (all_clear), deleted or expired (ended)."
+        description="abusive or escalation (alert), calmed_down (all_clear), deleted, expired or shutdown (ended)."
     )
     reasons: list[Reason] = Field(
         description="An alert's escalation reasons (rule names), most recent first; empty for other events."

@@ -66,7 +66,9 @@ class Server:
                 clock=wall_clock,
             )
         else:
-            self.hub = AlertHub(config.sse_queue_size, config.recent_events, on_publish=self._on_event)
+            # Ids from the start time in microseconds: they keep growing across restarts (below 2**53 until 2255).
+            first_id = int(wall_clock() * 1_000_000)
+            self.hub = AlertHub(config.sse_queue_size, config.recent_events, self._on_event, first_id)
             self.tracker_clock = clock
             self.store = ConversationStore(
                 self._new_tracker,
@@ -162,6 +164,15 @@ class Server:
         if isinstance(error, StateUnavailableError):
             return ApiError(503, "state_unavailable", str(error), headers={"Retry-After": "1"})
         raise TypeError(f"not a state store error: {error!r}")
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: conversations kept only in memory end (an ``ended`` event, reason
+        ``shutdown``, so that supervisors know they are gone), then every alert stream ends after sending what
+        it has. Conversations in Redis live on; stream clients reconnect to another or the restarted process."""
+        if not self.store.shared:
+            for conversation_id in self.store.ids():
+                self.store.end(conversation_id, "shutdown")
+        self.hub.finish_streams()
 
     # -- input checks -----------------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> str:

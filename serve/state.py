@@ -143,6 +143,11 @@ class ConversationStore:
 
     # -- the synchronous store ----------------------------------------------------------------------------------
 
+    def ids(self) -> list[str]:
+        """The ids of the live conversations."""
+        with self._lock:
+            return list(self._conversations)
+
     def get(self, conversation_id: str) -> LiveConversation | None:
         """The live conversation ``conversation_id``, or ``None`` (also when it is idle past the timeout)."""
         self.maybe_sweep()

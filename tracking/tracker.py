@@ -196,7 +196,8 @@ class AlertEvent:
     kind: str
     conversation_id: str
     reason: str
-    """``abusive`` / ``escalation`` (alert), ``calmed_down`` (all clear), ``deleted`` / ``expired`` (ended)."""
+    """``abusive`` / ``escalation`` (alert), ``calmed_down`` (all clear), ``deleted`` / ``expired`` / ``shutdown``
+    (ended: the server stopped and kept the conversation in memory only)."""
     reasons: tuple[str, ...] = ()
     """An alert's escalation reasons (rule names of :mod:`tonewatch.tracking.policy`), most recent first."""
     since_turn: dict[str, int] = field(default_factory=dict)

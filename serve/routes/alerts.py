@@ -106,6 +106,9 @@ async def event_stream(
             dropped = subscription.take_dropped()
             if dropped:
                 yield f": {dropped} older events were dropped: this client reads too slowly\n\n"
+            if event is None and subscription.finished:
+                yield ": the server is stopping; reconnect with Last-Event-ID\n\n"
+                break
             if event is None:
                 yield ": keep-alive\n\n"
                 continue

@@ -145,7 +145,9 @@ class LiveServer:
         self._settled = threading.Event()  # set once the server has started, or has failed to
         settled = self._settled
 
-        class Server(uvicorn.Server):
+        from tonewatch.serve.app import StoppingServer
+
+        class Server(StoppingServer):
             async def startup(self, sockets=None) -> None:
                 try:
                     await super().startup(sockets=sockets)

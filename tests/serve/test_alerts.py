@@ -184,7 +184,8 @@ def test_the_stream_replays_missed_events_sends_keep_alives_and_ends_when_its_ti
         for text in ("[angry 0.9] a", "[calm 0.1] b", "[calm 0.1] c"):
             client.post("/v1/conversations/r/turns", json={"speaker": "customer", "text": text})
         client.delete("/v1/conversations/r")
-        headers = {"Last-Event-ID": "1"}
+        first = client.get("/v1/alerts").json()["events"][0]["id"]
+        headers = {"Last-Event-ID": str(first)}
         with client.stream("GET", "/v1/alerts/stream", params={"timeout": 60}, headers=headers) as response:
             lines = response.iter_lines()
             # The missed events first, then keep-alives while the stream stays open.
@@ -194,5 +195,40 @@ def test_the_stream_replays_missed_events_sends_keep_alives_and_ends_when_its_ti
             fake_clock.advance(1)
             # Time is up: at most the keep-alive already on its way, then the end (20 lines: it went on).
             after = [line for line in itertools.islice(lines, 20) if line]
-    assert [(record["id"], record["event"]) for record in replayed] == [(2, "all_clear"), (3, "ended")]
+    assert [(record["id"], record["event"]) for record in replayed] == [(first + 1, "all_clear"), (first + 2, "ended")]
     assert after in ([], [": keep-alive"])
+
+
+def test_event_ids_keep_growing_across_a_restart_of_a_server_that_keeps_state_in_memory(scripted):
+    wall = {"now": 1_790_000_000.0}
+    ids = []
+    for _ in range(2):  # the second app is the first one restarted, a second later
+        app = create_app(ServeConfig(), classifier=scripted, wall_clock=lambda: wall["now"])
+        with TestClient(app) as client:
+            for number in range(3):
+                client.post(f"/v1/conversations/c{number}/turns", json={"speaker": "customer", "text": "[abusive 0.9]"})
+            ids.append([event["id"] for event in client.get("/v1/alerts").json()["events"]])
+        wall["now"] += 1.0
+    assert ids[0] == sorted(ids[0]) and min(ids[1]) > max(ids[0])  # a dashboard never takes one for a seen one
+    assert max(ids[1]) < 2**53  # exact in JavaScript
+
+
+def test_a_stopping_server_ends_its_in_memory_conversations_on_the_stream_and_ends_the_stream(
+    make_scripted, live_server
+):
+    import httpx
+
+    app = create_app(ServeConfig(sse_keepalive_s=0.05), classifier=make_scripted())
+    with live_server(app) as server, httpx.stream("GET", f"{server.url}/v1/alerts/stream", timeout=30) as response:
+        lines = response.iter_lines()
+        assert next(lines) == "retry: 3000"
+        turn = {"speaker": "customer", "text": "[abusive 0.9] x"}
+        assert httpx.post(f"{server.url}/v1/conversations/c1/turns", json=turn).status_code == 200
+        server.server.should_exit = True  # what SIGTERM does
+        text = "\n".join(lines)  # ends: the server ended the stream
+    records = parse_sse(text)
+    assert [(record["event"], record["data"]["reason"]) for record in records] == [
+        ("alert", "abusive"),
+        ("ended", "shutdown"),
+    ]
+    assert ": the server is stopping; reconnect with Last-Event-ID" in text

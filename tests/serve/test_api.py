@@ -470,16 +470,15 @@ def test_without_a_classifier_the_model_loads_at_startup(tiny_model_dir, backend
 
 
 def test_run_server_binds_localhost_without_keys_and_keeps_keys_out_of_access_logs(scripted, monkeypatch, caplog):
-    import uvicorn
-
-    from tonewatch.serve.app import run_server
+    from tonewatch.serve.app import StoppingServer, run_server
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setattr(StoppingServer, "run", lambda self, sockets=None: calls.append(self.config))
     caplog.set_level("INFO", logger="tonewatch")
     run_server(ServeConfig(host="0.0.0.0", port=8123), classifier=scripted)
-    (app, options) = calls[0]
-    assert options["host"] == "127.0.0.1" and options["port"] == 8123 and options["access_log"] is False
+    (settings,) = calls
+    app = settings.app
+    assert settings.host == "127.0.0.1" and settings.port == 8123 and settings.access_log is False
     assert "listening on 127.0.0.1 only" in caplog.text
     assert app.state.server.classifier is scripted
 
