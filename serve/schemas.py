@@ -204,7 +204,11 @@ class ClassifyRequest(BaseModel):
     conversations: list[dict[str, Any]] | None = Field(
         default=None, description="Conversations; every customer turn is classified with its preceding turns."
     )
-    lang: Lang | None = Field(default=None, description="Language of the texts (for the per-language threshold).")
+    lang: Lang | None = Field(
+        default=None,
+        description="Language of the texts, and of the conversations that give none (for the per-language "
+        "thresholds); without it each text's or conversation's is read from its script (Han: zh, Cyrillic: ru).",
+    )
 
 
 class ModelRef(_Response):
@@ -271,7 +275,11 @@ class TurnRequest(BaseModel):
 
     speaker: Speaker
     text: str = Field(description="The turn's text (ASR segment or chat message).")
-    lang: Lang | None = Field(default=None, description="Language (zh or ru); the conversation's first one is kept.")
+    lang: Lang | None = Field(
+        default=None,
+        description="Language (zh or ru); the conversation's first one is kept. Without any, a turn's language "
+        "is read from its script and its context's (Han: zh, Cyrillic: ru).",
+    )
     queue: str | None = Field(default=None, max_length=LABEL_LENGTH, description="Queue the conversation is in.")
     team: str | None = Field(default=None, max_length=LABEL_LENGTH, description="Team handling the conversation.")
 

@@ -127,6 +127,32 @@ def test_an_agent_turn_costs_no_model_call_and_is_the_next_customer_turns_contex
     assert scripted.calls == [[TurnInput("Опять не работает", (("agent", "Здравствуйте"),), "ru")]]
 
 
+def test_without_lang_a_turn_gets_its_scripts_threshold_on_every_endpoint(client, scripted):
+    # The scripted model's escalation thresholds: zh 0.6, any other language 0.5. The fallback would escalate this.
+    text = "[frustrated 0.55] 如果今天不给我退款，我就去消协投诉"
+    unsaid = post_turn(client, "unsaid", text)
+    assert scripted.calls[-1][0].lang == "zh"
+    given = post_turn(client, "given", text, lang="zh")
+    assert unsaid["prediction"] == given["prediction"] and not unsaid["prediction"]["escalate"]
+    assert unsaid["alert"] is None and given["alert"] is None
+    (classified,) = client.post("/v1/classify", json={"texts": [text]}).json()["texts"]
+    assert not classified["prediction"]["escalate"] and not classified["prediction"]["escalation"]["escalate"]
+
+
+def test_classify_applies_the_requests_lang_to_conversations_without_their_own(client, scripted):
+    scriptless = {"id": "a", "turns": [{"speaker": "customer", "text": "[frustrated 0.55] OK!!!"}]}
+    own = {**scriptless, "id": "b", "lang": "ru"}
+    body = client.post("/v1/classify", json={"conversations": [scriptless, own], "lang": "zh"}).json()
+    first, second = body["conversations"]
+    assert [turn.lang for turn in scripted.calls[-1]] == ["zh", "ru"]
+    assert not first["turns"][0]["prediction"]["escalate"]  # the request's zh: 0.6
+    assert not first["turns"][0]["prediction"]["escalation"]["escalate"]
+    assert second["turns"][0]["prediction"]["escalate"]  # its own ru: 0.5
+    assert "lang" not in first and second["lang"] == "ru"  # each conversation is answered as sent
+    (alone,) = client.post("/v1/classify", json={"conversations": [scriptless]}).json()["conversations"]
+    assert alone["turns"][0]["prediction"]["escalate"]  # no language at all: the fallback threshold
+
+
 def test_abusive_turn_alerts_immediately(client):
     body = post_turn(client, "c2", "[abusive 0.2] you idiot")
     assert body["alert"]["reason"] == "abusive" and body["alert"]["label"] == "abusive"
