@@ -100,6 +100,9 @@ def validation_error_response(errors: list[dict], json_content: bool = True) -> 
         return error_response(422, "unknown_speaker", f"{where}: speaker must be 'customer' or 'agent'")
     if loc[-1:] == ("lang",) and kind in ("literal_error", "enum"):
         return error_response(422, "unknown_lang", f"{where}: lang must be 'zh' or 'ru'")
+    if loc[-1:] in (("queue",), ("team",)) and kind == "value_error" and loc[:1] == ("body",):
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg", "invalid text")
+        return error_response(422, "invalid_text", f"{where}: {reason}")
     if kind == "extra_forbidden":
         return error_response(422, "unknown_field", f"{where}: unknown field")
     message = first.get("msg", "invalid request")

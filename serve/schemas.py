@@ -9,6 +9,7 @@ typed errors of an operation.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParameter
@@ -20,6 +21,9 @@ from tonewatch.tracking import EVENT_KINDS, REASONS, TRENDS
 
 CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
 LABEL_LENGTH = 100
+UNPRINTABLE_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+"""What a queue or team name may not hold: control, format (zero-width, bidi), surrogate and line separator
+characters. They would break or disguise log lines and the dashboard."""
 
 Lang = Literal[LANGUAGES]  # type: ignore[valid-type]  # the one tuple of languages, as a Literal
 Emotion = Literal[EMOTION_LABELS]  # type: ignore[valid-type]
@@ -285,9 +289,11 @@ class TurnRequest(BaseModel):
 
     @field_validator("queue", "team")
     @classmethod
-    def _valid_unicode(cls, value: str | None) -> str | None:
-        if value is not None and not is_clean_json(value):
-            raise ValueError("must be valid Unicode text")
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not is_clean_json(value) or any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in value)
+        ):
+            raise ValueError("must be printable text: no control, format, surrogate or line separator characters")
         return value
 
 
