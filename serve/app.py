@@ -18,8 +18,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from tonewatch import __version__
+from tonewatch.serve.auth import KEY_STATE
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import BodyLimitMiddleware, SafeJSONResponse, install_error_handlers
+from tonewatch.serve.guards import HostAllowList, RequestGuardMiddleware, log_safe
 from tonewatch.serve.metrics import RequestMetricsMiddleware
 from tonewatch.serve.routes import ROUTERS
 from tonewatch.serve.routes.dashboard import STATIC_DIR
@@ -65,6 +67,7 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
     app.state.server = server
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware, hosts=_host_allow_list(config))
     app.add_middleware(RequestMetricsMiddleware, metrics=server.metrics)
     app.add_middleware(_AccessLogMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -92,6 +95,14 @@ def _new_app(api_docs: bool, **settings) -> FastAPI:
     )
 
 
+def _host_allow_list(config: ServeConfig) -> HostAllowList | None:
+    """The Host headers the server answers: loopback names and ``allowed_hosts``; any host with keys and no
+    ``allowed_hosts`` (``None``: no check)."""
+    if config.auth_enabled and not config.allowed_hosts:
+        return None
+    return HostAllowList(config.allowed_hosts)
+
+
 async def _sweep_forever(server: Server) -> None:
     """End idle conversations even when no request comes in (requests also sweep, lazily)."""
     while True:
@@ -103,7 +114,9 @@ async def _sweep_forever(server: Server) -> None:
 
 
 class _AccessLogMiddleware:
-    """One line per request: method, path without the query string (it may carry a key), status, duration."""
+    """One line per request: method, path without the query string (it may carry a key), status, duration, and
+    ``key=`` the name of the API key presented (never the key; ``-`` for none). The path is as decoded, with
+    anything that could break or disguise a line escaped (:func:`~tonewatch.serve.guards.log_safe`)."""
 
     def __init__(self, app):
         self.app = app
@@ -113,15 +126,18 @@ class _AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        state = scope.setdefault("state", {})  # the request's state: where the key check leaves the key's name
 
         async def logging_send(message) -> None:
             if message["type"] == "http.response.start":
+                key = state.get(KEY_STATE)
                 access_logger.info(
-                    "%s %s %d %.1f ms",
-                    scope.get("method"),
-                    scope.get("path"),
+                    "%s %s %d %.1f ms key=%s",
+                    log_safe(scope.get("method")),
+                    log_safe(scope.get("path")),
                     message["status"],
                     (time.perf_counter() - started) * 1000,
+                    log_safe(key) if key is not None else "-",
                 )
             await send(message)
 

@@ -23,6 +23,7 @@ STATUS_ERROR_TYPES = {
     406: "not_acceptable",
     413: "body_too_large",
     415: "unsupported_media_type",
+    421: "invalid_host",
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
@@ -152,7 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         # A bug, not bad input: logged with its traceback (no request body, so no transcript), answered typed.
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.exception("unhandled error on %s %r", request.method, request.url.path)  # %r: no forged lines
         return error_response(500, "internal_error", "internal server error")
 
 

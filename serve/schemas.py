@@ -19,7 +19,9 @@ from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
 from tonewatch.serve.errors import is_clean_json
 from tonewatch.tracking import EVENT_KINDS, REASONS, TRENDS
 
-CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
+CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f/\ufffd]+$"
+"""No control characters, no '/', no U+FFFD (what a server makes of bytes that are not UTF-8: two different
+paths would be one id; the server also refuses such paths, serve/guards.py)."""
 LABEL_LENGTH = 100
 UNPRINTABLE_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
 """What a queue or team name may not hold: control, format (zero-width, bidi), surrogate and line separator
@@ -35,7 +37,8 @@ ConversationId = Annotated[
         min_length=1,
         max_length=128,
         pattern=CONVERSATION_ID_PATTERN,
-        description="The caller's id of the conversation (1-128 characters, no control characters or '/').",
+        description="The caller's id of the conversation (1-128 characters, no control characters, '/' or U+FFFD; "
+        "sent as UTF-8).",
     ),
 ]
 
@@ -54,8 +57,8 @@ class ErrorBody(_Response):
     error_type: str = Field(
         description="Stable machine-readable kind: e.g. unauthorized, forbidden, not_ready, capacity_exceeded, "
         "unknown_conversation, conversation_ended, empty_text, text_too_long, invalid_text, invalid_json, "
-        "invalid_encoding, invalid_conversation, too_many_items, unknown_field, unknown_speaker, unknown_lang, "
-        "validation_error, missing_body, body_too_large, unsupported_media_type, internal_error."
+        "invalid_encoding, invalid_host, invalid_conversation, too_many_items, unknown_field, unknown_speaker, "
+        "unknown_lang, validation_error, missing_body, body_too_large, unsupported_media_type, internal_error."
     )
 
 

@@ -18,6 +18,7 @@ from tonewatch.serve.auth import Authenticator
 from tonewatch.serve.batching import MicroBatcher
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import ApiError
+from tonewatch.serve.guards import log_safe
 from tonewatch.serve.metrics import Metrics
 from tonewatch.serve.state import ConversationStore
 from tonewatch.tracking import AlertEvent, ConversationTracker
@@ -139,7 +140,7 @@ class Server:
     def _on_event(self, event: AlertEvent) -> None:
         self.metrics.observe_event(event)
         if event.kind == "ended" and not event.alerts_raised:
-            logger.debug("conversation %s ended (%s)", event.conversation_id, event.reason)
+            logger.debug("conversation %s ended (%s)", log_safe(event.conversation_id), event.reason)
             return
         details = event.to_dict(include_text=self.config.log_transcripts)
         text = f" text={details['text']!r}" if self.config.log_transcripts else ""
@@ -147,14 +148,14 @@ class Server:
         log(
             "%s conversation=%s reason=%s reasons=%s label=%s score=%s turn=%s queue=%s team=%s%s",
             event.kind,
-            event.conversation_id,
+            log_safe(event.conversation_id),
             event.reason,
             ",".join(event.reasons) or "-",
             event.label,
             details["score"],
             event.turn_index,
-            event.queue,
-            event.team,
+            log_safe(event.queue),
+            log_safe(event.team),
             text,
         )
 

@@ -28,7 +28,7 @@ CONVERSATION = {
 
 
 def make_client(classifier, **settings) -> TestClient:
-    return TestClient(create_app(ServeConfig(**settings), classifier=classifier))
+    return TestClient(create_app(ServeConfig(**settings), classifier=classifier), base_url="http://localhost")
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_get_list_and_delete_conversations(client):
 
 def test_idle_conversations_expire_and_publish_an_ended_event(scripted, fake_clock):
     config = ServeConfig(idle_timeout_s=60, sweep_interval_s=1)
-    with TestClient(create_app(config, classifier=scripted, clock=fake_clock)) as client:
+    with TestClient(create_app(config, classifier=scripted, clock=fake_clock), base_url="http://localhost") as client:
         post_turn(client, "old", "[angry 0.9] hello?")
         fake_clock.advance(30)
         post_turn(client, "young", "hi")
@@ -259,7 +259,7 @@ def test_info_health_ready(client):
 
 def test_readyz_is_503_until_the_model_is_loaded(tmp_path):
     app = create_app(ServeConfig(model_dir=str(tmp_path)))  # not a model directory: loading fails
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         app.state.server.load_model()  # what the startup thread does, here synchronously
         body = assert_error(client.get("/readyz"), 503, "not_ready")
         assert "no config.json" in body["error"]
@@ -441,6 +441,12 @@ def test_a_chunked_body_over_the_limit_is_refused(scripted):
         ("DELETE", "/v1/conversations/unknown", 404, "unknown_conversation"),
         ("GET", "/v1/conversations/" + "x" * 129, 422, "validation_error"),
         ("GET", "/v1/conversations/bad%01id", 422, "validation_error"),
+        ("GET", "/v1/conversations/bad%C2%85id", 422, "validation_error"),  # NEL, a C1 control character
+        ("GET", "/v1/conversations/x%EF%BF%BD", 422, "validation_error"),  # U+FFFD, what undecodable bytes become
+        # Not UTF-8: a server decodes both to "x\ufffd", the same id; neither is one.
+        ("GET", "/v1/conversations/x%FF", 400, "invalid_encoding"),
+        ("DELETE", "/v1/conversations/x%FE", 400, "invalid_encoding"),
+        ("GET", "/v1/nothing%FF", 400, "invalid_encoding"),
         ("PUT", "/v1/conversations/c", 405, "method_not_allowed"),
         ("GET", "/v1/classify", 405, "method_not_allowed"),
         ("GET", "/v1/conversations?limit=0", 422, "validation_error"),
@@ -453,9 +459,18 @@ def test_bad_paths_and_methods_get_a_typed_4xx(client, method, path, status, err
     assert_error(client.request(method, path), status, error_type)
 
 
+def test_paths_that_are_not_utf8_do_not_reach_a_conversation(client):
+    for path in ("/v1/conversations/x%FF/turns", "/v1/conversations/x%FE/turns"):
+        assert_error(client.post(path, json={"speaker": "customer", "text": "hi"}), 400, "invalid_encoding")
+    # U+FFFD itself (sent as UTF-8) is no id either: it is what a server without raw paths would decode them to.
+    turn = client.post("/v1/conversations/x%EF%BF%BD/turns", json={"speaker": "customer", "text": "hi"})
+    assert_error(turn, 422, "validation_error")
+    assert client.get("/v1/conversations").json()["count"] == 0
+
+
 def test_an_idle_conversation_expires_when_touched_even_between_sweeps(scripted, fake_clock):
     config = ServeConfig(idle_timeout_s=60, sweep_interval_s=3600)
-    with TestClient(create_app(config, classifier=scripted, clock=fake_clock)) as client:
+    with TestClient(create_app(config, classifier=scripted, clock=fake_clock), base_url="http://localhost") as client:
         post_turn(client, "a", "[angry 0.9] hello?")
         post_turn(client, "b", "hi")
         fake_clock.advance(61)
@@ -482,7 +497,7 @@ def test_without_a_classifier_the_model_loads_at_startup(tiny_model_dir, backend
             loaded.set()
 
     monkeypatch.setattr(server, "load_model", load_model_and_say_so)  # what the startup thread runs
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert loaded.wait(120)  # a bound on a hang (an ONNX export takes real seconds), not a measurement
         assert client.get("/readyz").json()["ready"] is True
         served = post_turn(client, "c", "опять не работает")["prediction"]
@@ -509,5 +524,5 @@ def test_run_server_binds_localhost_without_keys_and_keeps_keys_out_of_access_lo
 def test_the_app_serves_again_after_a_restart(scripted):
     app = create_app(ServeConfig(), classifier=scripted)
     for _ in range(2):
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             assert post_turn(client, "c", "hello")["prediction"]["emotion"] == "calm"

@@ -53,7 +53,9 @@ def keys() -> list[ApiKey]:
 
 @pytest.fixture
 def client(scripted, keys):
-    with TestClient(create_app(ServeConfig(api_keys=keys), classifier=scripted)) as test_client:
+    with TestClient(
+        create_app(ServeConfig(api_keys=keys), classifier=scripted), base_url="http://localhost"
+    ) as test_client:
         # A live conversation, so that reads and deletes of c1 can succeed.
         assert (
             test_client.post("/v1/conversations/c1/turns", json=TURN, headers={"X-API-Key": WRITE_KEY}).status_code
@@ -151,20 +153,42 @@ def test_info_says_auth_is_on_and_the_static_files_are_open(client):
         assert client.get(path).status_code == 200, path
 
 
-def test_keys_never_appear_in_the_access_log(client, caplog):
+def access_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "tonewatch.serve.access"]
+
+
+def test_keys_never_appear_in_the_access_log_their_names_do(client, caplog):
     caplog.set_level("INFO", logger="tonewatch.serve.access")
     client.get(f"/v1/conversations?key={READ_KEY}")
     client.get("/v1/conversations", headers={"X-API-Key": READ_KEY})
-    lines = [record.getMessage() for record in caplog.records if record.name == "tonewatch.serve.access"]
-    assert any(line.startswith("GET /v1/conversations 200") for line in lines)
-    assert not any(READ_KEY in line for line in lines)
+    client.get("/v1/conversations", headers={"X-API-Key": WRITE_KEY})  # a known key without the scope: named
+    client.get("/v1/conversations", headers={"X-API-Key": "not-a-configured-key-000"})
+    client.get("/healthz")
+    lines = access_lines(caplog)
+    assert [line.split(" ", 2)[:2] + line.rsplit(" ", 1)[-1:] for line in lines] == [
+        ["GET", "/v1/conversations", "key=supervisors"],
+        ["GET", "/v1/conversations", "key=supervisors"],
+        ["GET", "/v1/conversations", "key=telephony"],
+        ["GET", "/v1/conversations", "key=-"],
+        ["GET", "/healthz", "key=-"],
+    ]
+    assert [line.split(" ")[2] for line in lines] == ["200", "200", "403", "401", "200"]
+    assert not any(key in line for line in lines for key in (READ_KEY, WRITE_KEY))
+
+
+def test_an_unnamed_key_is_logged_by_its_position(scripted, caplog):
+    caplog.set_level("INFO", logger="tonewatch.serve.access")
+    config = ServeConfig(api_keys=[ApiKey(WRITE_KEY, ["write"], "telephony"), ApiKey(READ_KEY, ["read"])])
+    with TestClient(create_app(config, classifier=scripted), base_url="http://localhost") as client:
+        assert client.get("/v1/alerts", headers={"X-API-Key": READ_KEY}).status_code == 200
+    assert access_lines(caplog)[-1].endswith(" key=#2")
 
 
 def test_without_keys_everything_is_open_and_bound_to_localhost(scripted):
     config = ServeConfig(host="0.0.0.0")
     host, notice = config.bind_host()
     assert host == "127.0.0.1" and "127.0.0.1 only" in notice
-    with TestClient(create_app(config, classifier=scripted)) as client:
+    with TestClient(create_app(config, classifier=scripted), base_url="http://localhost") as client:
         assert client.post("/v1/conversations/c/turns", json=TURN).status_code == 200
         assert client.get("/v1/conversations").status_code == 200
 
@@ -178,7 +202,7 @@ def test_require_scope_is_a_dependency_any_route_can_declare(keys):
     async def who(name: Annotated[str | None, Depends(require_scope("read"))]) -> dict:
         return {"name": name}
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/who", headers={"X-API-Key": READ_KEY}).json() == {"name": "supervisors"}
         assert client.get(f"/who?key={BOTH_KEY}").json() == {"name": "admin"}
         assert client.post("/who", headers={"Authorization": f"Bearer {READ_KEY}"}).json() == {"name": "supervisors"}
@@ -186,7 +210,7 @@ def test_require_scope_is_a_dependency_any_route_can_declare(keys):
         assert_error(client.post(f"/who?key={READ_KEY}"), 401, "unauthorized")
         assert_error(client.get("/who", headers={"X-API-Key": WRITE_KEY}), 403, "forbidden")
     app.state.server = SimpleNamespace(auth=Authenticator([]))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.post("/who").json() == {"name": None}  # no keys configured: no authentication
     with pytest.raises(ValueError, match="scopes"):
         require_scope("admin")
