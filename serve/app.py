@@ -23,15 +23,12 @@ from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import BodyLimitMiddleware, SafeJSONResponse, install_error_handlers
 from tonewatch.serve.guards import HostAllowList, RequestGuardMiddleware, log_safe
 from tonewatch.serve.metrics import RequestMetricsMiddleware
-from tonewatch.serve.routes import ROUTERS
+from tonewatch.serve.routes import ROUTERS, docs
 from tonewatch.serve.routes.dashboard import STATIC_DIR
 from tonewatch.serve.server import Server
 
 logger = logging.getLogger("tonewatch.serve")
 access_logger = logging.getLogger("tonewatch.serve.access")
-
-DOCS_ASSETS_URL = "/docs/assets"
-"""Where the Swagger UI files (from the fastapi-offline package) are served: no CDN."""
 
 
 def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) -> FastAPI:
@@ -56,13 +53,16 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
                 await sweeper
             await asyncio.to_thread(server.batcher.close)
 
-    app = _new_app(
-        config.api_docs,
+    # FastAPI's own /openapi.json and /docs answer everyone: this app's own routes (routes/docs.py) need a read key.
+    app = FastAPI(
         title="tonewatch",
         summary="Customer emotion and escalation for live Chinese and Russian contact-centre conversations.",
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
     install_error_handlers(app)
@@ -73,26 +73,11 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic) ->
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(docs.schema_router)
+    if config.api_docs:
+        app.include_router(docs.docs_router)
+        app.mount(docs.DOCS_ASSETS_URL, StaticFiles(directory=docs.swagger_assets_dir()), name="docs-assets")
     return app
-
-
-def _new_app(api_docs: bool, **settings) -> FastAPI:
-    """A FastAPI app whose /docs page (Swagger UI) loads its files from this server, or that has no docs page.
-
-    ReDoc (/redoc) is left out either way: its bundle fetches a logo from cdn.redoc.ly.
-    """
-    if not api_docs:
-        return FastAPI(docs_url=None, redoc_url=None, **settings)
-    from fastapi_offline import FastAPIOffline
-
-    # No validator badge: Swagger UI would fetch it from validator.swagger.io.
-    return FastAPIOffline(
-        docs_url="/docs",
-        redoc_url=None,
-        static_url=DOCS_ASSETS_URL,
-        swagger_ui_parameters={"validatorUrl": None},
-        **settings,
-    )
 
 
 def _host_allow_list(config: ServeConfig) -> HostAllowList | None:

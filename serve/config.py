@@ -17,6 +17,11 @@ Example ``serve.toml``::
     key = "..."
     scopes = ["read"]
 
+    [[api_keys]]
+    name = "prometheus"
+    key = "..."
+    scopes = ["metrics"]   # /metrics only, sent as 'Authorization: Bearer KEY'
+
     [alert]                # tonewatch.tracking.AlertPolicy
     hysteresis = 0.15
     cooldown_turns = 3
@@ -26,7 +31,9 @@ Example ``serve.toml``::
     enabled = false
 
 Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says, and answers only requests
-addressed to localhost, 127.0.0.1 or [::1] (DNS rebinding); ``allowed_hosts`` adds host names.
+addressed to localhost, 127.0.0.1 or [::1] (DNS rebinding); ``allowed_hosts`` adds host names. With keys, every
+endpoint but ``/healthz``, ``/readyz``, the dashboard page and static files needs one (``/metrics`` a ``read`` or
+``metrics`` key, ``/openapi.json`` and ``/docs`` a ``read`` key).
 A file may start from another with ``extends = "base.toml"`` (:mod:`tonewatch.configfile`: tables such as
 ``[alert]`` merge key by key, arrays such as ``[[api_keys]]`` replace the parent's).
 """
@@ -43,8 +50,9 @@ from typing import Any
 from tonewatch import configfile
 from tonewatch.tracking import AlertPolicy, EscalationPolicy
 
-SCOPES: tuple[str, ...] = ("read", "write")
-"""API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations and the dashboard."""
+SCOPES: tuple[str, ...] = ("read", "write", "metrics")
+"""API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations, the dashboard, the
+metrics and the API docs; ``metrics`` reads ``/metrics`` only (a key for Prometheus that reads no transcript)."""
 
 LOCALHOST = "127.0.0.1"
 MIN_KEY_LENGTH = 16
@@ -151,7 +159,7 @@ class ServeConfig:
         default=True,
         metadata={
             "help": "Serve the API docs page /docs (Swagger UI) from this server's own files (no CDN); "
-            "/openapi.json is served either way."
+            "/openapi.json is served either way. With api_keys both need a read key (/docs?key=KEY in a browser)."
         },
     )
 
