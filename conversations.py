@@ -10,10 +10,10 @@ of ``tonewatch label``::
        ...]}
 
 ``id`` and ``turns`` are required; ``lang`` is optional for input (``zh`` or
-``ru``); every turn has a ``speaker`` (``customer`` or ``agent``) and a
-non-empty ``text``. Customer turns may carry gold ``emotion`` and
-``escalate`` labels. Any other field is kept untouched by every reader and
-writer of this package.
+``ru``; without it the language is read from the turns' script, :func:`conversation_lang`);
+every turn has a ``speaker`` (``customer`` or ``agent``) and a non-empty ``text``.
+Customer turns may carry gold ``emotion`` and ``escalate`` labels. Any other
+field is kept untouched by every reader and writer of this package.
 
 This module is the wire format only (it imports no other part of tonewatch
 but the label scheme): the data layer turns conversations into training
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
+from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS, detect_lang
 
 
 class ConversationFormatError(ValueError):
@@ -55,6 +55,15 @@ def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
                 yield JsonlLine(line_number, json.loads(line))
             except json.JSONDecodeError as error:
                 yield JsonlLine(line_number, error=f"invalid JSON: {error.msg} (column {error.colno})")
+
+
+def conversation_lang(conversation: dict) -> str | None:
+    """The language of ``conversation``: its ``lang``, else the one its turns' script says
+    (:func:`~tonewatch.labels.detect_lang` over every turn's text), else ``None``."""
+    lang = conversation.get("lang")
+    if lang:
+        return lang
+    return detect_lang(*(turn.get("text") or "" for turn in conversation.get("turns") or ()))
 
 
 def validate_conversation(conversation: Any, *, gold_labels: bool = True) -> dict:

@@ -304,8 +304,11 @@ def label_file(
             if kind == "conversations":
                 written = _escalated(classifier, policy, record, own)
             else:
-                lang = record.value.get("lang") or None
-                written = [{**p.to_dict(), "escalation": escalate_text(policy, p, lang).to_dict()} for p in own]
+                # The text's language as the model read it: given, or its script's (TurnInput).
+                written = [
+                    {**p.to_dict(), "escalation": escalate_text(policy, p, turn.lang).to_dict()}
+                    for p, turn in zip(own, turns, strict=True)
+                ]
             by_index[record.index] = _attach(record, kind, written)
             position += len(turns)
             summary.labelled_turns += len(turns)

@@ -21,7 +21,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tonewatch.labels import EMOTION_LABELS, ESCALATION_LABEL, ID2LABEL, LABEL2ID, SIGNAL_SPEAKER, SIGNALS, SPEAKERS
+from tonewatch.conversations import conversation_lang
+from tonewatch.labels import (
+    EMOTION_LABELS,
+    ESCALATION_LABEL,
+    ID2LABEL,
+    LABEL2ID,
+    SIGNAL_SPEAKER,
+    SIGNALS,
+    SPEAKERS,
+    detect_lang,
+)
 from tonewatch.model.inputs import InputLimits
 
 CONFIG_NAME = "config.json"
@@ -206,7 +216,12 @@ class Prediction:
 @dataclass(frozen=True)
 class TurnInput:
     """A turn to classify: its text, preceding turns ``(speaker, text)`` oldest first, language, and whose turn
-    it is (``classify`` reads customer turns; ``Classifier.agent_signals`` reads agent turns)."""
+    it is (``classify`` reads customer turns; ``Classifier.agent_signals`` reads agent turns).
+
+    Without ``lang`` the turn takes the language its script says, the turn's and its context's together
+    (:func:`~tonewatch.labels.detect_lang`), so that it gets that language's thresholds; ``None`` only when
+    neither script is in them.
+    """
 
     text: str
     context: tuple[tuple[str, str], ...] = ()
@@ -216,6 +231,8 @@ class TurnInput:
     def __post_init__(self) -> None:
         if self.speaker not in SPEAKERS:
             raise ValueError(f"unknown speaker {self.speaker!r}; expected one of {SPEAKERS}")
+        if self.lang is None:
+            object.__setattr__(self, "lang", detect_lang(self.text, *(text for _, text in self.context)))
 
 
 def read_model_config(model_dir: str | Path) -> ModelConfig:
@@ -234,8 +251,9 @@ def read_model_config(model_dir: str | Path) -> ModelConfig:
 
 
 def conversation_turn_inputs(conversation: dict) -> list[TurnInput]:
-    """One :class:`TurnInput` per customer turn, each with every earlier turn as context."""
-    lang = conversation.get("lang")
+    """One :class:`TurnInput` per customer turn, each with every earlier turn as context, in the conversation's
+    language (:func:`~tonewatch.conversations.conversation_lang`)."""
+    lang = conversation_lang(conversation)
     inputs, context = [], []
     for turn in conversation["turns"]:
         text = turn["text"].strip()

@@ -19,19 +19,18 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from tonewatch import __version__
+from tonewatch.serve.auth import KEY_STATE
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import BodyLimitMiddleware, SafeJSONResponse, install_error_handlers
+from tonewatch.serve.guards import HostAllowList, RequestGuardMiddleware, log_safe
 from tonewatch.serve.metrics import RequestMetricsMiddleware
-from tonewatch.serve.routes import ROUTERS
+from tonewatch.serve.routes import ROUTERS, docs
 from tonewatch.serve.routes.dashboard import STATIC_DIR
 from tonewatch.serve.server import Server
 from tonewatch.serve.state import StateUnavailableError
 
 logger = logging.getLogger("tonewatch.serve")
 access_logger = logging.getLogger("tonewatch.serve.access")
-
-DOCS_ASSETS_URL = "/docs/assets"
-"""Where the Swagger UI files (from the fastapi-offline package) are served: no CDN."""
 
 
 def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic, wall_clock=time.time) -> FastAPI:
@@ -60,42 +59,39 @@ def create_app(config: ServeConfig, classifier=None, *, clock=time.monotonic, wa
             await asyncio.to_thread(server.batcher.close)
             await server.store.close()
 
-    app = _new_app(
-        config.api_docs,
+    # FastAPI's own /openapi.json and /docs answer everyone: this app's own routes (routes/docs.py) need a read key.
+    app = FastAPI(
         title="tonewatch",
         summary="Customer emotion and escalation for live Chinese and Russian contact-centre conversations.",
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware, hosts=_host_allow_list(config))
     app.add_middleware(RequestMetricsMiddleware, metrics=server.metrics)
     app.add_middleware(_AccessLogMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(docs.schema_router)
+    if config.api_docs:
+        app.include_router(docs.docs_router)
+        app.mount(docs.DOCS_ASSETS_URL, StaticFiles(directory=docs.swagger_assets_dir()), name="docs-assets")
     return app
 
 
-def _new_app(api_docs: bool, **settings) -> FastAPI:
-    """A FastAPI app whose /docs page (Swagger UI) loads its files from this server, or that has no docs page.
-
-    ReDoc (/redoc) is left out either way: its bundle fetches a logo from cdn.redoc.ly.
-    """
-    if not api_docs:
-        return FastAPI(docs_url=None, redoc_url=None, **settings)
-    from fastapi_offline import FastAPIOffline
-
-    # No validator badge: Swagger UI would fetch it from validator.swagger.io.
-    return FastAPIOffline(
-        docs_url="/docs",
-        redoc_url=None,
-        static_url=DOCS_ASSETS_URL,
-        swagger_ui_parameters={"validatorUrl": None},
-        **settings,
-    )
+def _host_allow_list(config: ServeConfig) -> HostAllowList | None:
+    """The Host headers the server answers: loopback names and ``allowed_hosts``; any host with keys and no
+    ``allowed_hosts`` (``None``: no check)."""
+    if config.auth_enabled and not config.allowed_hosts:
+        return None
+    return HostAllowList(config.allowed_hosts)
 
 
 async def _sweep_forever(server: Server) -> None:
@@ -111,7 +107,9 @@ async def _sweep_forever(server: Server) -> None:
 
 
 class _AccessLogMiddleware:
-    """One line per request: method, path without the query string (it may carry a key), status, duration."""
+    """One line per request: method, path without the query string (it may carry a key), status, duration, and
+    ``key=`` the name of the API key presented (never the key; ``-`` for none). The path is as decoded, with
+    anything that could break or disguise a line escaped (:func:`~tonewatch.serve.guards.log_safe`)."""
 
     def __init__(self, app):
         self.app = app
@@ -121,15 +119,18 @@ class _AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        state = scope.setdefault("state", {})  # the request's state: where the key check leaves the key's name
 
         async def logging_send(message) -> None:
             if message["type"] == "http.response.start":
+                key = state.get(KEY_STATE)
                 access_logger.info(
-                    "%s %s %d %.1f ms",
-                    scope.get("method"),
-                    scope.get("path"),
+                    "%s %s %d %.1f ms key=%s",
+                    log_safe(scope.get("method")),
+                    log_safe(scope.get("path")),
                     message["status"],
                     (time.perf_counter() - started) * 1000,
+                    log_safe(key) if key is not None else "-",
                 )
             await send(message)
 

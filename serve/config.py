@@ -17,6 +17,11 @@ Example ``serve.toml``::
     key = "..."
     scopes = ["read"]
 
+    [[api_keys]]
+    name = "prometheus"
+    key = "..."
+    scopes = ["metrics"]   # /metrics only, sent as 'Authorization: Bearer KEY'
+
     [alert]                # tonewatch.tracking.AlertPolicy
     hysteresis = 0.15
     cooldown_turns = 3
@@ -25,7 +30,10 @@ Example ``serve.toml``::
     [escalation.external_threat]   # tonewatch.tracking.EscalationPolicy (configs/escalation.toml)
     enabled = false
 
-Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says.
+Without ``api_keys`` the server listens on 127.0.0.1 only, whatever ``host`` says, and answers only requests
+addressed to localhost, 127.0.0.1 or [::1] (DNS rebinding); ``allowed_hosts`` adds host names. With keys, every
+endpoint but ``/healthz``, ``/readyz``, the dashboard page and static files needs one (``/metrics`` a ``read`` or
+``metrics`` key, ``/openapi.json`` and ``/docs`` a ``read`` key).
 A file may start from another with ``extends = "base.toml"`` (:mod:`tonewatch.configfile`: tables such as
 ``[alert]`` merge key by key, arrays such as ``[[api_keys]]`` replace the parent's).
 """
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +50,14 @@ from typing import Any
 from tonewatch import configfile
 from tonewatch.tracking import AlertPolicy, EscalationPolicy
 
-SCOPES: tuple[str, ...] = ("read", "write")
-"""API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations and the dashboard."""
+SCOPES: tuple[str, ...] = ("read", "write", "metrics")
+"""API key scopes: ``write`` posts turns and classifies; ``read`` reads alerts, conversations, the dashboard, the
+metrics and the API docs; ``metrics`` reads ``/metrics`` only (a key for Prometheus that reads no transcript)."""
 
 LOCALHOST = "127.0.0.1"
 MIN_KEY_LENGTH = 16
+HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\]", re.IGNORECASE)
+"""An ``allowed_hosts`` entry: ``*``, a host name or IPv4 address (``*.`` before it: its subdomains), ``[IPv6]``."""
 
 
 @dataclass
@@ -55,7 +67,9 @@ class ApiKey:
     key: str = field(metadata={"help": f"The secret, sent as 'Authorization: Bearer KEY' or 'X-API-Key: KEY' "
                                        f"(at least {MIN_KEY_LENGTH} characters)."})  # fmt: skip
     scopes: list[str] = field(default_factory=lambda: ["read"], metadata={"help": f"Some of {SCOPES}."})
-    name: str = field(default="", metadata={"help": "Who holds the key (shown in logs instead of the key)."})
+    name: str = field(
+        default="", metadata={"help": "Who holds the key, named in the access log instead of the key (#N unnamed)."}
+    )
 
     def __post_init__(self) -> None:
         configfile.coerce_fields(self)
@@ -79,6 +93,13 @@ class ServeConfig:
     port: int = field(default=8000, metadata={"help": "TCP port to listen on."})
     api_keys: list[ApiKey] = field(
         default_factory=list, metadata={"help": "API keys with scopes; none = no authentication, localhost only."}
+    )
+    allowed_hosts: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Host names the server answers besides localhost, 127.0.0.1 and [::1] ('*.example.com': its "
+            "subdomains, '*': any); empty: any host with api_keys, only those without (against DNS rebinding)."
+        },
     )
     max_text_chars: int = field(default=2000, metadata={"help": "Longest accepted turn or text, in characters."})
     max_items: int = field(default=256, metadata={"help": "Most texts or conversations in one /v1/classify request."})
@@ -156,7 +177,7 @@ class ServeConfig:
         default=True,
         metadata={
             "help": "Serve the API docs page /docs (Swagger UI) from this server's own files (no CDN); "
-            "/openapi.json is served either way."
+            "/openapi.json is served either way. With api_keys both need a read key (/docs?key=KEY in a browser)."
         },
     )
 
@@ -167,6 +188,11 @@ class ServeConfig:
             raise ValueError("api_keys: the same key is configured twice")
         if not self.host:
             raise ValueError("host must be a non-empty string")
+        for allowed in self.allowed_hosts:
+            if not HOST_PATTERN.fullmatch(allowed):
+                raise ValueError(
+                    f"allowed_hosts: {allowed!r} is not a host name without port, '*.example.com', '[IPv6]' or '*'"
+                )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         positive = {
@@ -215,11 +241,17 @@ class ServeConfig:
         """The address to listen on, and a notice to print when it is not the configured one."""
         if self.auth_enabled:
             return self.host, None
+        names = ", ".join(["localhost", "127.0.0.1", "[::1]", *self.allowed_hosts])
+        any_host = "*" in self.allowed_hosts
+        addressed = "requests for any host (allowed_hosts)" if any_host else f"only requests addressed to {names}"
         if _is_loopback(self.host):
-            return self.host, "no API keys configured: authentication is off and the server listens on localhost only"
+            return self.host, (
+                f"no API keys configured: authentication is off; the server listens on localhost only and answers "
+                f"{addressed}"
+            )
         return LOCALHOST, (
-            f"no API keys configured: listening on {LOCALHOST} only, not on {self.host}; "
-            "configure api_keys to accept other hosts"
+            f"no API keys configured: listening on {LOCALHOST} only, not on {self.host}, and answering "
+            f"{addressed}; configure api_keys to accept other hosts"
         )
 
     @classmethod

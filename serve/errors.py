@@ -23,6 +23,7 @@ STATUS_ERROR_TYPES = {
     406: "not_acceptable",
     413: "body_too_large",
     415: "unsupported_media_type",
+    421: "invalid_host",
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
@@ -100,6 +101,9 @@ def validation_error_response(errors: list[dict], json_content: bool = True) -> 
         return error_response(422, "unknown_speaker", f"{where}: speaker must be 'customer' or 'agent'")
     if loc[-1:] == ("lang",) and kind in ("literal_error", "enum"):
         return error_response(422, "unknown_lang", f"{where}: lang must be 'zh' or 'ru'")
+    if loc[-1:] in (("queue",), ("team",)) and kind == "value_error" and loc[:1] == ("body",):
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg", "invalid text")
+        return error_response(422, "invalid_text", f"{where}: {reason}")
     if kind == "extra_forbidden":
         return error_response(422, "unknown_field", f"{where}: unknown field")
     message = first.get("msg", "invalid request")
@@ -149,7 +153,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         # A bug, not bad input: logged with its traceback (no request body, so no transcript), answered typed.
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.exception("unhandled error on %s %r", request.method, request.url.path)  # %r: no forged lines
         return error_response(500, "internal_error", "internal server error")
 
 

@@ -9,6 +9,7 @@ typed errors of an operation.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from fastapi import Path as PathParameter
@@ -18,8 +19,13 @@ from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS
 from tonewatch.serve.errors import is_clean_json
 from tonewatch.tracking import EVENT_KINDS, REASONS, TRENDS
 
-CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
+CONVERSATION_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f/\ufffd]+$"
+"""No control characters, no '/', no U+FFFD (what a server makes of bytes that are not UTF-8: two different
+paths would be one id; the server also refuses such paths, serve/guards.py)."""
 LABEL_LENGTH = 100
+UNPRINTABLE_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+"""What a queue or team name may not hold: control, format (zero-width, bidi), surrogate and line separator
+characters. They would break or disguise log lines and the dashboard."""
 
 Lang = Literal[LANGUAGES]  # type: ignore[valid-type]  # the one tuple of languages, as a Literal
 Emotion = Literal[EMOTION_LABELS]  # type: ignore[valid-type]
@@ -31,7 +37,8 @@ ConversationId = Annotated[
         min_length=1,
         max_length=128,
         pattern=CONVERSATION_ID_PATTERN,
-        description="The caller's id of the conversation (1-128 characters, no control characters or '/').",
+        description="The caller's id of the conversation (1-128 characters, no control characters, '/' or U+FFFD; "
+        "sent as UTF-8).",
     ),
 ]
 
@@ -50,8 +57,8 @@ class ErrorBody(_Response):
     error_type: str = Field(
         description="Stable machine-readable kind: e.g. unauthorized, forbidden, not_ready, capacity_exceeded, "
         "unknown_conversation, conversation_ended, empty_text, text_too_long, invalid_text, invalid_json, "
-        "invalid_encoding, invalid_conversation, too_many_items, unknown_field, unknown_speaker, unknown_lang, "
-        "validation_error, missing_body, body_too_large, unsupported_media_type, internal_error."
+        "invalid_encoding, invalid_host, invalid_conversation, too_many_items, unknown_field, unknown_speaker, "
+        "unknown_lang, validation_error, missing_body, body_too_large, unsupported_media_type, internal_error."
     )
 
 
@@ -204,7 +211,11 @@ class ClassifyRequest(BaseModel):
     conversations: list[dict[str, Any]] | None = Field(
         default=None, description="Conversations; every customer turn is classified with its preceding turns."
     )
-    lang: Lang | None = Field(default=None, description="Language of the texts (for the per-language threshold).")
+    lang: Lang | None = Field(
+        default=None,
+        description="Language of the texts, and of the conversations that give none (for the per-language "
+        "thresholds); without it each text's or conversation's is read from its script (Han: zh, Cyrillic: ru).",
+    )
 
 
 class ModelRef(_Response):
@@ -271,15 +282,21 @@ class TurnRequest(BaseModel):
 
     speaker: Speaker
     text: str = Field(description="The turn's text (ASR segment or chat message).")
-    lang: Lang | None = Field(default=None, description="Language (zh or ru); the conversation's first one is kept.")
+    lang: Lang | None = Field(
+        default=None,
+        description="Language (zh or ru); the conversation's first one is kept. Without any, a turn's language "
+        "is read from its script and its context's (Han: zh, Cyrillic: ru).",
+    )
     queue: str | None = Field(default=None, max_length=LABEL_LENGTH, description="Queue the conversation is in.")
     team: str | None = Field(default=None, max_length=LABEL_LENGTH, description="Team handling the conversation.")
 
     @field_validator("queue", "team")
     @classmethod
-    def _valid_unicode(cls, value: str | None) -> str | None:
-        if value is not None and not is_clean_json(value):
-            raise ValueError("must be valid Unicode text")
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not is_clean_json(value) or any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in value)
+        ):
+            raise ValueError("must be printable text: no control, format, surrogate or line separator characters")
         return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +18,7 @@ from tonewatch.serve.auth import Authenticator
 from tonewatch.serve.batching import MicroBatcher
 from tonewatch.serve.config import ServeConfig
 from tonewatch.serve.errors import ApiError
+from tonewatch.serve.guards import log_safe
 from tonewatch.serve.metrics import Metrics
 from tonewatch.serve.state import (
     CapacityError,
@@ -176,7 +178,9 @@ class Server:
 
     # -- input checks -----------------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> str:
-        """``text`` stripped, or a typed 422 when it is empty, too long, or not encodable as UTF-8."""
+        """``text`` stripped, or a typed 422 when it is too long, empty (nothing but spaces and invisible
+        characters: zero-width spaces and joiners, BOM, NUL and other control or format characters), holds a NUL,
+        or is not encodable as UTF-8."""
         if len(text) > self.config.max_text_chars:
             raise ApiError(
                 422,
@@ -184,8 +188,11 @@ class Server:
                 f"{where}: text is {len(text)} characters; the limit is {self.config.max_text_chars}",
             )
         stripped = text.strip()
-        if not stripped:
-            raise ApiError(422, "empty_text", f"{where}: text is empty")
+        if not any(_visible(char) for char in stripped):
+            what = "empty" if not stripped else "only invisible characters (zero-width, control or format)"
+            raise ApiError(422, "empty_text", f"{where}: text is {what}")
+        if "\x00" in stripped:  # never text; a C string or a database column would end there
+            raise ApiError(422, "invalid_text", f"{where}: text holds a NUL character")
         try:
             stripped.encode("utf-8")
         except UnicodeEncodeError:
@@ -196,7 +203,7 @@ class Server:
     def _on_event(self, event: AlertEvent) -> None:
         self.metrics.observe_event(event)
         if event.kind == "ended" and not event.alerts_raised:
-            logger.debug("conversation %s ended (%s)", event.conversation_id, event.reason)
+            logger.debug("conversation %s ended (%s)", log_safe(event.conversation_id), event.reason)
             return
         details = event.to_dict(include_text=self.config.log_transcripts)
         text = f" text={details['text']!r}" if self.config.log_transcripts else ""
@@ -204,14 +211,14 @@ class Server:
         log(
             "%s conversation=%s reason=%s reasons=%s label=%s score=%s turn=%s queue=%s team=%s%s",
             event.kind,
-            event.conversation_id,
+            log_safe(event.conversation_id),
             event.reason,
             ",".join(event.reasons) or "-",
             event.label,
             details["score"],
             event.turn_index,
-            event.queue,
-            event.team,
+            log_safe(event.queue),
+            log_safe(event.team),
             text,
         )
 
@@ -222,6 +229,11 @@ class Server:
         """Count classified turns by predicted label for ``/metrics``."""
         for prediction in predictions:
             self.metrics.turns.labels(prediction.emotion, endpoint).inc()
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` shows: not a space, nor a control (Cc) or format (Cf: zero-width, BOM, bidi) character."""
+    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf")
 
 
 def get_server(request: Request) -> Server:

@@ -8,6 +8,7 @@ import pytest
 
 from tonewatch.conversations import (
     ConversationFormatError,
+    conversation_lang,
     gold_label_problems,
     iter_jsonl,
     read_conversations,
@@ -70,3 +71,11 @@ def test_read_conversations_reports_the_bad_line(tmp_path):
     assert lines[1].error is not None and lines[0].value == CONVERSATION
     with pytest.raises(ConversationFormatError, match=r"c\.jsonl:3: invalid JSON"):
         read_conversations(path)
+
+
+def test_a_conversation_without_lang_is_read_in_its_scripts_language():
+    assert conversation_lang(CONVERSATION) == "zh"
+    assert conversation_lang({**CONVERSATION, "lang": "ru"}) == "ru"  # a given lang always wins
+    turns = [{"speaker": "agent", "text": "Здравствуйте"}, {"speaker": "customer", "text": "OK!!!"}]
+    assert conversation_lang({"id": 1, "turns": turns}) == "ru"  # the agent's turn tells
+    assert conversation_lang({"id": 1, "lang": None, "turns": [{"speaker": "customer", "text": "OK"}]}) is None

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tonewatch import configfile
+from tonewatch.conversations import conversation_lang
 from tonewatch.labels import AGENT_SIGNALS, CUSTOMER_SIGNALS, EMOTION_LABELS, LANGUAGES, severity
 from tonewatch.model.types import Prediction, TurnInput
 
@@ -498,7 +499,7 @@ class EscalationState:
 def agent_turn_inputs(conversation: dict) -> list[tuple[int, TurnInput]]:
     """``(turn index, input)`` of every agent turn of a conversation in the project's format, each with every
     earlier turn as context (what :meth:`Classifier.agent_signals` reads)."""
-    lang = conversation.get("lang")
+    lang = conversation_lang(conversation)
     inputs, context = [], []
     for index, turn in enumerate(conversation["turns"]):
         text = turn["text"].strip()
@@ -522,7 +523,7 @@ def escalate_conversation(
     """One :class:`Escalation` per customer turn of ``conversation`` (in order), from the predictions of its
     customer turns and the signals of its agent turns (by turn index; none for a model without them)."""
     state = EscalationState(policy)
-    lang = conversation.get("lang")
+    lang = conversation_lang(conversation)
     customer = iter(predictions)
     escalations = []
     for index, turn in enumerate(conversation["turns"]):
@@ -535,6 +536,8 @@ def escalate_conversation(
 
 def escalate_text(policy: EscalationPolicy, prediction: Prediction, lang: str | None = None) -> Escalation:
     """The escalation of a text without a conversation: the policy after a conversation of that one customer turn
-    (a trigger, abuse or the learnt score in it; nothing that needs earlier turns, such as anger in a row)."""
+    (a trigger, abuse or the learnt score in it; nothing that needs earlier turns, such as anger in a row).
+    ``lang`` is the text's language: the one its :class:`TurnInput` was classified in (given, or read from its
+    script), so that the policy's thresholds are the model's."""
     conversation = {"lang": lang, "turns": [{"speaker": "customer", "text": ""}]}
     return escalate_conversation(policy, conversation, [prediction])[0]

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS, severity
+from tonewatch.labels import EMOTION_LABELS, LANGUAGES, SPEAKERS, detect_lang, severity
 from tonewatch.model.types import Calibration, Prediction, TurnInput
 from tonewatch.tracking.policy import (
     LEARNT_REASON,
@@ -539,6 +539,8 @@ class ConversationTracker:
             raise ValueError("a turn needs a non-empty text")
         if self.lang is None and lang is not None:
             self.lang = lang
+        # Without a language given, the one :meth:`turn_input` gave the model: read from the turn and its context.
+        turn_lang = lang or self.lang or detect_lang(text, *(said for _, said in self._context))
         self.queue = queue or self.queue
         self.team = team or self.team
         index = self.turns
@@ -547,7 +549,6 @@ class ConversationTracker:
         self.updated_at = self._wall_clock()
         self.last_activity = self._clock()
         event = None
-        turn_lang = lang or self.lang
         escalation = None
         if prediction is None:
             self._escalation.agent_turn(index, signals, turn_lang)

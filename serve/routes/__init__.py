@@ -4,6 +4,8 @@
 ``conversations`` (live turns and states), ``alerts`` (recent events, the SSE stream),
 ``dashboard`` (the supervisor page). Each route declares its API-key scope as a
 dependency (:func:`tonewatch.serve.auth.require_scope`) and its response model.
+``docs`` (the OpenAPI schema and the Swagger UI page, left out of the schema) is
+included by ``create_app`` apart, as ``api_docs`` says.
 """
 
 from __future__ import annotations

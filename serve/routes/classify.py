@@ -44,8 +44,10 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
     classifier = server.require_ready()
     model = {"name": classifier.config.name, "version": classifier.config.version}
     if body.texts is not None:
+        # Without `lang`, each text's language is read from its script (TurnInput), for the model and the policy.
         texts = [server.check_text(text, f"texts[{index}]") for index, text in enumerate(body.texts)]
-        predictions = await server.batcher.classify([TurnInput(text, (), body.lang) for text in texts])
+        inputs = [TurnInput(text, (), body.lang) for text in texts]
+        predictions = await server.batcher.classify(inputs)
         server.count_turns(predictions, "classify")
         return {
             "model": model,
@@ -53,22 +55,27 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
                 {
                     "text": text,
                     "prediction": prediction_dict(
-                        prediction, escalate_text(server.config.escalation, prediction, body.lang)
+                        prediction, escalate_text(server.config.escalation, prediction, item.lang)
                     ),
                 }
-                for text, prediction in zip(body.texts, predictions, strict=True)
+                for text, item, prediction in zip(body.texts, inputs, predictions, strict=True)
             ],
         }
-    inputs = [conversation_inputs(server, conversation, index) for index, conversation in enumerate(records)]
+    # A conversation without its own `lang` takes the request's (else its script's): read, not echoed back.
+    read_as = [
+        {**conversation, "lang": body.lang} if body.lang and conversation.get("lang") is None else conversation
+        for conversation in records
+    ]
+    inputs = [conversation_inputs(server, conversation, index) for index, conversation in enumerate(read_as)]
     predictions = await server.batcher.classify([item for items in inputs for item in items])
     server.count_turns(predictions, "classify")
-    agent_signals = await conversation_agent_signals(server, records)
+    agent_signals = await conversation_agent_signals(server, read_as)
     labelled, position = [], 0
-    for conversation, turn_inputs, signals in zip(records, inputs, agent_signals, strict=True):
+    for conversation, as_read, turn_inputs, signals in zip(records, read_as, inputs, agent_signals, strict=True):
         own = predictions[position : position + len(turn_inputs)]
         position += len(own)
         # The same policy as `tonewatch label` and the live tracker: each customer turn read in its conversation.
-        escalations = iter(escalate_conversation(server.config.escalation, conversation, own, signals))
+        escalations = iter(escalate_conversation(server.config.escalation, as_read, own, signals))
         customer = iter(own)
         turns = [dict(turn) for turn in conversation["turns"]]
         for turn in turns:

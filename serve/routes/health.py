@@ -1,12 +1,14 @@
-"""Probes and metrics: open to everyone (no API key), for load balancers and Prometheus."""
+"""Probes, open to everyone (no API key) for load balancers; metrics for Prometheus, which needs a ``read`` or
+``metrics`` key when keys are configured (Prometheus sends it as ``Authorization: Bearer KEY``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import PlainTextResponse
 
+from tonewatch.serve.auth import require_scope
 from tonewatch.serve.errors import ApiError
-from tonewatch.serve.schemas import Health, Readiness, error_responses
+from tonewatch.serve.schemas import AUTH_ERRORS, Health, Readiness, error_responses
 from tonewatch.serve.server import ServerDep
 
 router = APIRouter(tags=["probes"])
@@ -32,11 +34,12 @@ async def readyz(server: ServerDep) -> dict:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
+    dependencies=[Depends(require_scope("read", "metrics"))],
     responses={
         200: {"description": "Prometheus metrics in the text exposition format."},
-        **error_responses(json_route=False),
+        **error_responses(*AUTH_ERRORS, json_route=False),
     },
 )
 async def metrics(server: ServerDep) -> Response:
-    """Prometheus metrics (text format)."""
+    """Prometheus metrics (text format); a ``read`` or ``metrics`` key in a header when keys are configured."""
     return Response(server.metrics.render(), media_type=server.metrics.content_type)

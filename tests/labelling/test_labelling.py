@@ -262,6 +262,24 @@ def test_a_text_gets_the_escalation_of_a_one_turn_conversation(tmp_path):
     assert second["reasons"] == [] and not second["escalate"]  # each text on its own: nothing carried over
 
 
+def test_texts_and_conversations_without_lang_get_their_scripts_thresholds(tmp_path):
+    # The policy's zh threshold of rule 2 (0.6), not the fallback (0.5), applies to Chinese without `lang`.
+    threat = "如果今天不给我退款，我就去消协投诉"
+    model = SignalModel({threat: ("frustrated", {"external_threat": 0.55})}, {})
+    policy = EscalationPolicy(external_threat=SignalRule(threshold=0.5, thresholds={"zh": 0.6}))
+    texts = [{"id": "given", "text": threat, "lang": "zh"}, {"id": "unsaid", "text": threat}]
+    write_jsonl(tmp_path / "texts.jsonl", texts)
+    label_file(model, tmp_path / "texts.jsonl", tmp_path / "texts.out.jsonl", policy=policy)
+    given, unsaid = (row["prediction"]["escalation"] for row in read_jsonl(tmp_path / "texts.out.jsonl"))
+    assert unsaid == given and not unsaid["escalate"]
+    conversation = {"id": "c", "turns": [{"speaker": "agent", "text": "您好"}, {"speaker": "customer", "text": threat}]}
+    write_jsonl(tmp_path / "in.jsonl", [conversation])
+    label_file(model, tmp_path / "in.jsonl", tmp_path / "out.jsonl", policy=policy)
+    (labelled,) = read_jsonl(tmp_path / "out.jsonl")
+    assert labelled["turns"][1]["prediction"]["escalation"] == given
+    assert "lang" not in labelled  # the record is written as read
+
+
 def test_conversation_output_carries_the_policys_escalation_with_reasons_and_turns(tmp_path):
     model = SignalModel(SIGNAL_MODEL_SCRIPT, AGENT_SCRIPT)
     write_jsonl(tmp_path / "in.jsonl", [ESCALATING])

@@ -153,7 +153,7 @@ def read_until_keep_alives(lines, count: int) -> list[str]:
 def test_the_stream_sends_live_events_filtered_by_queue(scripted, event_timeout):
     app = create_app(ServeConfig(sse_keepalive_s=0.05), classifier=scripted)
     hub = app.state.server.hub
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         # `timeout` only keeps a broken stream from hanging the test; max_events=1 is what should end it.
         params = {"queue": "billing", "max_events": 1, "timeout": event_timeout}
         with client.stream("GET", "/v1/alerts/stream", params=params) as response:
@@ -180,7 +180,7 @@ def test_the_stream_sends_live_events_filtered_by_queue(scripted, event_timeout)
 def test_the_stream_replays_missed_events_sends_keep_alives_and_ends_when_its_time_is_up(scripted, fake_clock):
     # The stream's duration runs on the server's (fake) clock; keep-alives come every 0.01 s of real time.
     app = create_app(ServeConfig(sse_keepalive_s=0.01), classifier=scripted, clock=fake_clock)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         for text in ("[angry 0.9] a", "[calm 0.1] b", "[calm 0.1] c"):
             client.post("/v1/conversations/r/turns", json={"speaker": "customer", "text": text})
         client.delete("/v1/conversations/r")
@@ -204,7 +204,7 @@ def test_event_ids_keep_growing_across_a_restart_of_a_server_that_keeps_state_in
     ids = []
     for _ in range(2):  # the second app is the first one restarted, a second later
         app = create_app(ServeConfig(), classifier=scripted, wall_clock=lambda: wall["now"])
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             for number in range(3):
                 client.post(f"/v1/conversations/c{number}/turns", json={"speaker": "customer", "text": "[abusive 0.9]"})
             ids.append([event["id"] for event in client.get("/v1/alerts").json()["events"]])

@@ -28,7 +28,7 @@ CONVERSATION = {
 
 
 def make_client(classifier, **settings) -> TestClient:
-    return TestClient(create_app(ServeConfig(**settings), classifier=classifier))
+    return TestClient(create_app(ServeConfig(**settings), classifier=classifier), base_url="http://localhost")
 
 
 @pytest.fixture
@@ -127,6 +127,32 @@ def test_an_agent_turn_costs_no_model_call_and_is_the_next_customer_turns_contex
     assert scripted.calls == [[TurnInput("Опять не работает", (("agent", "Здравствуйте"),), "ru")]]
 
 
+def test_without_lang_a_turn_gets_its_scripts_threshold_on_every_endpoint(client, scripted):
+    # The scripted model's escalation thresholds: zh 0.6, any other language 0.5. The fallback would escalate this.
+    text = "[frustrated 0.55] 如果今天不给我退款，我就去消协投诉"
+    unsaid = post_turn(client, "unsaid", text)
+    assert scripted.calls[-1][0].lang == "zh"
+    given = post_turn(client, "given", text, lang="zh")
+    assert unsaid["prediction"] == given["prediction"] and not unsaid["prediction"]["escalate"]
+    assert unsaid["alert"] is None and given["alert"] is None
+    (classified,) = client.post("/v1/classify", json={"texts": [text]}).json()["texts"]
+    assert not classified["prediction"]["escalate"] and not classified["prediction"]["escalation"]["escalate"]
+
+
+def test_classify_applies_the_requests_lang_to_conversations_without_their_own(client, scripted):
+    scriptless = {"id": "a", "turns": [{"speaker": "customer", "text": "[frustrated 0.55] OK!!!"}]}
+    own = {**scriptless, "id": "b", "lang": "ru"}
+    body = client.post("/v1/classify", json={"conversations": [scriptless, own], "lang": "zh"}).json()
+    first, second = body["conversations"]
+    assert [turn.lang for turn in scripted.calls[-1]] == ["zh", "ru"]
+    assert not first["turns"][0]["prediction"]["escalate"]  # the request's zh: 0.6
+    assert not first["turns"][0]["prediction"]["escalation"]["escalate"]
+    assert second["turns"][0]["prediction"]["escalate"]  # its own ru: 0.5
+    assert "lang" not in first and second["lang"] == "ru"  # each conversation is answered as sent
+    (alone,) = client.post("/v1/classify", json={"conversations": [scriptless]}).json()["conversations"]
+    assert alone["turns"][0]["prediction"]["escalate"]  # no language at all: the fallback threshold
+
+
 def test_abusive_turn_alerts_immediately(client):
     body = post_turn(client, "c2", "[abusive 0.2] you idiot")
     assert body["alert"]["reason"] == "abusive" and body["alert"]["label"] == "abusive"
@@ -155,7 +181,7 @@ def test_get_list_and_delete_conversations(client):
 
 def test_idle_conversations_expire_and_publish_an_ended_event(scripted, fake_clock):
     config = ServeConfig(idle_timeout_s=60, sweep_interval_s=1)
-    with TestClient(create_app(config, classifier=scripted, clock=fake_clock)) as client:
+    with TestClient(create_app(config, classifier=scripted, clock=fake_clock), base_url="http://localhost") as client:
         post_turn(client, "old", "[angry 0.9] hello?")
         fake_clock.advance(30)
         post_turn(client, "young", "hi")
@@ -195,7 +221,8 @@ def test_one_key_cannot_take_every_slot_and_retry_after_says_when_one_frees(scri
         {"name": "chat", "key": "chat-widget-key-bbbbbbbb", "scopes": ["write"]},
     ]
     settings = {"max_conversations": 3, "max_conversations_per_key": 2, "idle_timeout_s": 900, "api_keys": keys}
-    with TestClient(create_app(ServeConfig(**settings), classifier=scripted, clock=fake_clock)) as client:
+    app = create_app(ServeConfig(**settings), classifier=scripted, clock=fake_clock)
+    with TestClient(app, base_url="http://localhost") as client:
         telephony = {"Authorization": "Bearer telephony-key-aaaaaaaa"}
         chat = {"Authorization": "Bearer chat-widget-key-bbbbbbbb"}
         turn = {"speaker": "customer", "text": "hi"}
@@ -256,7 +283,7 @@ def test_info_health_ready(client):
 
 def test_readyz_is_503_until_the_model_is_loaded(tmp_path):
     app = create_app(ServeConfig(model_dir=str(tmp_path)))  # not a model directory: loading fails
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         app.state.server.load_model()  # what the startup thread does, here synchronously
         body = assert_error(client.get("/readyz"), 503, "not_ready")
         assert "no config.json" in body["error"]
@@ -324,11 +351,30 @@ TURNS = "/v1/conversations/c/turns"
         (TURNS, {"speaker": "customer", "text": "\ud800 lone surrogate"}, 422, "invalid_text"),
         (TURNS, {"speaker": "customer", "text": "hi", "queue": "\udfff"}, 422, "validation_error"),
         (TURNS, {"speaker": "customer", "text": "hi", "\ud800": 1}, 422, "validation_error"),
+        # Nothing visible: zero-width space, joiners, BOM, NUL, other control and format characters.
+        (TURNS, {"speaker": "customer", "text": "\u200b\u200d\ufeff"}, 422, "empty_text"),
+        (TURNS, {"speaker": "customer", "text": "\x00"}, 422, "empty_text"),
+        (TURNS, {"speaker": "customer", "text": " \x00\u2060\x07\u202e\n"}, 422, "empty_text"),
+        (TURNS, {"speaker": "customer", "text": "hi\x00there"}, 422, "invalid_text"),
+        # A line break (or anything unprintable) in a queue or team would forge alert log lines.
+        (TURNS, {"speaker": "customer", "text": "hi", "queue": "billing\nalert conversation=x"}, 422, "invalid_text"),
+        (TURNS, {"speaker": "customer", "text": "hi", "team": "north\r"}, 422, "invalid_text"),
+        (TURNS, {"speaker": "customer", "text": "hi", "queue": "a\u2028b"}, 422, "invalid_text"),
+        (TURNS, {"speaker": "customer", "text": "hi", "team": "\u202eevil"}, 422, "invalid_text"),
+        (TURNS, {"speaker": "customer", "text": "hi", "team": "\x00"}, 422, "invalid_text"),
         ("/v1/classify", {}, 422, "invalid_request"),
         ("/v1/classify", {"texts": ["a"], "conversations": [CONVERSATION]}, 422, "invalid_request"),
         ("/v1/classify", {"texts": []}, 422, "empty_request"),
         ("/v1/classify", {"texts": ["a"] * 4}, 422, "too_many_items"),
         ("/v1/classify", {"texts": ["a", ""]}, 422, "empty_text"),
+        ("/v1/classify", {"texts": ["a", "\u200b"]}, 422, "empty_text"),
+        ("/v1/classify", {"texts": ["a\x00"]}, 422, "invalid_text"),
+        (
+            "/v1/classify",
+            {"conversations": [{"id": "x", "turns": [{"speaker": "customer", "text": "\u200b\u200c"}]}]},
+            422,
+            "empty_text",
+        ),
         ("/v1/classify", {"texts": ["a", "y" * 101]}, 422, "text_too_long"),
         ("/v1/classify", {"texts": ["a", 3]}, 422, "validation_error"),
         ("/v1/classify", {"texts": "a"}, 422, "validation_error"),
@@ -419,6 +465,12 @@ def test_a_chunked_body_over_the_limit_is_refused(scripted):
         ("DELETE", "/v1/conversations/unknown", 404, "unknown_conversation"),
         ("GET", "/v1/conversations/" + "x" * 129, 422, "validation_error"),
         ("GET", "/v1/conversations/bad%01id", 422, "validation_error"),
+        ("GET", "/v1/conversations/bad%C2%85id", 422, "validation_error"),  # NEL, a C1 control character
+        ("GET", "/v1/conversations/x%EF%BF%BD", 422, "validation_error"),  # U+FFFD, what undecodable bytes become
+        # Not UTF-8: a server decodes both to "x\ufffd", the same id; neither is one.
+        ("GET", "/v1/conversations/x%FF", 400, "invalid_encoding"),
+        ("DELETE", "/v1/conversations/x%FE", 400, "invalid_encoding"),
+        ("GET", "/v1/nothing%FF", 400, "invalid_encoding"),
         ("PUT", "/v1/conversations/c", 405, "method_not_allowed"),
         ("GET", "/v1/classify", 405, "method_not_allowed"),
         ("GET", "/v1/conversations?limit=0", 422, "validation_error"),
@@ -431,9 +483,18 @@ def test_bad_paths_and_methods_get_a_typed_4xx(client, method, path, status, err
     assert_error(client.request(method, path), status, error_type)
 
 
+def test_paths_that_are_not_utf8_do_not_reach_a_conversation(client):
+    for path in ("/v1/conversations/x%FF/turns", "/v1/conversations/x%FE/turns"):
+        assert_error(client.post(path, json={"speaker": "customer", "text": "hi"}), 400, "invalid_encoding")
+    # U+FFFD itself (sent as UTF-8) is no id either: it is what a server without raw paths would decode them to.
+    turn = client.post("/v1/conversations/x%EF%BF%BD/turns", json={"speaker": "customer", "text": "hi"})
+    assert_error(turn, 422, "validation_error")
+    assert client.get("/v1/conversations").json()["count"] == 0
+
+
 def test_an_idle_conversation_expires_when_touched_even_between_sweeps(scripted, fake_clock):
     config = ServeConfig(idle_timeout_s=60, sweep_interval_s=3600)
-    with TestClient(create_app(config, classifier=scripted, clock=fake_clock)) as client:
+    with TestClient(create_app(config, classifier=scripted, clock=fake_clock), base_url="http://localhost") as client:
         post_turn(client, "a", "[angry 0.9] hello?")
         post_turn(client, "b", "hi")
         fake_clock.advance(61)
@@ -460,7 +521,7 @@ def test_without_a_classifier_the_model_loads_at_startup(tiny_model_dir, backend
             loaded.set()
 
     monkeypatch.setattr(server, "load_model", load_model_and_say_so)  # what the startup thread runs
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert loaded.wait(120)  # a bound on a hang (an ONNX export takes real seconds), not a measurement
         assert client.get("/readyz").json()["ready"] is True
         served = post_turn(client, "c", "опять не работает")["prediction"]
@@ -486,5 +547,5 @@ def test_run_server_binds_localhost_without_keys_and_keeps_keys_out_of_access_lo
 def test_the_app_serves_again_after_a_restart(scripted):
     app = create_app(ServeConfig(), classifier=scripted)
     for _ in range(2):
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             assert post_turn(client, "c", "hello")["prediction"]["emotion"] == "calm"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Annotated
 
@@ -17,16 +18,17 @@ from tonewatch.serve.errors import install_error_handlers
 WRITE_KEY = "write-key-0123456789"
 READ_KEY = "read-key-0123456789a"
 BOTH_KEY = "both-key-0123456789a"
+METRICS_KEY = "metrics-key-0123456789"
 
 TURN = {"speaker": "customer", "text": "[angry 0.9] hello"}
 
 # Every operation of the API: (method, path template) -> (a path to call, json body, the scopes that may call it).
-# None = open to everyone (probes, metrics, the dashboard page). A new route must be added here.
+# None = open to everyone (probes, the dashboard page). A new route must be added here.
 ROUTES = {
     ("GET", "/"): ("/", None, None),
     ("GET", "/healthz"): ("/healthz", None, None),
     ("GET", "/readyz"): ("/readyz", None, None),
-    ("GET", "/metrics"): ("/metrics", None, None),
+    ("GET", "/metrics"): ("/metrics", None, ("read", "metrics")),
     ("GET", "/v1/info"): ("/v1/info", None, ("read", "write")),
     ("POST", "/v1/classify"): ("/v1/classify", {"texts": ["hello"]}, ("write",)),
     ("POST", "/v1/conversations/{conversation_id}/turns"): ("/v1/conversations/c1/turns", TURN, ("write",)),
@@ -38,22 +40,25 @@ ROUTES = {
 }
 PROTECTED = [(method, *ROUTES[method, template]) for method, template in ROUTES if ROUTES[method, template][2]]
 OPEN = [(method, ROUTES[method, template][0]) for method, template in ROUTES if not ROUTES[method, template][2]]
-KEYS_BY_SCOPE = {"write": WRITE_KEY, "read": READ_KEY}
+KEYS_BY_SCOPE = {"write": WRITE_KEY, "read": READ_KEY, "metrics": METRICS_KEY}
 
 
 @pytest.fixture
 def keys() -> list[ApiKey]:
-    """A write-only client (telephony), a read-only one (supervisors), and one with both scopes."""
+    """A write-only client (telephony), a read-only one (supervisors), one with both scopes, and Prometheus."""
     return [
         ApiKey(WRITE_KEY, ["write"], "telephony"),
         ApiKey(READ_KEY, ["read"], "supervisors"),
         ApiKey(BOTH_KEY, ["read", "write"], "admin"),
+        ApiKey(METRICS_KEY, ["metrics"], "prometheus"),
     ]
 
 
 @pytest.fixture
 def client(scripted, keys):
-    with TestClient(create_app(ServeConfig(api_keys=keys), classifier=scripted)) as test_client:
+    with TestClient(
+        create_app(ServeConfig(api_keys=keys), classifier=scripted), base_url="http://localhost"
+    ) as test_client:
         # A live conversation, so that reads and deletes of c1 can succeed.
         assert (
             test_client.post("/v1/conversations/c1/turns", json=TURN, headers={"X-API-Key": WRITE_KEY}).status_code
@@ -102,7 +107,7 @@ def test_the_wrong_scope_is_403_and_the_right_one_passes(client, method, path, b
 
 
 @pytest.mark.parametrize(("method", "path"), OPEN)
-def test_probes_metrics_and_the_dashboard_page_need_no_key(client, method, path):
+def test_probes_and_the_dashboard_page_need_no_key(client, method, path):
     assert client.request(method, path).status_code == 200
 
 
@@ -147,26 +152,85 @@ def test_a_read_key_in_the_query_works_for_reads_only(client):
 def test_info_says_auth_is_on_and_the_static_files_are_open(client):
     for key in (READ_KEY, WRITE_KEY):
         assert client.get("/v1/info", headers={"X-API-Key": key}).json()["auth"] is True
-    for path in ("/static/dashboard.js", "/static/dashboard.css", "/openapi.json", "/docs"):
+    for path in ("/static/dashboard.js", "/static/dashboard.css", "/docs/assets/swagger-ui-bundle.js"):
         assert client.get(path).status_code == 200, path
 
 
-def test_keys_never_appear_in_the_access_log(client, caplog):
+def test_metrics_need_a_read_or_metrics_key_in_a_header(client):
+    # Prometheus sends `authorization: {credentials: KEY}` as `Authorization: Bearer KEY`.
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"})
+    assert response.status_code == 200 and "tonewatch_http_requests" in response.text
+    assert_error(client.get("/metrics"), 401, "unauthorized")
+    assert_error(client.get(f"/metrics?key={READ_KEY}"), 401, "unauthorized")  # headers only, as for writes
+    assert_error(client.get("/metrics", headers={"X-API-Key": WRITE_KEY}), 403, "forbidden")
+    # A metrics key reads nothing else (no transcripts, no conversations).
+    assert_error(client.get("/v1/alerts", headers={"X-API-Key": METRICS_KEY}), 403, "forbidden")
+
+
+def test_the_schema_and_the_docs_page_need_a_read_key(client):
+    for path in ("/openapi.json", "/docs"):
+        assert_error(client.get(path), 401, "unauthorized")
+        assert_error(client.get(path, headers={"X-API-Key": METRICS_KEY}), 403, "forbidden")
+        assert client.get(path, headers={"Authorization": f"Bearer {READ_KEY}"}).status_code == 200, path
+    assert client.get("/redoc").status_code == 404  # never served
+    # A browser opens /docs?key=KEY; the page then fetches the schema with the same key.
+    key = "read/key+&'<x>0123456789"
+    with TestClient(
+        create_app(
+            ServeConfig(api_keys=[ApiKey(key, ["read"], "docs")]), classifier=client.app.state.server.classifier
+        ),
+        base_url="http://localhost",
+    ) as keyed:
+        page = keyed.get("/docs", params={"key": key})
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        (schema_url,) = re.findall(r"url: '([^']*)'", page.text)
+        assert schema_url == "/openapi.json?key=read%2Fkey%2B%26%27%3Cx%3E0123456789"  # quoted: no way out of the JS
+        assert keyed.get(schema_url).json()["paths"]["/v1/classify"]
+        assert "url: '/openapi.json'" in keyed.get("/docs", headers={"X-API-Key": key}).text
+
+
+def access_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "tonewatch.serve.access"]
+
+
+def test_keys_never_appear_in_the_access_log_their_names_do(client, caplog):
     caplog.set_level("INFO", logger="tonewatch.serve.access")
     client.get(f"/v1/conversations?key={READ_KEY}")
     client.get("/v1/conversations", headers={"X-API-Key": READ_KEY})
-    lines = [record.getMessage() for record in caplog.records if record.name == "tonewatch.serve.access"]
-    assert any(line.startswith("GET /v1/conversations 200") for line in lines)
-    assert not any(READ_KEY in line for line in lines)
+    client.get("/v1/conversations", headers={"X-API-Key": WRITE_KEY})  # a known key without the scope: named
+    client.get("/v1/conversations", headers={"X-API-Key": "not-a-configured-key-000"})
+    client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"})
+    client.get("/healthz")
+    lines = access_lines(caplog)
+    assert [line.split(" ", 2)[:2] + line.rsplit(" ", 1)[-1:] for line in lines] == [
+        ["GET", "/v1/conversations", "key=supervisors"],
+        ["GET", "/v1/conversations", "key=supervisors"],
+        ["GET", "/v1/conversations", "key=telephony"],
+        ["GET", "/v1/conversations", "key=-"],
+        ["GET", "/metrics", "key=prometheus"],
+        ["GET", "/healthz", "key=-"],
+    ]
+    assert [line.split(" ")[2] for line in lines] == ["200", "200", "403", "401", "200", "200"]
+    assert not any(key in line for line in lines for key in (READ_KEY, WRITE_KEY, METRICS_KEY))
+
+
+def test_an_unnamed_key_is_logged_by_its_position(scripted, caplog):
+    caplog.set_level("INFO", logger="tonewatch.serve.access")
+    config = ServeConfig(api_keys=[ApiKey(WRITE_KEY, ["write"], "telephony"), ApiKey(READ_KEY, ["read"])])
+    with TestClient(create_app(config, classifier=scripted), base_url="http://localhost") as client:
+        assert client.get("/v1/alerts", headers={"X-API-Key": READ_KEY}).status_code == 200
+    assert access_lines(caplog)[-1].endswith(" key=#2")
 
 
 def test_without_keys_everything_is_open_and_bound_to_localhost(scripted):
     config = ServeConfig(host="0.0.0.0")
     host, notice = config.bind_host()
     assert host == "127.0.0.1" and "127.0.0.1 only" in notice
-    with TestClient(create_app(config, classifier=scripted)) as client:
+    with TestClient(create_app(config, classifier=scripted), base_url="http://localhost") as client:
         assert client.post("/v1/conversations/c/turns", json=TURN).status_code == 200
         assert client.get("/v1/conversations").status_code == 200
+        for path in ("/metrics", "/openapi.json", "/docs"):
+            assert client.get(path).status_code == 200, path
 
 
 def test_require_scope_is_a_dependency_any_route_can_declare(keys):
@@ -178,7 +242,7 @@ def test_require_scope_is_a_dependency_any_route_can_declare(keys):
     async def who(name: Annotated[str | None, Depends(require_scope("read"))]) -> dict:
         return {"name": name}
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/who", headers={"X-API-Key": READ_KEY}).json() == {"name": "supervisors"}
         assert client.get(f"/who?key={BOTH_KEY}").json() == {"name": "admin"}
         assert client.post("/who", headers={"Authorization": f"Bearer {READ_KEY}"}).json() == {"name": "supervisors"}
@@ -186,7 +250,7 @@ def test_require_scope_is_a_dependency_any_route_can_declare(keys):
         assert_error(client.post(f"/who?key={READ_KEY}"), 401, "unauthorized")
         assert_error(client.get("/who", headers={"X-API-Key": WRITE_KEY}), 403, "forbidden")
     app.state.server = SimpleNamespace(auth=Authenticator([]))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.post("/who").json() == {"name": None}  # no keys configured: no authentication
     with pytest.raises(ValueError, match="scopes"):
         require_scope("admin")

@@ -133,7 +133,7 @@ def test_concurrent_http_requests_share_model_calls(make_scripted, monkeypatch, 
     app = create_app(ServeConfig(batch_max_wait_ms=50, batch_max_size=64), classifier=classifier)
     # The pool outlives the client: leaving the client closes the batcher, which answers any request still
     # waiting, so a batcher that never sends a batch fails this test instead of hanging it.
-    with ThreadPoolExecutor(requests) as pool, TestClient(app) as client:
+    with ThreadPoolExecutor(requests) as pool, TestClient(app, base_url="http://localhost") as client:
         batcher = app.state.server.batcher
         submitted = threading.Condition()
         counts: list[int] = []

@@ -52,7 +52,9 @@ def post(client, conversation_id, text, speaker="customer", **fields):
 
 def test_a_live_alert_names_its_reasons_the_triggering_turn_and_what_to_do():
     model = SignalScripted()
-    with TestClient(create_app(ServeConfig(alert={"cooldown_seconds": 0.0}), classifier=model)) as client:
+    with TestClient(
+        create_app(ServeConfig(alert={"cooldown_seconds": 0.0}), classifier=model), base_url="http://localhost"
+    ) as client:
         post(client, "c", "Здравствуйте", speaker="agent", lang="ru")
         calm_request = post(client, "c", "[calm 0.05] Позовите, пожалуйста, старшего {supervisor_request 0.92}")
         alert = calm_request["alert"]
@@ -76,7 +78,7 @@ def test_a_live_alert_names_its_reasons_the_triggering_turn_and_what_to_do():
 
 def test_the_stream_carries_the_reasons(scripted, event_timeout):
     app = create_app(ServeConfig(sse_keepalive_s=0.05), classifier=scripted)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         params = {"max_events": 1, "timeout": event_timeout}
         with client.stream("GET", "/v1/alerts/stream", params=params) as response:
             lines = response.iter_lines()
@@ -103,7 +105,9 @@ def test_a_model_without_signals_alerts_on_its_learnt_score_as_before(client):
 
 @pytest.fixture
 def client(scripted):
-    with TestClient(create_app(ServeConfig(alert={"cooldown_seconds": 0.0}), classifier=scripted)) as test_client:
+    with TestClient(
+        create_app(ServeConfig(alert={"cooldown_seconds": 0.0}), classifier=scripted), base_url="http://localhost"
+    ) as test_client:
         yield test_client
 
 
@@ -112,7 +116,7 @@ def test_classify_conversations_applies_the_same_policy_and_a_text_is_a_one_turn
         {"speaker": "customer", "text": "[frustrated 0.2] 我要退款"},
         {"speaker": "agent", "text": "抱歉，这个无法退款 {refusal 0.9}"},
         {"speaker": "customer", "text": "[angry 0.3] 凭什么"}]}  # fmt: skip
-    with TestClient(create_app(ServeConfig(), classifier=SignalScripted())) as client:
+    with TestClient(create_app(ServeConfig(), classifier=SignalScripted()), base_url="http://localhost") as client:
         labelled = client.post("/v1/classify", json={"conversations": [conversation]}).json()["conversations"][0]
         texts = client.post("/v1/classify", json={"texts": ["[angry 0.3] 凭什么"]}).json()["texts"]
     escalations = [turn["prediction"]["escalation"] for turn in labelled["turns"] if "prediction" in turn]
@@ -128,7 +132,7 @@ def test_the_escalation_table_of_the_server_config_turns_a_rule_off(tmp_path):
     path.write_text("[escalation]\nlearnt_head = 'fallback'\n[escalation.supervisor_request]\nenabled = false\n")
     config = ServeConfig.from_toml(path)
     assert not config.escalation.supervisor_request.enabled and config.escalation.external_threat.enabled
-    with TestClient(create_app(config, classifier=SignalScripted())) as client:
+    with TestClient(create_app(config, classifier=SignalScripted()), base_url="http://localhost") as client:
         body = post(client, "c", "[calm 0.05] старшего {supervisor_request 0.92}")
         info = client.get("/v1/info").json()
     assert body["alert"] is None and body["prediction"]["escalation"]["reasons"] == []

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 after_import = sorted(name for name in sys.modules if name.startswith("tonewatch.training"))
 classifier = Classifier.from_pretrained(sys.argv[1])
-with TestClient(create_app(ServeConfig(), classifier=classifier)) as client:
+with TestClient(create_app(ServeConfig(), classifier=classifier), base_url='http://localhost') as client:
     turn = client.post("/v1/conversations/c/turns", json={"speaker": "customer", "text": "опять!!!"})
     assert turn.status_code == 200, turn.text
 print(json.dumps({

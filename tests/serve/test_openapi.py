@@ -30,7 +30,7 @@ MEDIA_TYPES = {("GET", "/"): "text/html", ("GET", "/metrics"): "text/plain", ("G
 
 @pytest.fixture
 def client(scripted):
-    with TestClient(create_app(ServeConfig(), classifier=scripted)) as test_client:
+    with TestClient(create_app(ServeConfig(), classifier=scripted), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -157,7 +157,9 @@ def test_swagger_ui_does_not_call_the_online_validator(client):
 
 
 def test_the_docs_page_can_be_turned_off_and_the_schema_stays(scripted):
-    with TestClient(create_app(ServeConfig(api_docs=False), classifier=scripted)) as client:
+    with TestClient(
+        create_app(ServeConfig(api_docs=False), classifier=scripted), base_url="http://localhost"
+    ) as client:
         for path in ("/docs", "/redoc", "/docs/assets/swagger-ui-bundle.js", "/docs/oauth2-redirect"):
             response = client.get(path)
             assert response.status_code == 404, path

@@ -9,13 +9,18 @@ import sys
 import threading
 
 import pytest
-from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient as _TestClient
 
 from tonewatch.serve.app import create_app
 from tonewatch.serve.config import ServeConfig
 
 KEY_A = "telephony-key-aaaaaaaa"
 KEY_B = "chat-widget-key-bbbbbbbb"
+
+
+def TestClient(app):
+    """The test client, as a local client: a server without keys answers localhost only."""
+    return _TestClient(app, base_url="http://localhost")
 
 
 def app_for(redis_server, classifier, **settings):

@@ -205,6 +205,24 @@ def test_tracker_sends_the_preceding_turns_as_context_capped_to_what_the_model_r
     assert update.state.queue == "net" and [turn.index for turn in update.state.recent_turns] == [0, 1, 2, 3, 4]
 
 
+def test_without_a_language_a_turn_is_read_in_its_scripts_and_gets_that_languages_threshold():
+    # The model's zh threshold is 0.7, its fallback 0.5: a Chinese turn at 0.6 must not alert, lang given or not.
+    refund = "如果今天不给我退款，我就去消协投诉"
+    classifier = ScriptedClassifier({refund: ("frustrated", 0.6), "OK!!!": ("angry", 0.6), "又断网了": ("angry", 0.8)})
+    given = ConversationTracker.for_classifier(classifier, "given", lang="zh").add_turn("customer", refund)
+    unsaid = ConversationTracker.for_classifier(classifier, "unsaid")
+    update = unsaid.add_turn("customer", refund)
+    assert classifier.inputs[-1].lang == "zh"  # what the model was told
+    assert update.event is None and given.event is None
+    assert update.escalation == given.escalation
+    # A turn without Han or Cyrillic takes its context's language; the event says which one applied.
+    assert unsaid.add_turn("customer", "OK!!!").event is None
+    assert classifier.inputs[-1].lang == "zh"
+    alert = unsaid.add_turn("customer", "又断网了").event
+    assert alert is not None and (alert.threshold, alert.lang) == (0.7, "zh")
+    assert unsaid.state.lang is None  # the state shows the language given, none here
+
+
 def test_state_keeps_only_the_last_turns_and_serialises():
     tracker = ConversationTracker("c", policy=AlertPolicy(), keep_turns=3)
     feed(tracker, [("calm", 0.1), None, ("frustrated", 0.2), None, ("angry", 0.9)])
