@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import socket
 from collections import deque
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ from tonewatch.tracking.policy import EscalationPolicy
 
 IN_FLIGHT_PER_ACTOR = 3
 """Batches queued per actor: one running, the next ones already sent, so no actor waits for the driver."""
+ACTOR_MEMORY_BYTES = 2 * 1024**3
+"""What an actor with the default model takes at its peak (1.9 GB measured, docs/ray.md): the default number of
+actors leaves each that much of the cluster's memory."""
 
 
 class LabelActor:
@@ -47,7 +51,14 @@ class LabelActor:
         self.classifier = Classifier.from_pretrained(model, backend=backend, threads=threads, recipe=recipe)
 
     def ready(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "backend": self.classifier.backend_name}
+        """Where the actor runs, its backend and its peak memory with the model loaded (Linux: kB)."""
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "backend": self.classifier.backend_name,
+            "peak_rss_mb": round(peak_kb / 1024),
+        }
 
     def label(self, kind: str, policy: EscalationPolicy, values: list[dict]) -> list[dict]:
         return label_records(self.classifier, policy, kind, values)
@@ -60,6 +71,20 @@ def _worker_model(model: str | Path | None) -> str | None:
         return None
     path = Path(model)
     return str(path.resolve()) if path.exists() else str(model)
+
+
+def _first_line(error: BaseException) -> str:
+    """Ray's errors run to many lines (tracebacks of the worker); the command line says one."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def default_actors(available: dict[str, float], threads: int) -> int:
+    """As many actors as the available CPUs hold at ``threads`` each, and the available memory at
+    :data:`ACTOR_MEMORY_BYTES` each; at least one."""
+    by_cpu = int(available.get("CPU", 0.0) // threads)
+    by_memory = int(available.get("memory", float(ACTOR_MEMORY_BYTES)) // ACTOR_MEMORY_BYTES)
+    return max(1, min(by_cpu, by_memory))
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -81,9 +106,10 @@ class RayEngine(LabellingEngine):
 
     ``address``: a running cluster (``auto``, ``HOST:6379`` or ``ray://HOST:10001``), passed to
     ``ray.init``; without it a Ray runtime already started in this process is used, else a local one is
-    started (and stopped on close). ``actors``: how many (default: the available CPUs divided by
-    ``threads``); ``threads``: each actor's CPU threads (default 1). Ray starts lazily, at the first
-    batch, so bad input fails before it; a bad model directory fails here.
+    started (and stopped on close). ``actors``: how many (default: :func:`default_actors`, the available
+    CPUs divided by ``threads``, fewer where memory is short); ``threads``: each actor's CPU threads
+    (default 1). Ray starts lazily, at the first batch, so bad input fails before it; a bad model directory
+    fails here.
     """
 
     name = "ray"
@@ -145,7 +171,7 @@ class RayEngine(LabellingEngine):
                 raise EngineError(f"could not start or reach Ray ({where}): {error}") from None
             self._started_ray = True
         total = ray.cluster_resources().get("CPU", 0.0)
-        count = self.requested_actors or max(1, int(ray.available_resources().get("CPU", 0.0) // self.threads))
+        count = self.requested_actors or default_actors(ray.available_resources(), self.threads)
         if count * self.threads > total:
             raise EngineError(
                 f"{count} actors of {self.threads} CPU each need {count * self.threads} CPUs; "
@@ -172,12 +198,13 @@ class RayEngine(LabellingEngine):
         try:
             return ray.get([actor.ready.remote() for actor in actors])
         except ray.exceptions.RayActorError as error:
-            raise EngineError(f"a Ray actor could not load the model: {error}") from None
+            raise EngineError(f"a Ray actor could not load the model: {_first_line(error)}") from None
 
     def describe(self) -> str:
         backends = sorted({info["backend"] for info in self.ready_info})
         hosts = len({info["host"] for info in self.ready_info})
-        return f"on {len(self.actors)} Ray actors ({', '.join(backends)}) on {hosts} node{'s' * (hosts != 1)}"
+        actors = len(self.actors)
+        return f"on {actors} Ray actor{'s' * (actors != 1)} ({', '.join(backends)}) on {hosts} node{'s' * (hosts != 1)}"
 
     def label_batches(
         self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
@@ -197,7 +224,7 @@ class RayEngine(LabellingEngine):
                 labelled = ray.get(reference)
             except ray.exceptions.RayActorError as error:
                 raise EngineError(
-                    f"a Ray actor was lost ({error}); what is written so far is kept: rerun with --resume"
+                    f"a Ray actor was lost ({_first_line(error)}); what is written so far is kept: rerun with --resume"
                 ) from None
             load[slot] -= 1
             return batch, labelled

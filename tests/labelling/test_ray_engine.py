@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
 import time
 
@@ -15,7 +17,7 @@ from typer.testing import CliRunner
 
 from tonewatch.cli import app
 from tonewatch.labelling import EngineError, LabelInputError, MissingExtraError, label_file
-from tonewatch.labelling.ray_engine import RayEngine
+from tonewatch.labelling.ray_engine import RayEngine, default_actors
 from tonewatch.model.classifier import Classifier
 
 CONVERSATIONS = [
@@ -117,6 +119,14 @@ def test_texts_csv_and_parquet_are_identical_to_the_local_engine(engine, classif
     assert pq.read_table(tmp_path / "conv.parquet.ray.parquet").num_rows == len(CONVERSATIONS)
 
 
+def test_the_default_pool_fills_the_cpus_unless_memory_is_short():
+    gib = 1024**3
+    assert default_actors({"CPU": 8.0, "memory": 64.0 * gib}, threads=1) == 8
+    assert default_actors({"CPU": 8.0, "memory": 64.0 * gib}, threads=2) == 4
+    assert default_actors({"CPU": 8.0, "memory": 5.0 * gib}, threads=1) == 2  # 2 GiB an actor
+    assert default_actors({"CPU": 0.5, "memory": 1.0 * gib}, threads=1) == 1  # at least one
+
+
 def test_results_that_come_back_out_of_order_are_written_in_input_order(ray_runtime, tiny_model_dir, tmp_path):
     class ReversedActor:  # defined here, so that Ray ships it by value to its worker
         """Echoes texts, slower the earlier the batch: the results come back in reverse order."""
@@ -177,6 +187,22 @@ def test_strict_stops_at_the_bad_line_with_what_was_labelled_before_it_written(e
     assert partials["ray"] == partials["local"] and partials["ray"].count(b"\n") == 5
 
 
+def test_an_actor_killed_mid_run_is_restarted_and_its_batches_retried(engine, classifier, tmp_path):
+    mixed_input(tmp_path / "in.jsonl")
+    label_file(classifier, tmp_path / "in.jsonl", tmp_path / "local.jsonl", batch_size=1)
+    killed = []
+
+    def kill_an_actor(bad):  # called by the driver with batches in flight on both actors
+        if not killed:
+            killed.append(engine.ready_info[0]["pid"])
+            os.kill(killed[0], signal.SIGKILL)
+
+    label_file(engine, tmp_path / "in.jsonl", tmp_path / "ray.jsonl", batch_size=1, on_bad_line=kill_an_actor)
+    assert killed and (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+    pids = {info["pid"] for info in ray.get([actor.ready.remote() for actor in engine.actors])}
+    assert killed[0] not in pids and len(pids) == 2  # the killed one came back in a new process
+
+
 def run_cli(*arguments):
     return CliRunner().invoke(app, ["label", *map(str, arguments)])
 
@@ -191,7 +217,7 @@ def test_cli_engine_ray_writes_what_the_local_engine_writes(ray_runtime, tiny_mo
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
     assert "warning: line 6 skipped: invalid JSON" in remote.output
-    assert "labelled 15 records (conversations input, 28 turns) on 1 Ray actors (onnx) on 1 node" in remote.output
+    assert "labelled 15 records (conversations input, 28 turns) on 1 Ray actor (onnx) on 1 node" in remote.output
 
 
 def test_cli_ray_option_errors_are_one_line_and_exit_2(ray_runtime, tiny_model_dir, tmp_path, monkeypatch):
