@@ -55,6 +55,12 @@ class OutputFormat(StrEnum):
 class LabelFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
+    parquet = "parquet"
+
+
+class LabelEngine(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 ModelOption = Annotated[
@@ -101,7 +107,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
     from tonewatch.data.paths import DataRootNotFoundError
     from tonewatch.data.sources import UnknownSourceError
     from tonewatch.data.sources.base import SourceNotFoundError
-    from tonewatch.labelling import LabelInputError
+    from tonewatch.labelling import EngineError, LabelInputError
     from tonewatch.model.encoder import BaseEncoderError
     from tonewatch.model.types import ModelDirectoryError
 
@@ -114,7 +120,8 @@ def user_error_types() -> tuple[type[Exception], ...]:
         BaseEncoderError,  # the base encoder's package missing or incomplete
         ConversationFormatError,  # input files: conversations, text rows, files to label
         RowFormatError,
-        LabelInputError,
+        LabelInputError,  # includes an optional dependency not installed (the message names the extra)
+        EngineError,  # the Ray engine: cluster unreachable or too small, an actor lost
     )
 
 
@@ -402,7 +409,9 @@ def evaluate_command(
 
 @app.command("label")
 def label_command(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, or CSV.")],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="JSONL of conversations or texts, CSV, or Parquet (.parquet).")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where the labelled records are written.")],
     model: ModelOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Turns per model call.")] = 64,
@@ -411,10 +420,15 @@ def label_command(
     output_format: Annotated[
         LabelFormat | None,
         typer.Option(
-            "--format", help="Output file format (default: csv for CSV->.csv, else jsonl).", show_default=False
+            "--format",
+            help="Output file format (default: parquet for a .parquet OUTPUT, csv for CSV->.csv, else jsonl).",
+            show_default=False,
         ),
     ] = None,
-    threads: Annotated[int, typer.Option(min=0, help="CPU threads of the model runtime (0 = default).")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option(min=0, help="CPU threads of the model runtime (0 = default); with --engine ray, per actor (1)."),
+    ] = 0,
     backend: BackendOption = None,
     policy: Annotated[
         Path | None,
@@ -425,38 +439,74 @@ def label_command(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        LabelEngine,
+        typer.Option(help="Where the model runs: local (this process) or ray (a pool of Ray actors; same output)."),
+    ] = LabelEngine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: the Ray cluster (auto, HOST:6379 or ray://HOST:10001; default: a new local runtime).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-actors",
+            min=1,
+            help="--engine ray: how many actors, each with the model loaded (default: available CPUs / --threads).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Label every customer turn (or text) of INPUT with emotion, scores and escalation (with its reasons)."""
 
     def report_bad_line(bad) -> None:
-        typer.echo(f"warning: line {bad.line_number} skipped: {bad.reason}", err=True)
+        typer.echo(f"warning: {bad.unit} {bad.line_number} skipped: {bad.reason}", err=True)
 
     def report_warning(warning) -> None:
-        typer.echo(f"warning: line {warning.line_number}: {warning.reason}", err=True)
+        typer.echo(f"warning: {warning.unit} {warning.line_number}: {warning.reason}", err=True)
 
     def work() -> None:
+        from contextlib import nullcontext
+
+        from tonewatch.configfile import ConfigError
         from tonewatch.labelling import label_file
-        from tonewatch.model.classifier import Classifier
         from tonewatch.tracking import load_policy
 
         escalation_policy = load_policy(policy) if policy is not None else None  # a bad file fails before the model
-        classifier = Classifier.from_pretrained(model, backend=backend and backend.value, threads=threads or None)
-        summary = label_file(
-            classifier,
-            input_path,
-            output,
-            batch_size=batch_size,
-            resume=resume,
-            strict=strict,
-            output_format=output_format and output_format.value,
-            on_bad_line=report_bad_line,
-            on_warning=report_warning,
-            policy=escalation_policy,
-        )
+        chosen_backend, chosen_threads = backend and backend.value, threads or None
+        if engine is LabelEngine.ray:
+            from tonewatch.labelling.ray_engine import RayEngine
+
+            runner = RayEngine(
+                model, backend=chosen_backend, threads=chosen_threads, actors=ray_actors, address=address
+            )
+        else:
+            if address is not None or ray_actors is not None:
+                raise ConfigError("--address and --ray-actors are options of --engine ray")
+            from tonewatch.model.classifier import Classifier
+
+            runner = Classifier.from_pretrained(model, backend=chosen_backend, threads=chosen_threads)
+        with runner if engine is LabelEngine.ray else nullcontext():
+            summary = label_file(
+                runner,
+                input_path,
+                output,
+                batch_size=batch_size,
+                resume=resume,
+                strict=strict,
+                output_format=output_format and output_format.value,
+                on_bad_line=report_bad_line,
+                on_warning=report_warning,
+                policy=escalation_policy,
+            )
+            where = f" {runner.describe()}" if engine is LabelEngine.ray else ""
         resumed = f", resumed after {summary.resumed_from}" if summary.resumed_from else ""
         typer.echo(
-            f"labelled {summary.records} records ({summary.kind} input, {summary.labelled_turns} turns){resumed}; "
-            f"skipped {len(summary.skipped)} unreadable -> {output}",
+            f"labelled {summary.records} records ({summary.kind} input, {summary.labelled_turns} turns){resumed}"
+            f"{where}; skipped {len(summary.skipped)} unreadable -> {output}",
             err=True,
         )
 

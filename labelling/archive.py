@@ -1,40 +1,56 @@
 """``tonewatch label``: label an archive of conversations or texts, resumably.
 
-Input kinds, detected from the content:
+Input kinds, detected from the content (a ``.parquet`` file from its columns):
 
-- JSONL of conversations in the project's format (objects with ``turns``):
-  every customer turn gains a ``prediction``, which holds the escalation policy's
-  ``escalation`` (``escalate``, ``score``, ``reasons``, ``since_turn``: the label
-  guide's rules applied turn by turn, :mod:`tonewatch.tracking.policy`) beside the
-  model's own ``escalate`` and ``escalate_score``;
-- JSONL of single texts (objects with ``text``): each record gains a ``prediction``;
+- conversations in the project's format (objects with ``turns``), as JSONL or as
+  Parquet rows with a ``turns`` list-of-struct column: every customer turn gains
+  a ``prediction``, which holds the escalation policy's ``escalation``
+  (``escalate``, ``score``, ``reasons``, ``since_turn``: the label guide's rules
+  applied turn by turn, :mod:`tonewatch.tracking.policy`) beside the model's own
+  ``escalate`` and ``escalate_score``;
+- single texts (objects with ``text``), as JSONL or Parquet rows with a ``text``
+  column: each record gains a ``prediction``;
 - CSV with a ``text`` column: each row gains a ``prediction`` (as a JSON
   column in CSV output, or an object in JSONL output).
 
-Output keeps every record, in order, with every field. It is written to
-``OUTPUT.partial`` one batch at a time (flushed and fsynced), and a small
-``OUTPUT.progress`` file records how many input records and output bytes are
-done, replaced atomically after each batch. ``resume=True`` truncates the
-partial output to the recorded size and continues after the recorded record,
-so an interrupted run neither loses nor duplicates records. The finished
-file is renamed into place.
+Output keeps every record, in order, with every field, as JSONL, CSV (for CSV
+input) or Parquet (:mod:`tonewatch.labelling.parquet` defines its columns).
+JSONL and CSV are written to ``OUTPUT.partial`` one batch at a time (flushed and
+fsynced), and a small ``OUTPUT.progress`` file records how many input records
+and output bytes are done, replaced atomically after each batch. ``resume=True``
+truncates the partial output to the recorded size and continues after the
+recorded record, so an interrupted run neither loses nor duplicates records.
+The finished file is renamed into place. Parquet output keeps the same contract
+with a folder ``OUTPUT.partial/`` of part files (one per ``part_records``
+records) in place of the byte count.
+
+The model runs in an engine: in this process (:class:`LocalEngine`, the
+default), or in a pool of Ray actors (:class:`tonewatch.labelling.ray_engine.RayEngine`).
+Reading, batching, bad lines and output are this module's whatever the engine,
+and both engines label the same batches with :func:`label_records`, so their
+output is the same, byte for byte.
 
 Unreadable input (invalid JSON, a record that does not follow the format:
-no turns, a turn without text, ...) is reported with its line number; it is
-skipped, or fails the run when ``strict=True``; it is never dropped silently.
-Invalid gold labels (an ``emotion`` that is not one of the labels, an
-``escalate`` that is not true/false) are not the model's business: such a
-record is labelled and kept as it is, with a warning naming its line.
+no turns, a turn without text, ...) is reported with its line number (its row
+number in a Parquet file); it is skipped, or fails the run when
+``strict=True``; it is never dropped silently. Invalid gold labels (an
+``emotion`` that is not one of the labels, an ``escalate`` that is not
+true/false) are not the model's business: such a record is labelled and kept
+as it is, with a warning naming its line.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import datetime
+import decimal
 import io
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,16 +69,29 @@ if TYPE_CHECKING:
     from tonewatch.model.classifier import Classifier
 
 KINDS = ("conversations", "texts", "csv")
+OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
+PART_RECORDS = 4096
+"""Records per part file (and row group) of Parquet output: what an interrupted Parquet run may redo."""
 
 
 class LabelInputError(ValueError):
     """The input cannot be labelled (unknown kind, bad line in strict mode, nothing to resume)."""
 
 
+class EngineError(RuntimeError):
+    """The labelling engine cannot run: its cluster unreachable or too small, a worker lost."""
+
+
+class MissingExtraError(LabelInputError):
+    """What was asked for needs an optional dependency that is not installed (the message names the extra)."""
+
+
 @dataclass
 class BadLine:
     line_number: int
+    """1-based line of a JSONL or CSV file, or 1-based row of a Parquet file (``unit`` says which)."""
     reason: str
+    unit: str = "line"
 
 
 @dataclass
@@ -76,8 +105,17 @@ class LabelSummary:
     resumed_from: int = 0
 
 
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet"
+
+
 def detect_kind(path: Path) -> str:
-    """``conversations``, ``texts`` or ``csv``, from the first non-blank line of ``path``."""
+    """``conversations``, ``texts`` or ``csv``, from the first non-blank line of ``path`` (the columns of a
+    ``.parquet`` file)."""
+    if is_parquet(path):
+        from tonewatch.labelling.parquet import parquet_kind
+
+        return parquet_kind(path)
     with open(path, encoding="utf-8-sig", newline="") as handle:
         for line in handle:
             if not line.strip():
@@ -110,10 +148,18 @@ class InputRecord:
     value: Any = None
     error: str | None = None
     warning: str | None = None
+    turns: int = 0
+    """The turns the model labels (a conversation's customer turns; 1 for a text); 0 when unreadable."""
 
 
 def read_records(path: Path, kind: str) -> Iterator[InputRecord]:
     """Every record of the input, numbered; unreadable ones carry their error."""
+    if is_parquet(path):
+        from tonewatch.labelling.parquet import iter_rows
+
+        for index, value in enumerate(iter_rows(path)):
+            yield _record(index, index + 1, value, kind)
+        return
     if kind == "csv":
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -124,7 +170,7 @@ def read_records(path: Path, kind: str) -> Iterator[InputRecord]:
                 elif not (row.get("text") or "").strip():
                     yield InputRecord(index, line_number, row, error="empty 'text'")
                 else:
-                    yield InputRecord(index, line_number, row)
+                    yield InputRecord(index, line_number, row, turns=1)
         return
     with open(path, encoding="utf-8-sig") as handle:
         index = 0
@@ -136,10 +182,18 @@ def read_records(path: Path, kind: str) -> Iterator[InputRecord]:
             except json.JSONDecodeError as error:
                 yield InputRecord(index, line_number, error=f"invalid JSON: {error.msg}")
             else:
-                error = _check(value, kind)
-                warning = _gold_warning(value) if error is None and kind == "conversations" else None
-                yield InputRecord(index, line_number, value, error=error, warning=warning)
+                yield _record(index, line_number, value, kind)
             index += 1
+
+
+def _record(index: int, line_number: int, value: Any, kind: str) -> InputRecord:
+    error = _check(value, kind)
+    if error is not None:
+        return InputRecord(index, line_number, value, error=error)
+    if kind == "conversations":
+        turns = sum(turn["speaker"] == "customer" for turn in value["turns"])
+        return InputRecord(index, line_number, value, warning=_gold_warning(value), turns=turns)
+    return InputRecord(index, line_number, value, turns=1)
 
 
 def _check(value: Any, kind: str) -> str | None:
@@ -160,17 +214,16 @@ def _gold_warning(conversation: dict) -> str | None:
     return f"labelled, but its gold labels are invalid: {'; '.join(problems)}" if problems else None
 
 
-def _turn_inputs(record: InputRecord, kind: str) -> list[TurnInput]:
+def _turn_inputs(value: dict, kind: str) -> list[TurnInput]:
     if kind == "conversations":
-        return conversation_turn_inputs(record.value)
-    return [TurnInput(record.value["text"].strip(), (), record.value.get("lang") or None)]
+        return conversation_turn_inputs(value)
+    return [TurnInput(value["text"].strip(), (), value.get("lang") or None)]
 
 
 def _escalated(
-    classifier: Classifier, policy: EscalationPolicy, record: InputRecord, predictions: list[Prediction]
+    classifier: Classifier, policy: EscalationPolicy, conversation: dict, predictions: list[Prediction]
 ) -> list[dict]:
     """A conversation's predictions as written: each with the policy's ``escalation`` for its turn."""
-    conversation = record.value
     agent_signals = None
     if wants_agent_signals(classifier) and policy.agent_signals_needed():
         indexed = agent_turn_inputs(conversation)
@@ -183,8 +236,8 @@ def _escalated(
     ]
 
 
-def _attach(record: InputRecord, kind: str, predictions: list[dict]) -> dict:
-    value = dict(record.value)
+def _attach(value: dict, kind: str, predictions: list[dict]) -> dict:
+    value = dict(value)
     if kind == "conversations":
         turns = [dict(turn) for turn in value["turns"]]
         customer = iter(predictions)
@@ -195,6 +248,77 @@ def _attach(record: InputRecord, kind: str, predictions: list[dict]) -> dict:
     else:
         value["prediction"] = predictions[0]
     return value
+
+
+def label_records(classifier: Classifier, policy: EscalationPolicy, kind: str, values: list[dict]) -> list[dict]:
+    """Readable records of one batch as written, in order: each with its predictions attached.
+
+    The turns of the whole batch go to the model in one ``classify`` call: what a record's scores are
+    depends, within the int8 path's tolerance, on the batch it is labelled in, so every engine calls this
+    on the same batches."""
+    inputs = [_turn_inputs(value, kind) for value in values]
+    flat = [turn for turns in inputs for turn in turns]
+    predictions = classifier.classify(flat) if flat else []
+    labelled, position = [], 0
+    for value, turns in zip(values, inputs, strict=True):
+        own = predictions[position : position + len(turns)]
+        if kind == "conversations":
+            written = _escalated(classifier, policy, value, own)
+        else:
+            # The text's language as the model read it: given, or its script's (TurnInput).
+            written = [
+                {**p.to_dict(), "escalation": escalate_text(policy, p, turn.lang).to_dict()}
+                for p, turn in zip(own, turns, strict=True)
+            ]
+        labelled.append(_attach(value, kind, written))
+        position += len(turns)
+    return labelled
+
+
+Batch = list[InputRecord]
+
+
+class LabellingEngine:
+    """Where the model runs: labels batches of input records, yielding each batch with its readable records
+    labelled (:func:`label_records`), in the order the batches came."""
+
+    name = "engine"
+
+    def label_batches(
+        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
+    ) -> Iterator[tuple[Batch, list[dict]]]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A few words for the end-of-run line (``on 4 Ray actors``)."""
+        return ""
+
+
+class LocalEngine(LabellingEngine):
+    """The model in this process: one batch at a time."""
+
+    name = "local"
+
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+
+    def label_batches(
+        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
+    ) -> Iterator[tuple[Batch, list[dict]]]:
+        for batch in batches:
+            readable = [record.value for record in batch if record.error is None]
+            yield batch, label_records(self.classifier, policy, kind, readable)
+
+
+def _json_value(value: Any) -> Any:
+    """What a Parquet cell that JSON has no type for is written as in JSONL output."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | datetime.timedelta):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class _Writer:
@@ -213,7 +337,7 @@ class _Writer:
 
     def render(self, value: dict) -> str:
         if self.output_format == "jsonl":
-            return json.dumps(value, ensure_ascii=False) + "\n"
+            return json.dumps(value, ensure_ascii=False, default=_json_value) + "\n"
         buffer = io.StringIO()
         row = {**value, "prediction": json.dumps(value["prediction"], ensure_ascii=False)}
         csv.DictWriter(buffer, fieldnames=self.fieldnames, lineterminator="\n").writerow(row)
@@ -224,14 +348,97 @@ def _progress_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(output.name + ".partial"), output.with_name(output.name + ".progress")
 
 
-def _write_progress(path: Path, state: dict) -> None:
+def write_progress(path: Path, state: dict) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(state))
     os.replace(temporary, path)
 
 
+def read_progress(path: Path, output_format: str) -> dict:
+    """The progress state of an interrupted run, which must have written ``output_format``."""
+    state = json.loads(path.read_text())
+    written = state.get("format", "parquet" if "parts" in state else "text")
+    expected = "parquet" if output_format == "parquet" else "text"
+    if written != expected:
+        raise LabelInputError(
+            f"the interrupted run of {path.name[: -len('.progress')]} wrote "
+            f"{'Parquet' if written == 'parquet' else 'JSONL/CSV'}; resume it with the same --format"
+        )
+    return state
+
+
+class _TextOutput:
+    """JSONL or CSV output: ``OUTPUT.partial`` grows by one batch at a time, ``OUTPUT.progress`` says how far."""
+
+    def __init__(self, output: Path, writer: _Writer):
+        self.output, self.writer = output, writer
+        self.partial, self.progress = _progress_paths(output)
+        self.done_bytes = 0
+
+    def start(self, resume: bool) -> int:
+        """Records already done (0 unless resuming an interrupted run)."""
+        if resume and self.progress.exists() and self.partial.exists():
+            state = read_progress(self.progress, self.writer.output_format)
+            self.done_bytes = state["bytes"]
+            with open(self.partial, "r+b") as handle:
+                handle.truncate(self.done_bytes)  # drop a batch that was cut off mid-write
+            return state["records"]
+        if resume and self.output.exists():
+            raise LabelInputError(f"{self.output} is already complete; nothing to resume")
+        self.partial.write_text(self.writer.header(), encoding="utf-8")
+        self.done_bytes = self.partial.stat().st_size
+        write_progress(self.progress, {"records": 0, "bytes": self.done_bytes})
+        return 0
+
+    def commit(self, done_records: int, values: list[dict]) -> None:
+        data = "".join(self.writer.render(value) for value in values).encode("utf-8")
+        with open(self.partial, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.done_bytes += len(data)
+        write_progress(self.progress, {"records": done_records, "bytes": self.done_bytes})
+
+    def finish(self) -> None:
+        os.replace(self.partial, self.output)
+        self.progress.unlink(missing_ok=True)
+
+
+def _batches(
+    records: Iterator[InputRecord], batch_size: int, done: int, strict: bool, where: Callable[[InputRecord], str]
+) -> Iterator[Batch]:
+    """The model batches: consecutive records from ``done`` on, each batch closed once its turns reach
+    ``batch_size``. A run resumed after a batch therefore labels the very batches an uninterrupted run does."""
+    batch: Batch = []
+    turns = 0
+    for record in records:
+        if record.index < done:
+            continue
+        if record.error is not None and strict:
+            raise LabelInputError(f"{where(record)}: {record.error}")
+        batch.append(record)
+        turns += record.turns
+        if turns >= batch_size:
+            yield batch
+            batch, turns = [], 0
+    if batch:
+        yield batch
+
+
+def resolve_output_format(kind: str, output: Path, output_format: str | None) -> str:
+    """The output format asked for, else from OUTPUT's suffix: ``.parquet``, ``.csv`` (for CSV input), else JSONL."""
+    if output_format is None:
+        by_suffix = {".parquet": "parquet", ".csv": "csv" if kind == "csv" else "jsonl"}
+        output_format = by_suffix.get(output.suffix.lower(), "jsonl")
+    if output_format not in OUTPUT_FORMATS:
+        raise LabelInputError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+    if output_format == "csv" and kind != "csv":
+        raise LabelInputError("CSV output is only for CSV input; write JSONL or Parquet instead")
+    return output_format
+
+
 def label_file(
-    classifier: Classifier,
+    classifier: Classifier | LabellingEngine,
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -243,10 +450,16 @@ def label_file(
     on_warning: Callable[[BadLine], None] | None = None,
     progress: bool | None = None,
     policy: EscalationPolicy | None = None,
+    part_records: int = PART_RECORDS,
 ) -> LabelSummary:
     """Label ``input_path`` into ``output_path`` (see the module docstring).
 
+    ``classifier``: a loaded model, run in this process, or an engine that runs it elsewhere
+    (:class:`~tonewatch.labelling.ray_engine.RayEngine`); the output is the same.
+
     ``policy``: the escalation policy applied to conversations (default: the label guide's rules).
+    ``output_format``: ``jsonl``, ``csv`` or ``parquet`` (default: from the output's suffix, see
+    :func:`resolve_output_format`). ``part_records``: records per part of Parquet output.
 
     ``on_bad_line`` is called for each record skipped as unreadable, ``on_warning`` for each record labelled
     and kept with a problem to report (invalid gold labels); both get its line number."""
@@ -255,105 +468,61 @@ def label_file(
         raise LabelInputError(f"input file {source} does not exist")
     if batch_size < 1:
         raise LabelInputError("batch_size must be >= 1")
+    if part_records < 1:
+        raise LabelInputError("part_records must be >= 1")
+    engine = classifier if isinstance(classifier, LabellingEngine) else LocalEngine(classifier)
     kind = detect_kind(source)
-    if output_format is None:
-        output_format = "csv" if (kind == "csv" and output.suffix.lower() == ".csv") else "jsonl"
-    if output_format not in ("jsonl", "csv"):
-        raise LabelInputError(f"output format must be jsonl or csv, not {output_format!r}")
-    if output_format == "csv" and kind != "csv":
-        raise LabelInputError("CSV output is only for CSV input; write JSONL instead")
-    fieldnames = None
-    if kind == "csv":
-        with open(source, encoding="utf-8-sig", newline="") as handle:
-            fieldnames = [*next(csv.reader(handle)), "prediction"]
-    writer = _Writer(output_format, fieldnames)
-    partial, progress_file = _progress_paths(output)
+    output_format = resolve_output_format(kind, output, output_format)
+    unit = "row" if is_parquet(source) else "line"
+
+    def where(record: InputRecord) -> str:
+        return f"{source}, row {record.line_number}" if unit == "row" else f"{source}:{record.line_number}"
+
+    if output_format == "parquet":
+        from tonewatch.labelling.parquet import ParquetOutput, output_schema
+
+        sink = ParquetOutput(output, output_schema(source, kind, read_records), part_records, kind)
+    else:
+        fieldnames = None
+        if kind == "csv":
+            with open(source, encoding="utf-8-sig", newline="") as handle:
+                fieldnames = [*next(csv.reader(handle)), "prediction"]
+        sink = _TextOutput(output, _Writer(output_format, fieldnames))
     summary = LabelSummary(kind)
     policy = policy if policy is not None else EscalationPolicy()
 
-    done_records, done_bytes = 0, 0
-    if resume and progress_file.exists() and partial.exists():
-        state = json.loads(progress_file.read_text())
-        done_records, done_bytes = state["records"], state["bytes"]
-        summary.resumed_from = done_records
-        with open(partial, "r+b") as handle:
-            handle.truncate(done_bytes)  # drop a batch that was cut off mid-write
-    else:
-        if resume and output.exists():
-            raise LabelInputError(f"{output} is already complete; nothing to resume")
-        partial.write_text(writer.header(), encoding="utf-8")
-        done_bytes = partial.stat().st_size
-        _write_progress(progress_file, {"records": 0, "bytes": done_bytes})
-
+    done_records = sink.start(resume)
+    summary.resumed_from = done_records
     total = sum(1 for _ in read_records(source, kind)) if _show_progress(progress) else None
     bar = _progress_bar(total, done_records, progress)
-    batch: list[InputRecord] = []
-
-    def flush() -> None:
-        nonlocal done_records, done_bytes
-        if not batch:
-            return
-        readable = [record for record in batch if record.error is None]
-        inputs = [_turn_inputs(record, kind) for record in readable]
-        flat = [turn for turns in inputs for turn in turns]
-        predictions = classifier.classify(flat) if flat else []
-        chunks, position = [], 0
-        by_index = {}
-        for record, turns in zip(readable, inputs, strict=True):
-            own = predictions[position : position + len(turns)]
-            if kind == "conversations":
-                written = _escalated(classifier, policy, record, own)
-            else:
-                # The text's language as the model read it: given, or its script's (TurnInput).
-                written = [
-                    {**p.to_dict(), "escalation": escalate_text(policy, p, turn.lang).to_dict()}
-                    for p, turn in zip(own, turns, strict=True)
-                ]
-            by_index[record.index] = _attach(record, kind, written)
-            position += len(turns)
-            summary.labelled_turns += len(turns)
-        for record in batch:
-            if record.error is not None:
-                bad = BadLine(record.line_number, record.error)
-                summary.skipped.append(bad)
-                if on_bad_line:
-                    on_bad_line(bad)
-                continue
-            if record.warning is not None:
-                warning = BadLine(record.line_number, record.warning)
-                summary.warnings.append(warning)
-                if on_warning:
-                    on_warning(warning)
-            chunks.append(writer.render(by_index[record.index]))
-        data = "".join(chunks).encode("utf-8")
-        with open(partial, "ab") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        done_records = batch[-1].index + 1
-        done_bytes += len(data)
-        _write_progress(progress_file, {"records": done_records, "bytes": done_bytes})
-        summary.records += sum(record.error is None for record in batch)
-        if bar is not None:
-            bar.update(len(batch))
-        batch.clear()
-
-    turns_in_batch = 0
-    for record in read_records(source, kind):
-        if record.index < done_records:
-            continue
-        if record.error is not None and strict:
-            raise LabelInputError(f"{source}:{record.line_number}: {record.error}")
-        batch.append(record)
-        turns_in_batch += len(_turn_inputs(record, kind)) if record.error is None else 0
-        if turns_in_batch >= batch_size:
-            flush()
-            turns_in_batch = 0
-    flush()
+    batches = _batches(read_records(source, kind), batch_size, done_records, strict, where)
+    with closing(engine.label_batches(kind, policy, batches)) as labelled_batches:
+        for batch, labelled in labelled_batches:
+            if len(labelled) != sum(record.error is None for record in batch):
+                raise RuntimeError(f"the {engine.name} engine returned {len(labelled)} records for a batch")
+            written = iter(labelled)
+            values = []
+            for record in batch:
+                if record.error is not None:
+                    bad = BadLine(record.line_number, record.error, unit)
+                    summary.skipped.append(bad)
+                    if on_bad_line:
+                        on_bad_line(bad)
+                    continue
+                if record.warning is not None:
+                    warning = BadLine(record.line_number, record.warning, unit)
+                    summary.warnings.append(warning)
+                    if on_warning:
+                        on_warning(warning)
+                values.append(next(written))
+                summary.labelled_turns += record.turns
+            sink.commit(batch[-1].index + 1, values)
+            summary.records += len(values)
+            if bar is not None:
+                bar.update(len(batch))
     if bar is not None:
         bar.close()
-    os.replace(partial, output)
-    progress_file.unlink(missing_ok=True)
+    sink.finish()
     return summary
 
 
