@@ -378,6 +378,8 @@ class Limits(_Response):
     max_conversation_turns: int
     max_body_bytes: int
     idle_timeout_s: float
+    max_conversations: int
+    max_conversations_per_key: int | None = Field(description="None: no limit per key (or a server without keys).")
 
 
 class Info(_Response):
@@ -394,6 +396,10 @@ class Info(_Response):
     )
     limits: Limits
     auth: bool = Field(description="Whether API keys are required.")
+    state: Literal["memory", "redis"] = Field(
+        description="Where live conversations are kept: this process's memory, or Redis (shared by processes, "
+        "kept across restarts)."
+    )
     tonewatch_version: str
 
 

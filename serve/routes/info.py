@@ -62,7 +62,10 @@ async def info(server: ServerDep) -> dict:
             "max_conversation_turns": config.max_conversation_turns,
             "max_body_bytes": config.max_body_bytes,
             "idle_timeout_s": config.idle_timeout_s,
+            "max_conversations": config.max_conversations,
+            "max_conversations_per_key": server.store.max_per_owner,
         },
         "auth": server.auth.enabled,
+        "state": "redis" if server.store.shared else "memory",
         "tonewatch_version": __version__,
     }

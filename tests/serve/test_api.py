@@ -274,6 +274,7 @@ def test_info_health_ready(client):
         "signal_reader": None,
     }
     assert info["labels"] == list(EMOTION_LABELS)
+    assert info["state"] == "memory" and info["limits"]["max_conversations_per_key"] is None  # no keys
     assert info["thresholds"]["escalation"] == {"default": 0.5, "per_language": {"zh": 0.6}}
     assert info["thresholds"]["alert"]["zh"] == {"raise": 0.6, "clear": 0.45}
     assert info["auth"] is False

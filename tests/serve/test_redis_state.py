@@ -152,6 +152,8 @@ def test_capacity_is_shared_by_processes_and_limited_per_key_with_a_retry_after_
         assert full.status_code == 503 and full.json()["error_type"] == "capacity_exceeded"
         # The first slot frees when a1 has been idle for 600 s: Retry-After says about that, not 5.
         assert 590 <= int(full.headers["retry-after"]) <= 600
+        info = b.get("/v1/info").json()
+        assert info["state"] == "redis" and info["limits"]["max_conversations_per_key"] == 2
         post(b, "a1", "a turn of a live conversation is never refused")
         assert a.delete("/v1/conversations/a2").status_code == 200
         post(b, "b2", "a slot is free again")
