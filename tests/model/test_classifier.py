@@ -30,9 +30,9 @@ def classifier(request, tiny_model_dir):
     return Classifier.from_pretrained(tiny_model_dir, backend=request.param)
 
 
-# Dynamic int8 quantisation scales activations per batch, so the ONNX path's scores move slightly with batch
-# composition; the PyTorch path's only by float rounding.
-BATCH_TOLERANCE = {"torch": 1e-5, "onnx": 2e-3}
+# Dynamic int8 quantisation scales activations per batch: the ONNX path feeds its int8 graph one row at a time so
+# that a turn's scores do not depend on its batch; both paths' scores move with the batch by float rounding only.
+BATCH_TOLERANCE = {"torch": 1e-5, "onnx": 1e-5}
 
 
 def test_config_carries_the_label_maps(tiny_model_dir):
