@@ -16,6 +16,15 @@ Bounded: loopback only (no option to target another host), at most
 ``--max-requests`` requests and ``--duration`` <= 600 s, at most
 ``--max-in-flight`` requests open at once (a request beyond that is counted as
 an error, not queued), each with a timeout.
+
+    python benchmarks/load.py --bulk 0,1,8 [--live-probes 5] [--model DIR] [--json]
+
+instead measures what bulk work does to live turns: for each number N in
+``--bulk``, it sends N concurrent ``/v1/classify`` requests of 256 texts (the
+first 256 customer turns of callcenter_dev, without context), and while they
+run, ``--live-probes`` live turns one after another (each the first customer
+turn of a fresh conversation), and reports each live turn's latency and how
+long the bulk requests took. N = 0 is a live turn alone.
 """
 
 from __future__ import annotations
@@ -206,6 +215,66 @@ async def drive(base_url: str, arguments: argparse.Namespace) -> dict:
     }
 
 
+BULK_TEXTS = 256
+"""Texts per bulk request: the server's default ``max_items``."""
+
+
+async def live_behind_bulk(base_url: str, arguments: argparse.Namespace) -> list[dict]:
+    """Per number of concurrent bulk requests: the latencies of live turns sent while they run."""
+    import httpx
+
+    conversations = load_conversations()
+    customer_turns = [turn for turns in conversations for turn in turns if turn["speaker"] == "customer"]
+    texts = [turn["text"] for turn in customer_turns[:BULK_TEXTS]]
+    probes = [next(turn for turn in turns if turn["speaker"] == "customer") for turns in conversations]
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    results = []
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=httpx.Timeout(arguments.timeout)) as client:
+
+        async def bulk_request() -> float:
+            started = time.perf_counter()
+            response = await client.post("/v1/classify", json={"texts": texts}, timeout=arguments.bulk_timeout)
+            response.raise_for_status()
+            return time.perf_counter() - started
+
+        probe_number = 0
+        for count in arguments.bulk:
+            bulk = [asyncio.create_task(bulk_request()) for _ in range(count)]
+            if bulk:
+                await asyncio.sleep(arguments.bulk_head_start)  # the bulk requests are parsed and queued first
+            latencies = []
+            for _ in range(arguments.live_probes):
+                turn = probes[probe_number % len(probes)]
+                probe_number += 1
+                body = {"speaker": "customer", "text": turn["text"], **({"lang": turn["lang"]} if turn["lang"] else {})}
+                started = time.perf_counter()
+                # As long as the bulk requests may take: the point is how long a live turn waits, however long.
+                response = await client.post(
+                    f"/v1/conversations/probe-{probe_number}/turns", json=body, timeout=arguments.bulk_timeout
+                )
+                latencies.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+            in_flight_after = sum(not task.done() for task in bulk)
+            bulk_seconds = await asyncio.gather(*bulk)
+            results.append(
+                {
+                    "bulk_requests": count,
+                    "bulk_texts_each": len(texts) if count else 0,
+                    "live_turns": len(latencies),
+                    "live_ms": {
+                        "p50": round(statistics.median(latencies), 1),
+                        "max": round(max(latencies), 1),
+                        "each": [round(latency, 1) for latency in latencies],
+                    },
+                    "bulk_still_running_after_the_live_turns": in_flight_after,
+                    "bulk_s": {"mean": round(statistics.mean(bulk_seconds), 2), "max": round(max(bulk_seconds), 2)}
+                    if bulk_seconds
+                    else None,
+                }
+            )
+    return results
+
+
 def mean_batch(metrics: str) -> float | None:
     """Mean turns per model call, from the server's Prometheus histogram."""
     found = dict(re.findall(r"^tonewatch_model_batch_turns_(sum|count) ([0-9.e+]+)$", metrics, re.MULTILINE))
@@ -227,8 +296,25 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=30_000, help="Hard cap on requests sent.")
     parser.add_argument("--max-in-flight", type=int, default=256, help="Most requests open at once.")
     parser.add_argument("--ready-timeout", type=float, default=300.0, help="Seconds to wait for the model to load.")
+    parser.add_argument(
+        "--bulk",
+        type=lambda value: [int(number) for number in value.split(",")],
+        default=None,
+        help="Instead of the fixed-rate load: live turns behind this many concurrent 256-text /v1/classify "
+        "requests, each number in turn (e.g. 0,1,8).",
+    )
+    parser.add_argument("--live-probes", type=int, default=5, help="Live turns sent per --bulk number.")
+    parser.add_argument("--bulk-head-start", type=float, default=0.3, help="Seconds between bulk and live turns.")
+    parser.add_argument(
+        "--bulk-timeout", type=float, default=300.0, help="Per-request timeout with --bulk, bulk and live (s)."
+    )
     parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
     arguments = parser.parse_args()
+    if arguments.bulk is not None:
+        if any(count < 0 or count > 16 for count in arguments.bulk) or not 1 <= arguments.live_probes <= 100:
+            parser.error("--bulk numbers must be in [0, 16] and --live-probes in [1, 100]")
+        bulk_main(arguments)
+        return
     if not 0 < arguments.duration <= 600:
         parser.error("--duration must be in (0, 600]")
     if not 0 < arguments.rate <= 2000:
@@ -278,6 +364,38 @@ def main() -> None:
         f"latency: p50 {latency['p50']} ms, p90 {latency['p90']} ms, p99 {latency['p99']} ms, max {latency['max']} ms"
     )
     print(f"alerts raised: {result['alerts_raised']}; mean model batch: {result['mean_model_batch_turns']} turns")
+
+
+def bulk_main(arguments: argparse.Namespace) -> None:
+    """``--bulk``: live turns behind concurrent bulk requests, printed as a table or JSON."""
+    port = free_port()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = start_server(
+            arguments.model, port, arguments.threads, arguments.batch_wait_ms, arguments.ready_timeout, log,
+            arguments.backend,
+        )  # fmt: skip
+        try:
+            results = asyncio.run(live_behind_bulk(f"http://{HOST}:{port}", arguments))
+        finally:
+            stop_server(server)
+    report = {
+        "machine": machine(),
+        "model": arguments.model or "(shipped default)",
+        "server_threads": arguments.threads,
+        "backend": arguments.backend,
+        "results": results,
+    }
+    if arguments.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"machine: {report['machine']} (server: {arguments.threads} threads, backend {arguments.backend})")
+    print(f"model: {report['model']}")
+    print("| concurrent 256-text requests | first live turn (ms) | p50 (ms) | max (ms) | bulk mean / max (s) |")
+    print("|---|---|---|---|---|")
+    for row in results:
+        live = row["live_ms"]
+        bulk = f"{row['bulk_s']['mean']} / {row['bulk_s']['max']}" if row["bulk_s"] else "-"
+        print(f"| {row['bulk_requests']} | {live['each'][0]} | {live['p50']} | {live['max']} | {bulk} |")
 
 
 if __name__ == "__main__":

@@ -105,14 +105,24 @@ class OnnxBackend:
     """ONNX Runtime sessions over an exported directory (``tonewatch.model.export``).
 
     With a re-check graph (recipe ``int8``) the classifier re-runs close calls through :meth:`run_fp32`.
+
+    The int8 graph quantises its activations dynamically, with one scale per MatMul input tensor: fed a batch,
+    every row's scale would depend on the other rows and on the padding, and a turn's scores on which turns
+    shared its batch (up to 0.2 in probability on callcenter_dev). So a graph with int8 nodes is fed one row at a
+    time, without padding (``per_row``): a turn's scores are its own (its cost in throughput:
+    ``docs/benchmarks.md``). The fp32 graphs are batch-independent to float rounding and run batched.
     """
 
     name = "onnx"
 
-    def __init__(self, onnx_dir: Path, threads: int | None = None, meta: dict | None = None):
-        """``meta`` stands in for the directory's ``onnx.json`` (the export measures margins before writing it)."""
+    def __init__(
+        self, onnx_dir: Path, threads: int | None = None, meta: dict | None = None, per_row: bool | None = None
+    ):
+        """``meta`` stands in for the directory's ``onnx.json`` (the export measures margins before writing it);
+        ``per_row`` (default: whether the main graph has int8 nodes) feeds the main graph one row at a time."""
         self.onnx_dir = onnx_dir
         self.meta = meta if meta is not None else json.loads((onnx_dir / META_NAME).read_text())
+        self.per_row = bool(self.meta.get("quantized_nodes")) if per_row is None else per_row
         self.margins = self.meta.get("recheck")
         self.session = self.open_session(onnx_dir / ONNX_NAME, threads)
         self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads) if self.margins else None
@@ -143,7 +153,13 @@ class OnnxBackend:
         if fp32 and self.fp32_session is not None:
             return self.run_fp32(*arrays)
         self.turns += len(arrays[0])
-        return self._run(self.session, arrays)
+        if not self.per_row or (len(arrays[0]) == 1 and arrays[1].all()):  # a lone row without padding
+            return self._run(self.session, arrays)
+        rows = [
+            self._run(self.session, [array[row : row + 1, :length] for array in arrays])
+            for row, length in enumerate(arrays[1].sum(axis=1))  # the attention mask: padding is at the end
+        ]
+        return tuple(np.concatenate(outputs) for outputs in zip(*rows, strict=True))
 
     def run_fp32(self, *arrays: np.ndarray):
         self.rechecked += len(arrays[0])

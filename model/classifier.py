@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tonewatch.model.backends import (
     signal_decision_margins,
 )
 from tonewatch.model.encoder import resolve_base_model
-from tonewatch.model.inputs import EncodedInput, encode_turn
+from tonewatch.model.inputs import EncodedInput, count_windows, encode_turn, encode_turn_windows
 from tonewatch.model.modeling import (
     HEAD_PREFIXES,
     TRAINED_ENCODER_PARAMETERS,
@@ -94,6 +95,15 @@ class Classifier:
     The model runs on one of two backends that make the same decisions: the
     PyTorch network, or its ONNX Runtime export (fused, partly int8; faster on
     CPUs). Tokenisation and calibration are shared.
+
+    A turn longer than the model reads at once (``limits.max_turn_tokens``) is read
+    in full, in overlapping windows (:func:`tonewatch.model.inputs.encode_turn_windows`),
+    each with the turn's context; its prediction is that of its riskiest window (the
+    most severe emotion label, then the highest probability of it: a turn is labelled
+    by its most severe clear content, ``docs/labels.md``), with the highest escalation
+    score and the highest probability of each signal-head signal of any window, and says
+    in ``Prediction.windows`` how many windows it was read in. (An n-gram signal reader
+    reads the whole text as it is.)
     """
 
     def __init__(
@@ -247,7 +257,17 @@ class Classifier:
         return cls(TorchBackend(network, threads), tokenizer, config, directory)
 
     def encode(self, item: TurnInput) -> EncodedInput:
+        """The model input of ``item``; a turn beyond ``max_turn_tokens`` is cut to its first window."""
         return encode_turn(self.tokenizer, item.text, item.context, self.config.limits, item.speaker)
+
+    def encode_windows(self, item: TurnInput) -> list[EncodedInput]:
+        """The model inputs of every window ``item`` is read in (one for a turn within ``max_turn_tokens``)."""
+        return encode_turn_windows(self.tokenizer, item.text, item.context, self.config.limits, item.speaker)
+
+    def window_count(self, item: TurnInput | str) -> int:
+        """How many windows (model rows) ``item`` is read in: what it costs a batch."""
+        turn = item if isinstance(item, TurnInput) else TurnInput(item)
+        return count_windows(self.tokenizer, turn.text, self.config.limits, turn.speaker)
 
     def pad(self, encoded: Sequence[EncodedInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask, token_type_ids)`` int64 arrays, padded to the longest item."""
@@ -271,6 +291,7 @@ class Classifier:
         on_batch: Callable[[int], object] | None = None,
         speakers: Sequence[str] | None = None,
         with_signals: bool = False,
+        row_turns: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding; with
         ``with_signals`` also the signal logits ``[turns, len(signal_names)]`` third (no columns for a model
@@ -281,8 +302,10 @@ class Classifier:
         customer turn's emotion, escalation and customer signals, an agent turn's agent signals (``speakers``,
         default all customer, say whose turn each is). See :meth:`raw_logits` for ``precision``. ``on_batch`` is
         called with the number of turns of each batch done (a progress bar's ``update``); batches are the same
-        with or without it.
+        with or without it. ``row_turns``: the rows are windows, row ``i`` of turn ``row_turns[i]``; ``on_batch``
+        then counts the turns whose every window is done.
         """
+        remaining = Counter(row_turns if row_turns is not None else range(len(encoded)))
         langs = list(langs) if langs is not None else [None] * len(encoded)
         speakers = list(speakers) if speakers is not None else ["customer"] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index].input_ids))
@@ -318,7 +341,9 @@ class Classifier:
                         chunk_signals[close] = recheck[2]
             emotion[chunk], escalation[chunk], signals[chunk] = chunk_emotion, chunk_escalation, chunk_signals
             if on_batch is not None:
-                on_batch(len(chunk))
+                turns_of_chunk = [row_turns[index] for index in chunk] if row_turns is not None else chunk
+                remaining.subtract(turns_of_chunk)
+                on_batch(sum(remaining[turn] == 0 for turn in set(turns_of_chunk)))
         if with_signals:
             return torch.from_numpy(emotion), torch.from_numpy(escalation), torch.from_numpy(signals)
         return torch.from_numpy(emotion), torch.from_numpy(escalation)
@@ -344,8 +369,10 @@ class Classifier:
         escalation_logits: torch.Tensor,
         langs: Sequence[str | None],
         signal_logits: torch.Tensor | None = None,
+        windows: Sequence[int] | None = None,
     ) -> list[Prediction]:
-        """Calibrated predictions of customer turns; ``signal_logits`` (a signal model's) fill their signals."""
+        """Calibrated predictions of customer turns; ``signal_logits`` (a signal model's) fill their signals,
+        ``windows`` (default: one each) say how many windows each turn was read in."""
         calibration = self.config.calibration
         signals = (
             self.signal_probabilities(signal_logits, "customer")
@@ -368,6 +395,7 @@ class Classifier:
                     escalate=score >= calibration.threshold(lang),
                     escalate_score=score,
                     signals=signals[row],
+                    windows=windows[row] if windows is not None else 1,
                 )
             )
         return predictions
@@ -387,13 +415,57 @@ class Classifier:
         graph only (all three are the same on PyTorch). ``on_batch``: see :meth:`logits`.
         """
         turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        return self._turn_logits(turns, batch_size, precision, on_batch, with_signals)[0]
+
+    def _turn_logits(
+        self,
+        turns: Sequence[TurnInput],
+        batch_size: int,
+        precision: str,
+        on_batch: Callable[[int], object] | None,
+        with_signals: bool,
+    ) -> tuple[tuple[torch.Tensor, ...], list[int]]:
+        """:meth:`raw_logits` of ``turns``, and how many windows each was read in."""
         langs = [turn.lang for turn in turns]
-        speakers = [turn.speaker for turn in turns]
-        encoded = [self.encode(turn) for turn in turns]
-        outputs = self.logits(encoded, batch_size, langs, precision, on_batch, speakers, with_signals)
+        windows = [self.encode_windows(turn) for turn in turns]
+        counts = [len(turn_windows) for turn_windows in windows]
+        rows = [window for turn_windows in windows for window in turn_windows]
+        row_turns = [turn for turn, count in enumerate(counts) for _ in range(count)]
+        outputs = self.logits(
+            rows,
+            batch_size,
+            [langs[turn] for turn in row_turns],
+            precision,
+            on_batch,
+            [turns[turn].speaker for turn in row_turns],
+            with_signals,
+            row_turns=row_turns,
+        )
+        if len(rows) > len(turns):
+            outputs = self.combine_windows(outputs, row_turns)
         if with_signals and self.signal_reader is not None:
+            # The n-gram reader reads the whole text, however long (it has no token budget).
             outputs = (*outputs[:2], torch.from_numpy(self.signal_reader.logits([turn.text for turn in turns])))
-        return outputs
+        return outputs, counts
+
+    def combine_windows(self, outputs: Sequence[torch.Tensor], row_turns: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """Per turn, one row of raw logits from the rows of its windows (``row_turns[i]``: the turn of row ``i``;
+        the rows of a turn are consecutive): the emotion logits of its riskiest window (most severe calibrated
+        label, then the highest probability of that label), the highest escalation logit and the highest logit
+        of each signal (calibration is monotone in each, so these are the highest scores)."""
+        emotion, escalation, *rest = (output.numpy() for output in outputs)
+        calibration = self.config.calibration
+        tempered = emotion / calibration.emotion_temperature + np.asarray(calibration.emotion_bias, np.float32)
+        probabilities = np.exp(tempered - tempered.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        labels = probabilities.argmax(axis=1)  # EMOTION_LABELS are ordered by severity
+        risk = labels + probabilities[np.arange(len(labels)), labels]  # label first, its probability (< 1) next
+        bounds = np.flatnonzero(np.diff(np.asarray(row_turns), prepend=-1, append=-1))
+        starts, ends = bounds[:-1], bounds[1:]
+        riskiest = [start + int(np.argmax(risk[start:end])) for start, end in zip(starts, ends, strict=True)]
+        combined = [emotion[riskiest], np.maximum.reduceat(escalation, starts)]
+        combined += [np.maximum.reduceat(signals, starts, axis=0) for signals in rest]
+        return tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in combined)
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
@@ -424,8 +496,8 @@ class Classifier:
         if not turns:
             return []
         langs = [turn.lang for turn in turns]
-        outputs = self.raw_logits(turns, batch_size, on_batch=on_batch, with_signals=bool(self.signal_names))
-        return self.predictions_from_logits(*outputs[:2], langs, *outputs[2:])
+        outputs, windows = self._turn_logits(turns, batch_size, "auto", on_batch, bool(self.signal_names))
+        return self.predictions_from_logits(*outputs[:2], langs, *outputs[2:], windows=windows)
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:
         """Predictions for every customer turn of a conversation in the project's format, in turn order."""

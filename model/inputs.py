@@ -9,9 +9,13 @@ An agent turn (read for its turn signals) starts with its speaker prefix, ``agen
 so the model knows whose turn it labels; a customer turn has no prefix, so that models trained before agent
 turns were read encode every turn as they always did.
 
-The turn comes first so it is never truncated away (only its own tail is cut
-beyond ``max_turn_tokens``). The context is the preceding turns in
-chronological order, each prefixed with its speaker, filling the remaining
+The turn comes first so it is never truncated away. A turn longer than
+``max_turn_tokens`` is read in overlapping windows (:func:`encode_turn_windows`):
+each window is ``max_turn_tokens`` of its tokens, the next one starting half a
+window later, the last one ending at the turn's end, and each carries the same
+context; the classifier combines their predictions. :func:`encode_turn` gives the
+first window only (training reads a turn cut to the budget). The context is the
+preceding turns in chronological order, each prefixed with its speaker, filling the remaining
 budget from the most recent turn backwards: the oldest turns are dropped
 first, and the oldest kept turn may lose its beginning. Token type 1 marks
 the context so the network can tell what it labels from what it reads.
@@ -61,6 +65,84 @@ def _content_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def turn_token_windows(ids: Sequence[int], width: int, head: int = 0) -> list[list[int]]:
+    """``ids`` itself when it fits in ``width`` tokens, else overlapping windows of exactly ``width`` tokens that
+    cover it: each starts half a window after the previous one, the last ends at the end, and each repeats the
+    first ``head`` tokens (a speaker prefix) before its slice of the rest.
+
+    Half a window of overlap: any stretch of up to half a window (a sentence, an insult) lies whole in some
+    window, so it is read with its neighbours and not only cut in two."""
+    ids = list(ids)
+    if len(ids) <= width:
+        return [ids]
+    prefix, body, room = ids[:head], ids[head:], width - head
+    stride = max(1, room // 2)
+    starts = [*range(0, len(body) - room, stride), len(body) - room]
+    return [prefix + body[start : start + room] for start in starts]
+
+
+def _turn_ids(tokenizer, text: str, limits: InputLimits, speaker: str) -> tuple[list[int], int]:
+    """The labelled turn's token ids (with its speaker prefix for an agent turn) and the prefix's length."""
+    if speaker not in SPEAKERS:
+        raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
+    turn_text = normalize_text(text, limits.normalize)
+    if speaker == "customer":
+        return _content_ids(tokenizer, turn_text), 0
+    ids = _content_ids(tokenizer, f"{SPEAKER_PREFIX[speaker]} {turn_text}")
+    prefix = _content_ids(tokenizer, SPEAKER_PREFIX[speaker])
+    # XLM-R splits on whitespace first, so the prefix's tokens begin the turn's; if a tokenizer merged them, the
+    # windows after the first go without the prefix rather than with a wrong one.
+    head = len(prefix) if ids[: len(prefix)] == prefix and len(prefix) < limits.max_turn_tokens else 0
+    return ids, head
+
+
+def count_windows(tokenizer, text: str, limits: InputLimits = InputLimits(), speaker: str = "customer") -> int:
+    """How many windows :func:`encode_turn_windows` reads ``text`` in (1 for a turn within the budget)."""
+    ids, head = _turn_ids(tokenizer, text, limits, speaker)
+    return len(turn_token_windows(ids, limits.max_turn_tokens, head))
+
+
+def encode_turn_windows(
+    tokenizer,
+    text: str,
+    context: Sequence[tuple[str, str]] = (),
+    limits: InputLimits = InputLimits(),
+    speaker: str = "customer",
+) -> list[EncodedInput]:
+    """Token ids and token types of every window of ``text`` (``speaker``'s turn), each with ``context`` =
+    ``[(speaker, text), ...]`` oldest first; one window, the same as :func:`encode_turn`'s, for a turn within
+    ``max_turn_tokens``."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    ids, head = _turn_ids(tokenizer, text, limits, speaker)
+    windows = turn_token_windows(ids, limits.max_turn_tokens, head)
+    # Every window of a long turn has the same length, so the same room for context.
+    budget = limits.max_length - (len(windows[0]) + 2) - 1  # room for the closing </s>
+    recent = list(context)[-limits.max_context_turns :] if limits.max_context_turns else []
+    pieces: list[list[int]] = []
+    for context_speaker, turn_text in reversed(recent):
+        if budget <= 0:
+            break
+        if context_speaker not in SPEAKERS:
+            raise ValueError(f"unknown speaker {context_speaker!r}; expected one of {SPEAKERS}")
+        piece = _content_ids(
+            tokenizer, f"{SPEAKER_PREFIX[context_speaker]} {normalize_text(turn_text, limits.normalize)}"
+        )
+        if len(piece) > budget:
+            piece = piece[len(piece) - budget :]  # keep the end, nearest the labelled turn
+        pieces.append(piece)
+        budget -= len(piece)
+    context_ids = [token for piece in reversed(pieces) for token in piece]
+    encoded = []
+    for window in windows:
+        input_ids = [bos, *window, eos]
+        token_types = [0] * len(input_ids)
+        if context_ids:
+            input_ids += [*context_ids, eos]
+            token_types += [1] * (len(context_ids) + 1)
+        encoded.append(EncodedInput(input_ids, token_types))
+    return encoded
+
+
 def encode_turn(
     tokenizer,
     text: str,
@@ -69,31 +151,5 @@ def encode_turn(
     speaker: str = "customer",
 ) -> EncodedInput:
     """Token ids and token types for ``text`` (``speaker``'s turn) with ``context`` = ``[(speaker, text), ...]``
-    oldest first."""
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    if speaker not in SPEAKERS:
-        raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
-    turn_text = normalize_text(text, limits.normalize)
-    if speaker != "customer":
-        turn_text = f"{SPEAKER_PREFIX[speaker]} {turn_text}"
-    turn = _content_ids(tokenizer, turn_text)[: limits.max_turn_tokens]
-    input_ids = [bos, *turn, eos]
-    token_types = [0] * len(input_ids)
-    budget = limits.max_length - len(input_ids) - 1  # room for the closing </s>
-    recent = list(context)[-limits.max_context_turns :] if limits.max_context_turns else []
-    pieces: list[list[int]] = []
-    for speaker, turn_text in reversed(recent):
-        if budget <= 0:
-            break
-        if speaker not in SPEAKERS:
-            raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
-        ids = _content_ids(tokenizer, f"{SPEAKER_PREFIX[speaker]} {normalize_text(turn_text, limits.normalize)}")
-        if len(ids) > budget:
-            ids = ids[len(ids) - budget :]  # keep the end, nearest the labelled turn
-        pieces.append(ids)
-        budget -= len(ids)
-    context_ids = [token for ids in reversed(pieces) for token in ids]
-    if context_ids:
-        input_ids += [*context_ids, eos]
-        token_types += [1] * (len(context_ids) + 1)
-    return EncodedInput(input_ids, token_types)
+    oldest first; a turn beyond ``max_turn_tokens`` is cut to its first window (see :func:`encode_turn_windows`)."""
+    return encode_turn_windows(tokenizer, text, context, limits, speaker)[0]

@@ -200,6 +200,9 @@ class Prediction:
     signals: dict[str, float] = field(default_factory=dict)
     """Calibrated probability of each customer-turn signal (``labels.CUSTOMER_SIGNALS``); empty for a model
     without a signal head."""
+    windows: int = 1
+    """How many overlapping windows the turn was read in: 1 for a turn within the model's token budget
+    (``InputLimits.max_turn_tokens``); a longer turn's prediction is its riskiest window's."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -210,6 +213,8 @@ class Prediction:
         }
         if self.signals:
             out["signals"] = {name: round(score, 6) for name, score in self.signals.items()}
+        if self.windows > 1:  # absent for a turn read whole in one window: the shape it always had
+            out["windows"] = self.windows
         return out
 
 

@@ -108,7 +108,11 @@ class ServeConfig:
     )
     max_body_bytes: int = field(default=1_048_576, metadata={"help": "Largest accepted request body, in bytes."})
     batch_max_size: int = field(
-        default=32, metadata={"help": "Most turns in one model call when concurrent requests are batched."}
+        default=32,
+        metadata={
+            "help": "Most turns in one model call when concurrent requests are batched (a long turn counts its "
+            "windows); a /v1/classify request runs in calls of at most this many turns, after waiting live turns."
+        },
     )
     batch_max_wait_ms: float = field(
         default=5.0, metadata={"help": "Longest a request waits for others to join its model call, in ms."}

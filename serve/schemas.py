@@ -125,12 +125,18 @@ class PredictionBody(_Response):
         description="The escalation policy's decision: for a turn read in its conversation, or for a text (a "
         "conversation of that one turn).",
     )
+    windows: int | None = Field(
+        default=None,
+        ge=2,
+        description="Only for a turn longer than the model reads at once: the number of overlapping windows it was "
+        "read in; the prediction is that of its riskiest window. Absent: the turn was read whole.",
+    )
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler):
         # Absent, not null: a text, or a model without signals, answers in the shape it always had.
         data = handler(self)
-        for key in ("signals", "escalation"):
+        for key in ("signals", "escalation", "windows"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

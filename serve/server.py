@@ -93,6 +93,7 @@ class Server:
             max_batch_size=self.config.batch_max_size,
             max_wait_s=self.config.batch_max_wait_ms / 1000,
             on_batch=self.metrics.observe_batch,
+            cost=self._turn_cost,
         )
 
     def _set_classifier(self, classifier) -> None:
@@ -116,8 +117,12 @@ class Server:
         logger.info("model %s loaded in %.1f s", classifier.config.name, time.perf_counter() - started)
 
     def _classify(self, items):
-        # Only a single large /v1/classify request exceeds batch_max_size; it is run in chunks of that size.
+        # A call holds at most batch_max_size model rows, unless one live request or one long turn is larger.
         return self.classifier.classify(items, batch_size=self.config.batch_max_size)
+
+    def _turn_cost(self, item) -> int:
+        """What a turn counts toward ``batch_max_size``: its model rows (a long turn is read in windows)."""
+        return self.classifier.window_count(item)
 
     @property
     def reads_agent_turns(self) -> bool:

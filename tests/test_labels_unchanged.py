@@ -6,8 +6,10 @@ The reference was written before the clean-up of issue 16 (commit ee763f5) by ru
 (a new shipped model, say), and say so in the commit.
 
 Float results depend on the CPU's kernels (AVX2, AVX-512, VNNI give different roundings, and the int8 graph most
-of all), so the 1e-6 tolerance applies on the CPU that wrote the reference; on another CPU the labels must still
-agree on at least 99.5 % of turns and the scores within a looser tolerance, and the test says which applied.
+of all: AVX2's u8 x s8 products saturate where VNNI's do not), so the file keeps one reference per CPU that wrote
+one (``--write`` adds or replaces the running CPU's, keeping the others). On a CPU with a reference for the model
+and backend, the 1e-6 tolerance applies; on another, the labels must still agree with the first reference on at
+least 99.5 % of turns and the scores within a looser tolerance, and the test says which applied.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ MODELS = ("default", "fast")
 BACKENDS = ("torch", "onnx")
 BATCH_SIZE = 64
 EXACT = 1e-6
-OTHER_CPU = {"torch": 1e-4, "onnx": 5e-2}
+OTHER_CPU = {"torch": 1e-4, "onnx": 0.3}
+"""Score tolerance on a CPU without its own reference; the int8 graph's scores moved by up to 0.23 between an
+AVX2 EPYC and an AVX-512 VNNI Xeon (labels: 810 of 810 and 809 of 810 the same)."""
 
 
 def cpu_signature() -> dict:
@@ -63,16 +67,19 @@ def predictions(model: str, backend: str, turns) -> list[dict]:
 
 
 def write_reference() -> None:
+    """Add (or replace) the running CPU's reference; a reference written before a change that was meant to
+    change predictions must be dropped by hand (or the file deleted) on every CPU it holds."""
     turns = dev_turns()
-    reference = {
+    data = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {"references": []}
+    mine = {
         "cpu": cpu_signature(),
-        "batch_size": BATCH_SIZE,
-        "turns": len(turns),
         "predictions": {
             f"{model}/{backend}": predictions(model, backend, turns) for model in MODELS for backend in BACKENDS
         },
     }
-    REFERENCE.write_text(json.dumps(reference, ensure_ascii=False, separators=(",", ":")) + "\n")
+    others = [entry for entry in data["references"] if entry["cpu"] != mine["cpu"]]
+    data = {"batch_size": BATCH_SIZE, "turns": len(turns), "references": [mine, *others]}
+    REFERENCE.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
 def max_difference(got: dict, expected: dict) -> float:
@@ -94,15 +101,19 @@ def turns():
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("model", MODELS)
 def test_labels_and_scores_unchanged(model, backend, reference, turns):
-    expected = reference["predictions"][f"{model}/{backend}"]
+    key = f"{model}/{backend}"
+    entries = [entry for entry in reference["references"] if key in entry["predictions"]]
+    own = [entry for entry in entries if entry["cpu"] == cpu_signature()]
+    entry = (own or entries)[0]
+    expected = entry["predictions"][key]
     assert len(turns) == reference["turns"] == len(expected)
     got = predictions(model, backend, turns)
-    same_cpu = cpu_signature() == reference["cpu"]
+    same_cpu = bool(own)
     tolerance = EXACT if same_cpu else OTHER_CPU[backend]
     pairs = list(zip(got, expected, strict=True))
     worst = max(max_difference(a, b) for a, b in pairs)
     labels = sum(a["emotion"] == b["emotion"] and a["escalate"] == b["escalate"] for a, b in pairs)
-    where = "the reference CPU" if same_cpu else f"another CPU than the reference's {reference['cpu']}"
+    where = "the reference CPU" if same_cpu else f"another CPU than the reference's {entry['cpu']}"
     if same_cpu:
         assert labels == len(turns), f"{len(turns) - labels} turns changed label on {where}"
     else:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from tonewatch.conversations import ConversationFormatError, validate_conversation
 from tonewatch.model.types import TurnInput, conversation_turn_inputs
 from tonewatch.serve.auth import require_scope
+from tonewatch.serve.batching import BULK
 from tonewatch.serve.errors import ApiError, is_clean_json
 from tonewatch.serve.schemas import (
     AUTH_ERRORS,
@@ -32,7 +33,10 @@ router = APIRouter(tags=["model"], dependencies=[Depends(require_scope("write"))
     responses=error_responses(*AUTH_ERRORS, *BODY_ERRORS, 503),
 )
 async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
-    """Predictions for texts or conversations, in the shapes ``tonewatch label`` writes."""
+    """Predictions for texts or conversations, in the shapes ``tonewatch label`` writes.
+
+    Bulk work: the model reads these turns only while no live turn waits, at most ``batch_max_size`` rows per
+    model call, so a large request never holds up live conversations for longer than one such call."""
     config = server.config
     if (body.texts is None) == (body.conversations is None):
         raise ApiError(422, "invalid_request", "give either 'texts' or 'conversations'")
@@ -47,7 +51,7 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
         # Without `lang`, each text's language is read from its script (TurnInput), for the model and the policy.
         texts = [server.check_text(text, f"texts[{index}]") for index, text in enumerate(body.texts)]
         inputs = [TurnInput(text, (), body.lang) for text in texts]
-        predictions = await server.batcher.classify(inputs)
+        predictions = await server.batcher.classify(inputs, BULK)
         server.count_turns(predictions, "classify")
         return {
             "model": model,
@@ -67,7 +71,7 @@ async def classify(body: ClassifyRequest, server: ServerDep) -> dict:
         for conversation in records
     ]
     inputs = [conversation_inputs(server, conversation, index) for index, conversation in enumerate(read_as)]
-    predictions = await server.batcher.classify([item for items in inputs for item in items])
+    predictions = await server.batcher.classify([item for items in inputs for item in items], BULK)
     server.count_turns(predictions, "classify")
     agent_signals = await conversation_agent_signals(server, read_as)
     labelled, position = [], 0

@@ -99,6 +99,22 @@ def test_close_calls_are_rechecked_in_fp32(tiny_model_dir, torch_classifier):
     assert fast.backend.rechecked == len(ITEMS)
 
 
+def test_the_int8_graph_reads_each_row_alone_so_a_turns_logits_do_not_depend_on_its_batch(tiny_model_dir):
+    fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
+    assert fast.backend.per_row  # the default recipe's graph has int8 nodes
+    turn = fast.encode(TurnInput("你好 请问"))
+    long = fast.encode(TurnInput("опять не работает совсем!!!", (("agent", "здравствуйте, чем могу помочь"),)))
+    assert len(long.input_ids) > len(turn.input_ids)  # beside it, the turn is padded
+    alone = fast.backend(*fast.pad([turn]))
+    beside = fast.backend(*fast.pad([turn, long]))
+    for own, shared in zip(alone, beside, strict=True):
+        np.testing.assert_array_equal(shared[:1], own)  # exactly: the same int8 computation
+    # Fed as one batch, the int8 graph's per-tensor activation scales mix the rows (and the padding).
+    fast.backend.per_row = False
+    batched = fast.backend(*fast.pad([turn, long]))
+    assert any(not np.array_equal(shared[:1], own) for own, shared in zip(alone, batched, strict=True))
+
+
 def test_every_onnx_session_runs_on_one_shared_thread_pool(tiny_model_dir, caplog):
     fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx", threads=1)
     threads = shared_pool_threads()  # fixed by the first session of this process, whichever it was

@@ -181,3 +181,14 @@ def test_agent_turns_of_a_reader_model_need_no_encoder_pass(ngram_model_dir):
     assert set(signals) == set(AGENT_SIGNALS) and calls == []
     classifier.classify(["позовите старшего"])
     assert calls == [1]
+
+
+def test_the_reader_reads_a_long_turn_whole_while_the_network_reads_it_in_windows(ngram_model_dir):
+    classifier = Classifier.from_pretrained(ngram_model_dir, backend="torch")
+    reader = NgramSignalReader.load(ngram_model_dir)
+    long_turn = TurnInput(" ".join(["спасибо"] * 12 + ["позовите", "руководителя"]), (), "ru")
+    (prediction,) = classifier.classify([long_turn])
+    assert prediction.windows == classifier.window_count(long_turn) > 1
+    expected = 1 / (1 + np.exp(-reader.logits([long_turn.text])[0]))
+    for name in CUSTOMER_SIGNALS:
+        assert prediction.signals[name] == pytest.approx(expected[SIGNALS.index(name)], abs=1e-5)

@@ -68,6 +68,10 @@ class ScriptedClassifier:
             predictions.append(scripted_prediction(label, score, self.config.calibration.threshold(turn.lang)))
         return predictions
 
+    def window_count(self, item: TurnInput | str) -> int:
+        """What a turn costs a batch: one row (the server's batcher asks)."""
+        return 1
+
     def wait_for_calls(self, count: int) -> bool:
         """Whether ``count`` model calls have started, waiting for them up to :data:`EVENT_TIMEOUT_S`."""
         with self._called:

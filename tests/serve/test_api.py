@@ -93,6 +93,21 @@ def test_live_turns_with_the_tiny_model(tiny_classifier):
     assert body["state"]["lang"] == "zh" and body["state"]["customer_turns"] == 1
 
 
+def test_a_long_text_is_read_whole_and_says_in_how_many_windows(tiny_classifier):
+    long_text = " ".join(f"слово{number}" for number in range(12))  # beyond the tiny model's 24 tokens
+    windows = tiny_classifier.window_count(long_text)
+    assert windows > 1
+    with make_client(tiny_classifier) as client:
+        response = client.post("/v1/classify", json={"texts": [long_text, "你好 请问"]})
+        live = post_turn(client, "long", long_text)
+    assert response.status_code == 200, response.text
+    texts = response.json()["texts"]
+    assert texts[0]["prediction"]["windows"] == windows and "windows" not in texts[1]["prediction"]
+    assert live["prediction"]["windows"] == windows
+    direct = tiny_classifier.classify([long_text])[0].to_dict()
+    assert texts[0]["prediction"]["scores"] == pytest.approx(direct["scores"], abs=1e-5)
+
+
 # -- live conversations ----------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from tonewatch.model.types import TurnInput
 from tonewatch.serve.app import create_app
-from tonewatch.serve.batching import BatcherClosedError, MicroBatcher
+from tonewatch.serve.batching import BULK, LIVE, BatcherClosedError, MicroBatcher
 from tonewatch.serve.config import ServeConfig
 
 
@@ -139,8 +139,8 @@ def test_concurrent_http_requests_share_model_calls(make_scripted, monkeypatch, 
         counts: list[int] = []
         submit = batcher.submit
 
-        def counting_submit(items):
-            future = submit(items)
+        def counting_submit(items, priority=LIVE):
+            future = submit(items, priority)
             with submitted:
                 counts.append(len(items))
                 submitted.notify_all()
@@ -159,7 +159,8 @@ def test_concurrent_http_requests_share_model_calls(make_scripted, monkeypatch, 
 
         posts = [pool.submit(post, number) for number in range(requests)]
         # The first model call is held at the gate until every request has reached the batcher, so the
-        # ones it did not take are all waiting, and go together in the next call.
+        # ones it did not take are all waiting: the live turns go together in the next call, the texts
+        # (bulk work) together after them.
         try:
             with submitted:
                 assert submitted.wait_for(lambda: len(counts) == requests, event_timeout)
@@ -167,4 +168,135 @@ def test_concurrent_http_requests_share_model_calls(make_scripted, monkeypatch, 
             gate.set()
         assert [pending.result(timeout=event_timeout) for pending in posts] == [200] * requests
     assert sum(len(call) for call in classifier.calls) == requests
-    assert 1 <= len(classifier.calls) <= 2
+    assert 1 <= len(classifier.calls) <= 3
+    kinds = [{"live" if "[angry" in text else "bulk" for text in call} for call in texts_of(classifier.calls)]
+    assert all(len(kind) == 1 for kind in kinds)  # live turns and bulk texts never share a call
+    assert kinds[1:] == sorted(kinds[1:], key=lambda kind: "bulk" in kind)  # live first
+
+
+class SteppedModel:
+    """A model whose calls each wait until the test lets that one call go (:meth:`step`)."""
+
+    def __init__(self, timeout: float, fail_first: bool = False):
+        self.timeout = timeout
+        self.fail_first = fail_first
+        self.calls: list[list[str]] = []
+        self._called = threading.Condition()
+        self._go = threading.Semaphore(0)
+
+    def classify(self, items):
+        with self._called:
+            self.calls.append([item.text for item in items])
+            self._called.notify_all()
+        if not self._go.acquire(timeout=self.timeout):
+            raise TimeoutError("the test never let this call go")
+        if self.fail_first and len(self.calls) == 1:
+            raise RuntimeError("model exploded")
+        return [item.text for item in items]  # a prediction that says which turn it is for
+
+    def wait_for_calls(self, count: int) -> bool:
+        with self._called:
+            return self._called.wait_for(lambda: len(self.calls) >= count, self.timeout)
+
+    def step(self) -> None:
+        self._go.release()
+
+
+def texts(prefix: str, count: int) -> list[TurnInput]:
+    return [TurnInput(f"{prefix}{number}") for number in range(count)]
+
+
+def test_bulk_work_goes_in_chunks_and_a_live_turn_waits_for_one_chunk_at_most(fake_clock, event_timeout):
+    model = SteppedModel(event_timeout)
+    # The fake clock never moves and no wait for company is asked: batches are cut by size and priority alone.
+    batcher = MicroBatcher(model.classify, max_batch_size=4, max_wait_s=0.0, clock=fake_clock)
+    bulk = batcher.submit(texts("b", 10), BULK)
+    assert model.wait_for_calls(1)  # the first chunk of the bulk request is running
+    later_bulk = batcher.submit(texts("c", 3), BULK)
+    live = batcher.submit(texts("live", 1))  # live is the default
+    for _ in range(5):
+        model.step()
+    assert live.result(timeout=event_timeout) == ["live0"]
+    assert bulk.result(timeout=event_timeout) == [f"b{number}" for number in range(10)]
+    assert later_bulk.result(timeout=event_timeout) == ["c0", "c1", "c2"]
+    batcher.close()
+    # The live turn went right after the chunk that was running, before the rest of the bulk work queued
+    # before it; bulk chunks hold at most max_batch_size turns, and small bulk requests share a chunk.
+    assert model.calls == [
+        ["b0", "b1", "b2", "b3"],
+        ["live0"],
+        ["b4", "b5", "b6", "b7"],
+        ["b8", "b9", "c0", "c1"],
+        ["c2"],
+    ]
+
+
+def test_a_batch_is_bounded_by_the_turns_cost_and_live_requests_stay_whole(fake_clock, event_timeout):
+    model = SteppedModel(event_timeout)
+    # A turn "x:3" costs 3 (the server counts the windows a long turn is read in).
+    batcher = MicroBatcher(
+        model.classify,
+        max_batch_size=4,
+        max_wait_s=0.0,
+        clock=fake_clock,
+        cost=lambda turn: int(turn.text.split(":")[1]),
+    )
+    bulk = batcher.submit([TurnInput(f"t{number}:{cost}") for number, cost in enumerate([3, 3, 1, 5, 1])], BULK)
+    assert model.wait_for_calls(1)
+    live = batcher.submit([TurnInput("l0:2"), TurnInput("l1:3")])  # 5 > 4: one call of its own, not split
+    for _ in range(5):
+        model.step()
+    assert len(bulk.result(timeout=event_timeout)) == 5 and live.result(timeout=event_timeout) == ["l0:2", "l1:3"]
+    batcher.close()
+    assert model.calls == [["t0:3"], ["l0:2", "l1:3"], ["t1:3", "t2:1"], ["t3:5"], ["t4:1"]]
+
+
+def test_a_failed_chunk_fails_its_bulk_request_whose_rest_is_not_run(fake_clock, event_timeout):
+    model = SteppedModel(event_timeout, fail_first=True)
+    batcher = MicroBatcher(model.classify, max_batch_size=2, max_wait_s=0.0, clock=fake_clock)
+    failing = batcher.submit(texts("a", 4), BULK)
+    assert model.wait_for_calls(1)
+    other = batcher.submit(texts("o", 1), BULK)
+    model.step()
+    with pytest.raises(RuntimeError, match="exploded"):
+        failing.result(timeout=event_timeout)
+    model.step()
+    assert other.result(timeout=event_timeout) == ["o0"]
+    batcher.close()
+    assert model.calls == [["a0", "a1"], ["o0"]]
+    with pytest.raises(ValueError, match="unknown priority"):
+        MicroBatcher(model.classify).submit(texts("x", 1), "urgent")
+
+
+def test_a_live_turn_is_answered_while_a_large_classify_request_is_still_running(
+    make_scripted, monkeypatch, event_timeout
+):
+    gate = threading.Event()
+    classifier = make_scripted(gate=gate)
+    app = create_app(ServeConfig(batch_max_wait_ms=0, batch_max_size=4), classifier=classifier)
+    with ThreadPoolExecutor(2) as pool, TestClient(app) as client:
+        batcher = app.state.server.batcher
+        live_submitted = threading.Event()
+        submit = batcher.submit
+
+        def watching_submit(items, priority=LIVE):
+            future = submit(items, priority)
+            if priority == LIVE:
+                live_submitted.set()
+            return future
+
+        monkeypatch.setattr(batcher, "submit", watching_submit)
+        bulk = pool.submit(client.post, "/v1/classify", json={"texts": [f"text {number}" for number in range(12)]})
+        try:
+            assert classifier.wait_for_calls(1)  # the first chunk of four texts holds the model
+            live = pool.submit(
+                client.post, "/v1/conversations/c1/turns", json={"speaker": "customer", "text": "[angry 0.9] now"}
+            )
+            assert live_submitted.wait(event_timeout)  # the live turn waits behind that one chunk
+        finally:
+            gate.set()
+        assert live.result(timeout=event_timeout).status_code == 200
+        assert bulk.result(timeout=event_timeout).status_code == 200
+    calls = texts_of(classifier.calls)
+    assert [len(call) for call in calls] == [4, 1, 4, 4]
+    assert calls[1] == ["[angry 0.9] now"]
