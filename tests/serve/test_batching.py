@@ -274,7 +274,7 @@ def test_a_live_turn_is_answered_while_a_large_classify_request_is_still_running
     gate = threading.Event()
     classifier = make_scripted(gate=gate)
     app = create_app(ServeConfig(batch_max_wait_ms=0, batch_max_size=4), classifier=classifier)
-    with ThreadPoolExecutor(2) as pool, TestClient(app) as client:
+    with ThreadPoolExecutor(2) as pool, TestClient(app, base_url="http://localhost") as client:
         batcher = app.state.server.batcher
         live_submitted = threading.Event()
         submit = batcher.submit
