@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -51,8 +52,15 @@ def _logits(classifier):
 def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifier, calibration_turns, tmp_path):
     target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns)
     names = {path.name for path in target.iterdir()}
-    assert {"model.onnx", "model.fp32.onnx", "onnx.json", "tokenizer.json"} <= names
+    assert {"model.onnx", "model.fp32.onnx", "embeddings.npy", "onnx.json", "tokenizer.json"} <= names
     meta = json.loads((target / "onnx.json").read_text())
+    vocab, hidden = torch_classifier.network.encoder.get_input_embeddings().weight.shape
+    assert meta["embeddings"]["shape"] == [vocab, hidden]
+    assert meta["embeddings"]["encoding"] == "float32"  # a random matrix has no exact compact encoding
+    for graph in ("model.onnx", "model.fp32.onnx"):  # the lookup and its matrix stay out of both graphs
+        model = onnx.load(str(target / graph))
+        assert [value.name for value in model.graph.input] == list(export.INPUT_NAMES)
+        assert all(vocab not in initializer.dims for initializer in model.graph.initializer), graph
     assert meta["key"] == export_key(tiny_model_dir)
     assert meta["recipe"]["name"] == "int8"
     assert meta["model_dir"] == str(Path(tiny_model_dir).resolve())  # `tonewatch cache` finds it from anywhere
@@ -75,6 +83,17 @@ def test_fp32_export_matches_pytorch(tiny_model_dir, tmp_path, torch_classifier)
     fast = Classifier(OnnxBackend(onnx_dir), torch_classifier.tokenizer, torch_classifier.config)
     for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
         np.testing.assert_allclose(candidate, reference, atol=1e-4)
+
+
+def test_a_build_into_the_cache_removes_the_models_stale_exports(tiny_model_dir, torch_classifier, tmp_path):
+    """An export of an earlier format (or earlier weights) of the same model is never used again."""
+    old = tmp_path / "onnx" / "format-2"
+    old.mkdir(parents=True)
+    meta = {"key": "0" * 20, "model_dir": str(Path(tiny_model_dir).resolve()), "recipe": {"name": "fp32"}}
+    (old / "onnx.json").write_text(json.dumps(meta))
+    (old / "model.onnx").write_bytes(b"x" * 1000)
+    built = export_onnx(torch_classifier, recipe=OnnxRecipe.named("fp32"), cache_dir=tmp_path, calibration_turns=())
+    assert built.is_dir() and not old.exists()
 
 
 def test_int8_export_stays_close_to_pytorch(tiny_model_dir, torch_classifier, calibration_turns):
