@@ -53,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -64,7 +65,7 @@ import numpy as np
 from tonewatch.configfile import ConfigError
 from tonewatch.model.backends import FP32_NAME, META_NAME, ONNX_NAME, OnnxBackend, calibrated_margins
 from tonewatch.model.embeddings import EMBEDDINGS_NAME, save_table
-from tonewatch.model.encoder import default_cache_dir, staged_directory
+from tonewatch.model.encoder import default_cache_dir, sha256_file, staged_directory
 from tonewatch.model.types import TurnInput
 
 logger = logging.getLogger(__name__)
@@ -343,6 +344,8 @@ def export_onnx(
     with staged_directory(target) as work:
         word_embeddings = classifier.network.encoder.get_input_embeddings().weight.detach().numpy()
         encoding = save_table(word_embeddings, work / EMBEDDINGS_NAME)
+        embeddings_digest = sha256_file(work / EMBEDDINGS_NAME)
+        _link_identical_table(work / EMBEDDINGS_NAME, embeddings_digest, target.parent)
         _export_fp32(classifier, work / "exported.onnx")
         encoder_config = classifier.network.encoder.config
         fused = _optimize(
@@ -372,6 +375,7 @@ def export_onnx(
                 "encoding": encoding,
                 "shape": list(word_embeddings.shape),
                 "bytes": (work / EMBEDDINGS_NAME).stat().st_size,
+                "sha256": embeddings_digest,
             },
             "onnx_bytes": (work / ONNX_NAME).stat().st_size,
             "export_seconds": round(time.perf_counter() - started, 1),
@@ -384,6 +388,30 @@ def export_onnx(
         for entry in prune_stale_exports(model_dir, target.parent.parent):
             logger.info("removed %s, an export of %s that is never used again", entry.path, model_dir)
     return target
+
+
+def _link_identical_table(path: Path, digest: str, exports: Path) -> None:
+    """Make ``path`` a hard link to an identical table of another export in ``exports``, if there is one.
+
+    Models on the same base encoder have the same word embeddings (LoRA leaves them as they are): one file on
+    disk, and one copy in memory for the processes that map it, whichever model they run. Where links are not
+    possible (another file system), ``path`` stays a copy.
+    """
+    for meta_path in sorted(exports.glob(f"*/{META_NAME}")):
+        try:
+            table = json.loads(meta_path.read_text()).get("embeddings") or {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        other = meta_path.parent / table.get("file", EMBEDDINGS_NAME)
+        if table.get("sha256") != digest or not other.is_file() or other.stat().st_size != path.stat().st_size:
+            continue
+        linked = path.with_name(path.name + ".link")
+        try:
+            os.link(other, linked)
+        except OSError:
+            return
+        os.replace(linked, path)
+        return
 
 
 def _turns_digest(turns: Sequence[TurnInput]) -> str:

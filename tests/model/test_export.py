@@ -96,6 +96,23 @@ def test_a_build_into_the_cache_removes_the_models_stale_exports(tiny_model_dir,
     assert built.is_dir() and not old.exists()
 
 
+def test_exports_of_models_on_the_same_base_share_one_embeddings_file(tiny_model_dir, torch_classifier, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["calibration"]["escalation_threshold"] = 0.123  # another model (key), the same word embeddings
+    (copy / "config.json").write_text(json.dumps(config))
+    fp32 = OnnxRecipe.named("fp32")
+    first = export_onnx(torch_classifier, recipe=fp32, cache_dir=tmp_path / "cache", calibration_turns=())
+    other = Classifier.from_pretrained(copy, backend="torch")
+    second = export_onnx(other, recipe=fp32, cache_dir=tmp_path / "cache", calibration_turns=())
+    assert first != second
+    assert (first / "embeddings.npy").stat().st_ino == (second / "embeddings.npy").stat().st_ino  # one file
+    shared = Classifier(OnnxBackend(second), other.tokenizer, other.config)
+    for reference, candidate in zip(_logits(other), _logits(shared), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=1e-4)
+
+
 def test_int8_export_stays_close_to_pytorch(tiny_model_dir, torch_classifier, calibration_turns):
     fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx")
     assert fast.backend_name == "onnx"
