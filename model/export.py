@@ -4,14 +4,25 @@
 
     model.onnx        the merged network (LoRA folded in), every head, raw logits; int8 MatMuls
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
+    embeddings.npy    the word-embedding matrix, which both graphs share (``tonewatch.model.embeddings``)
     tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
     onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
 
+The graphs start after the word-embedding lookup: they take the looked-up rows
+(``inputs_embeds`` [batch, sequence, hidden], float32) with the attention mask
+and token types, and add the position and token-type embeddings themselves.
+The 250k-row matrix, 89 % of the encoder's weights, is kept once beside them in
+its exact 4-bit encoding (54 MB instead of 384 MB in each graph), memory-mapped
+by :class:`~tonewatch.model.backends.OnnxBackend`, which looks the rows up per
+batch; and the graphs, 43 MB in fp32, export, fuse and load in seconds.
+
 Steps: the PyTorch network (eager attention, so ONNX Runtime recognises the
 pattern) is exported with ``torch.onnx``; ONNX Runtime's transformer
-optimiser fuses embeddings + LayerNorm, attention, bias + GELU and skip +
-LayerNorm; then the MatMuls of the recipe's groups are quantised to int8
-(dynamic per-batch activation scales, per-channel 7-bit weights).
+optimiser fuses attention, bias + GELU and skip + LayerNorm (without the
+lookup in the graph there is no EmbedLayerNormalization: the embedding sum's
+LayerNorm stays a LayerNormalization); then the MatMuls of the recipe's groups
+are quantised to int8 (dynamic per-batch activation scales, per-channel 7-bit
+weights).
 
 Why a re-check: on this project's 2-core AVX2 machine (no VNNI), quantising
 every MatMul changed about 3 % of callcenter_dev's emotion labels, and no
@@ -31,8 +42,10 @@ in-domain training conversations
 
 The directory is built on first use into the cache (``<cache>/onnx/<key>``) or
 by ``tonewatch export``; :func:`find_onnx` also accepts an ``onnx/`` directory
-next to the model whose key matches. This module reads no data of its own and
-does not import the classifier (the loader imports it).
+next to the model whose key matches. A build into the cache removes the
+model's exports that will never be used again (an earlier format, earlier
+weights). This module reads no data of its own and does not import the
+classifier (the loader imports it).
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -50,15 +64,17 @@ import numpy as np
 
 from tonewatch.configfile import ConfigError
 from tonewatch.model.backends import FP32_NAME, META_NAME, ONNX_NAME, OnnxBackend, calibrated_margins
-from tonewatch.model.encoder import default_cache_dir, staged_directory
+from tonewatch.model.embeddings import EMBEDDINGS_NAME, save_table
+from tonewatch.model.encoder import default_cache_dir, sha256_file, staged_directory
 from tonewatch.model.types import TurnInput
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 2
-"""Bumped when the exported graph's inputs, outputs or the export steps change."""
+EXPORT_FORMAT = 3
+"""Bumped when the exported graph's inputs, outputs or the export steps change (3: ``inputs_embeds`` in, the
+word embeddings in ``embeddings.npy``)."""
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_NAMES = ("inputs_embeds", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
 SIGNAL_OUTPUT = "signal_logits"
 """The third output, only in the graph of a model with a signal head (``ModelConfig.signals``)."""
@@ -67,6 +83,7 @@ SIGNAL_OUTPUT = "signal_logits"
 def output_names(signals: Sequence[str]) -> tuple[str, ...]:
     """The graph's outputs for a model predicting ``signals``: older models' two, then the signal logits."""
     return (*OUTPUT_NAMES, SIGNAL_OUTPUT) if signals else OUTPUT_NAMES
+
 
 QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output")
 """MatMul groups of each encoder layer: fused QKV attention, attention output
@@ -160,7 +177,8 @@ def cached_onnx_dir(
 
 def _is_complete(directory: Path, key: str) -> bool:
     meta = directory / META_NAME
-    if not (meta.is_file() and (directory / ONNX_NAME).is_file() and (directory / "tokenizer.json").is_file()):
+    files = (META_NAME, ONNX_NAME, EMBEDDINGS_NAME, "tokenizer.json")
+    if not all((directory / name).is_file() for name in files):
         return False
     try:
         data = json.loads(meta.read_text())
@@ -213,18 +231,32 @@ def _export_fp32(classifier, path: Path) -> None:
 
     import torch
 
-    encoder = classifier.network.encoder
+    network = classifier.network
+    encoder = network.encoder
+
+    class LookedUp(torch.nn.Module):
+        """The network fed looked-up word embeddings: the lookup (and its matrix) stays out of the graph."""
+
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, inputs_embeds, attention_mask, token_type_ids):
+            return self.network(None, attention_mask, token_type_ids, inputs_embeds)
+
     encoder.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimiser fuses into one Attention op
     outputs = output_names(classifier.config.head_signals)
-    try:  # eval mode: forward(input_ids, attention_mask, token_type_ids) -> every head's logits
-        example = classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
-        inputs = tuple(torch.from_numpy(array) for array in example)
+    try:  # eval mode: forward(inputs_embeds, attention_mask, token_type_ids) -> every head's logits
+        ids, mask, types = (
+            torch.from_numpy(array) for array in classifier.encode_batch(["您好 我想查一下", "Здравствуйте"])
+        )
+        inputs = (encoder.get_input_embeddings()(ids).detach(), mask, types)
         dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
         dynamic |= {name: {0: "batch"} for name in outputs}
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shapes that are dynamic axes anyway
             torch.onnx.export(
-                classifier.network,
+                LookedUp().eval(),
                 inputs,
                 str(path),
                 dynamo=False,
@@ -310,6 +342,10 @@ def export_onnx(
         raise ValueError(f"recipe {recipe.name} measures its re-check margins on calibration turns; none were given")
     started = time.perf_counter()
     with staged_directory(target) as work:
+        word_embeddings = classifier.network.encoder.get_input_embeddings().weight.detach().numpy()
+        encoding = save_table(word_embeddings, work / EMBEDDINGS_NAME)
+        embeddings_digest = sha256_file(work / EMBEDDINGS_NAME)
+        _link_identical_table(work / EMBEDDINGS_NAME, embeddings_digest, target.parent)
         _export_fp32(classifier, work / "exported.onnx")
         encoder_config = classifier.network.encoder.config
         fused = _optimize(
@@ -334,12 +370,48 @@ def export_onnx(
             "fused_operators": fused,
             "quantized_nodes": quantized,
             "recheck": recheck,
+            "embeddings": {
+                "file": EMBEDDINGS_NAME,
+                "encoding": encoding,
+                "shape": list(word_embeddings.shape),
+                "bytes": (work / EMBEDDINGS_NAME).stat().st_size,
+                "sha256": embeddings_digest,
+            },
             "onnx_bytes": (work / ONNX_NAME).stat().st_size,
             "export_seconds": round(time.perf_counter() - started, 1),
         }
         (work / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     logger.info("built the ONNX model of %s in %.0f s: %s", model_dir, meta["export_seconds"], target)
+    if output_dir is None:
+        from tonewatch.model.cache import prune_stale_exports
+
+        for entry in prune_stale_exports(model_dir, target.parent.parent):
+            logger.info("removed %s, an export of %s that is never used again", entry.path, model_dir)
     return target
+
+
+def _link_identical_table(path: Path, digest: str, exports: Path) -> None:
+    """Make ``path`` a hard link to an identical table of another export in ``exports``, if there is one.
+
+    Models on the same base encoder have the same word embeddings (LoRA leaves them as they are): one file on
+    disk, and one copy in memory for the processes that map it, whichever model they run. Where links are not
+    possible (another file system), ``path`` stays a copy.
+    """
+    for meta_path in sorted(exports.glob(f"*/{META_NAME}")):
+        try:
+            table = json.loads(meta_path.read_text()).get("embeddings") or {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        other = meta_path.parent / table.get("file", EMBEDDINGS_NAME)
+        if table.get("sha256") != digest or not other.is_file() or other.stat().st_size != path.stat().st_size:
+            continue
+        linked = path.with_name(path.name + ".link")
+        try:
+            os.link(other, linked)
+        except OSError:
+            return
+        os.replace(linked, path)
+        return
 
 
 def _turns_digest(turns: Sequence[TurnInput]) -> str:

@@ -45,21 +45,33 @@ class TurnClassifierNetwork(nn.Module):
         self.signal_head = nn.Linear(2 * hidden_size, num_signals) if num_signals else None
 
     def features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
         ).last_hidden_state
         turn_mask = attention_mask * (token_type_ids == 0)
         context_mask = attention_mask * (token_type_ids == 1)
         return torch.cat([masked_mean(hidden, turn_mask), masked_mean(hidden, context_mask)], dim=-1)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """``(emotion_logits [batch, 4], escalation_logit [batch])``, and ``signal_logits [batch, signals]``
-        third for a model with a signal head."""
-        pooled = self.dropout(self.features(input_ids, attention_mask, token_type_ids))
+        third for a model with a signal head. ``inputs_embeds`` (the word embeddings of the tokens, already looked
+        up) stands in for ``input_ids``: what the ONNX export takes."""
+        pooled = self.dropout(self.features(input_ids, attention_mask, token_type_ids, inputs_embeds))
         outputs = (self.emotion_head(pooled), self.escalation_head(pooled).squeeze(-1))
         if self.signal_head is not None:
             outputs += (self.signal_head(pooled),)
@@ -68,9 +80,9 @@ class TurnClassifierNetwork(nn.Module):
 
 def build_network(config: ModelConfig, base_path: str, dropout: float = 0.1) -> TurnClassifierNetwork:
     """The network around the base encoder at ``base_path``, cut to ``config.num_hidden_layers`` layers."""
-    from transformers import AutoModel
+    from tonewatch.model.encoder import load_base_encoder
 
-    encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False, num_hidden_layers=config.num_hidden_layers)
+    encoder = load_base_encoder(base_path, config.num_hidden_layers)
     return TurnClassifierNetwork(
         encoder, encoder.config.hidden_size, dropout=dropout, num_signals=len(config.head_signals)
     )

