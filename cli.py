@@ -229,7 +229,10 @@ def cache_info(
     cache_dir: CacheDirOption = None,
     output_format: OutputFormatOption = OutputFormat.table,
 ) -> None:
-    """List the cache's directories: kind, model, ONNX recipe, size, and whether it is stale (never used again)."""
+    """List the cache's directories: kind, model, ONNX recipe, size, and whether it is stale (never used again).
+
+    A word-embedding table hard-linked into several exports counts in each one's size (and in the total).
+    """
     from tonewatch.model.cache import cache_entries
     from tonewatch.model.encoder import default_cache_dir
 

