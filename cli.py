@@ -535,17 +535,24 @@ def export_command(
             "--output", "-o", help="ONNX directory (default: the cache, where label/serve look).", show_default=False
         ),
     ] = None,
-    recipe: Annotated[str, typer.Option(help="int8 (label-preserving), int8-full (every MatMul) or fp32.")] = "int8",
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (default, or $TONEWATCH_RECIPE: measures the graphs on this CPU and keeps the fastest that "
+            "keeps the labels), int8 (int8 + fp32 re-check of close calls), int8-full (int8 only) or fp32.",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if an up-to-date export exists.")] = False,
 ) -> None:
     """Export a model to ONNX (adapters merged, fused, int8 where it keeps the labels) for the fast CPU path."""
 
     def work() -> None:
         from tonewatch.model.classifier import Classifier, package_calibration_turns
-        from tonewatch.model.export import OnnxRecipe, existing_export, export_onnx
+        from tonewatch.model.export import existing_export, export_onnx, pick_recipe
         from tonewatch.model.types import resolve_model_dir
 
-        directory, onnx_recipe = resolve_model_dir(model), OnnxRecipe.named(recipe)
+        directory, onnx_recipe = resolve_model_dir(model), pick_recipe(recipe)
         path = None if force else existing_export(directory, output, recipe=onnx_recipe)
         if path is None:  # loading the PyTorch model takes seconds: only when there is something to build
             path = export_onnx(
@@ -556,10 +563,19 @@ def export_command(
                 calibration_turns=package_calibration_turns(),
             )
         meta = json.loads((path / "onnx.json").read_text())
+        recipe_meta = meta["recipe"]
+        chosen = f" -> {recipe_meta['chosen']}" if recipe_meta.get("chosen") else ""
         typer.echo(
-            f"{path}\nrecipe {meta['recipe']['name']}: {meta['quantized_nodes']} int8 MatMuls, "
-            f"{meta['onnx_bytes'] / 1e6:.0f} MB, built in {meta['export_seconds']} s"
+            f"{path}\nrecipe {recipe_meta['name']}{chosen}: {meta['quantized_nodes']} int8 MatMuls"
+            f" ({meta.get('weight_bits') or '-'}-bit weights), {meta['onnx_bytes'] / 1e6:.0f} MB, "
+            f"built in {meta['export_seconds']} s"
         )
+        if recipe_meta.get("ms_per_turn"):
+            typer.echo(
+                "measured on this CPU (ms per turn): "
+                + ", ".join(f"{name} {ms}" for name, ms in recipe_meta["ms_per_turn"].items())
+                + f"; int8 alone keeps the labels: {recipe_meta['int8_keeps_labels']}"
+            )
         if output is not None and output != (model or Path()) / "onnx":
             typer.echo("label/serve use it with TONEWATCH_CACHE or when it sits in MODEL_DIR/onnx", err=True)
 

@@ -194,14 +194,15 @@ class Classifier:
         Runtime when available, building the ONNX model once into the cache;
         ``onnx`` requires it; ``torch`` forces the PyTorch path. ``threads``
         caps the CPU threads of either runtime. ``recipe`` names the ONNX
-        build (``int8``, the default; ``int8-full``; ``fp32``).
+        build (``auto``, the default, or ``$TONEWATCH_RECIPE``: the fastest that keeps the labels on this CPU;
+        ``int8``; ``int8-full``; ``fp32``).
         """
         directory = resolve_model_dir(model_dir)
         config = read_model_config(directory)
         chosen = pick_backend(backend)
         if chosen == "torch" or (chosen == "auto" and not export.onnx_available()):
             return cls._load_torch(directory, config, cache_dir, threads)
-        onnx_recipe = export.OnnxRecipe.named(recipe or "int8")
+        onnx_recipe = export.pick_recipe(recipe)
         shared_pool_threads(threads)  # before a first-use export opens sessions of its own
         onnx_dir = export.find_onnx(directory, cache_dir, onnx_recipe)
         tokenizer = None

@@ -65,15 +65,17 @@ import numpy as np
 
 from tonewatch.configfile import ConfigError
 from tonewatch.model.backends import FP32_NAME, META_NAME, ONNX_NAME, OnnxBackend, calibrated_margins
+from tonewatch.model.cpu import CpuInfo, cpu_info
 from tonewatch.model.embeddings import EMBEDDINGS_NAME, save_table
 from tonewatch.model.encoder import default_cache_dir, sha256_file, staged_directory
 from tonewatch.model.types import TurnInput
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 3
+EXPORT_FORMAT = 4
 """Bumped when the exported graph's inputs, outputs or the export steps change (3: ``inputs_embeds`` in, the
-word embeddings in ``embeddings.npy``)."""
+word embeddings in ``embeddings.npy``; 4: smoothed int8 with 8-bit weights on VNNI CPUs, skip + LayerNorm unfused,
+errors measured one turn at a time, recipe ``auto``)."""
 
 INPUT_NAMES = ("inputs_embeds", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("emotion_logits", "escalation_logit")
@@ -91,18 +93,42 @@ QUANTIZABLE_GROUPS = ("attention", "attention_output", "ffn_input", "ffn_output"
 projection, feed-forward up projection (384→1536), down projection (1536→384)."""
 
 
+SMOOTHING_ALPHA = 0.85
+"""How much of each quantised MatMul input's per-channel range moves into its weights (SmoothQuant's alpha)."""
+PROBE_TURNS = 200
+"""How many calibration turns an export runs through its graphs (one at a time): the smoothing statistics, the int8
+graph's error against fp32 (re-check margins, label agreement) and, for ``auto``, the choice of graph."""
+TIMED_TURNS = 24
+"""How many of them time each graph for ``auto`` (after warming up)."""
+LABEL_AGREEMENT = 0.995
+"""The share of the probe turns' emotion labels and escalation decisions the int8 graph alone must keep (against
+the fp32 graph) for ``auto`` to run it without a re-check."""
+
+
 @dataclass(frozen=True)
 class OnnxRecipe:
-    """How the ONNX model is built: which MatMul groups become int8, and whether close calls are re-checked."""
+    """How the ONNX model is built: which MatMul groups become int8, how, and whether close calls are re-checked.
+
+    ``choose`` (recipe ``auto``) builds the int8 and fp32 graphs, measures them on the probe turns on this CPU, and
+    keeps the fastest that keeps the labels: the int8 graph alone when it keeps :data:`LABEL_AGREEMENT` of them,
+    else the int8 graph with the fp32 re-check, unless the fp32 graph alone is faster than either.
+    """
 
     quantize: tuple[str, ...] = QUANTIZABLE_GROUPS
     per_channel: bool = True
-    reduce_range: bool = True
-    """7-bit weights: avoids the int16 saturation of AVX2's u8×s8 multiply (no VNNI)."""
+    reduce_range: bool | None = None
+    """7-bit weights: avoids the int16 saturation of AVX2's u8×s8 multiply. ``None``: 7-bit unless the CPU has VNNI or
+    AMX (:mod:`tonewatch.model.cpu`), whose products sum into 32 bits."""
+    smoothing: float | None = SMOOTHING_ALPHA
+    """SmoothQuant's alpha: each quantised input channel is divided by ``max|x|^a / max|w|^(1-a)`` (its range measured
+    on the probe turns) and the weight's row multiplied by it, so one outlying channel no longer sets the whole tensor's
+    int8 scale. ``None``: no smoothing."""
     recheck: bool = True
     """Keep the fp32 graph and re-run the turns whose int8 decision is within the measured error of a boundary."""
     recheck_quantile: float = 0.99
-    """Which quantile of the int8 error on calibration text becomes the re-check margin."""
+    """Which quantile of the int8 error on the probe turns becomes the re-check margin."""
+    choose: bool = False
+    """``auto``: measure and keep the fastest graph that keeps the labels (see the class)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.quantize) - set(QUANTIZABLE_GROUPS)
@@ -110,10 +136,13 @@ class OnnxRecipe:
             raise ValueError(f"unknown quantisation groups {sorted(unknown)}; choose from {QUANTIZABLE_GROUPS}")
         if not 0.5 <= self.recheck_quantile <= 1.0:
             raise ValueError(f"recheck_quantile must be in [0.5, 1], got {self.recheck_quantile}")
+        if self.smoothing is not None and not 0.0 <= self.smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in [0, 1] or None, got {self.smoothing}")
 
     @classmethod
     def named(cls, name: str) -> OnnxRecipe:
-        """``int8`` (default: int8 + fp32 re-check of close calls), ``int8-full`` (int8 only) or ``fp32``."""
+        """``auto`` (default: the fastest that keeps the labels on this CPU), ``int8`` (int8 + fp32 re-check of
+        close calls), ``int8-full`` (int8 only) or ``fp32``."""
         if name not in RECIPES:
             raise ConfigError(f"unknown ONNX recipe {name!r}; choose from {sorted(RECIPES)}")
         return RECIPES[name]
@@ -125,13 +154,27 @@ class OnnxRecipe:
                 return name
         return "custom:" + "+".join(self.quantize) + ("+recheck" if self.recheck else "")
 
+    def weight_bits(self, cpu: CpuInfo | None = None) -> int:
+        """7 or 8: the bits of the int8 weights on ``cpu`` (default: this machine's)."""
+        reduce = self.reduce_range if self.reduce_range is not None else not (cpu or cpu_info()).vnni
+        return 7 if reduce else 8
 
-DEFAULT_RECIPE = OnnxRecipe()
+
+RECIPE_ENV = "TONEWATCH_RECIPE"
+"""Environment variable naming the ONNX recipe the loader builds and uses when none is passed (``auto`` when unset)."""
+
+DEFAULT_RECIPE = OnnxRecipe(choose=True)
 RECIPES = {
-    "int8": DEFAULT_RECIPE,
+    "auto": DEFAULT_RECIPE,
+    "int8": OnnxRecipe(),
     "int8-full": OnnxRecipe(recheck=False),
-    "fp32": OnnxRecipe(quantize=(), recheck=False),
+    "fp32": OnnxRecipe(quantize=(), smoothing=None, recheck=False),
 }
+
+
+def pick_recipe(name: str | None) -> OnnxRecipe:
+    """The recipe ``name``, else ``$TONEWATCH_RECIPE``'s, else ``auto``; an unknown name is a :class:`ConfigError`."""
+    return OnnxRecipe.named(name or os.environ.get(RECIPE_ENV) or "auto")
 
 
 class OnnxUnavailable(RuntimeError):
@@ -162,6 +205,8 @@ def export_key(model_dir: str | Path, recipe: OnnxRecipe = DEFAULT_RECIPE) -> st
     digest = hashlib.sha256()
     digest.update(f"format={EXPORT_FORMAT}\n".encode())
     digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
+    if recipe.quantize:  # the weights' bits and, for ``auto``, the graph kept depend on the CPU
+        digest.update(f"\ncpu={cpu_info().signature}".encode())
     for name in ("config.json", "model.safetensors"):
         path = directory / name
         digest.update(f"\n{name}={_file_digest(path) if path.is_file() else '-'}".encode())
@@ -272,17 +317,109 @@ def _export_fp32(classifier, path: Path) -> None:
 
 
 def _optimize(source: Path, target: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Fuse attention and bias + GELU; leave skip + LayerNorm as Add and LayerNormalization: ONNX Runtime 1.32's
+    fused SkipLayerNormalization kernel took about 170 µs per call on a one-turn input against about 30 µs for the
+    two plain operators (``docs/design.md``)."""
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False
     model = optimizer.optimize_model(
-        str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0, use_gpu=False
+        str(source),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=0,
+        use_gpu=False,
+        optimization_options=options,
     )
     fused = {name: count for name, count in model.get_fused_operator_statistics().items() if count}
     model.save_model_to_file(str(target))
     return fused
 
 
-def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
+def _quantized_inputs(graph, groups: Sequence[str]) -> list[tuple[object, str]]:
+    """``(node, group)`` of every node of ``groups`` (:func:`_node_groups`), in graph order."""
+    names = _node_groups(graph)
+    group_of = {name: group for group in groups for name in names[group]}
+    return [(node, group_of[node.name]) for node in graph.node if node.name in group_of]
+
+
+def _with_probe_outputs(source: Path, target: Path, groups: Sequence[str]) -> list[str]:
+    """Write ``source`` with the inputs of the quantised nodes as extra outputs (their ranges are the smoothing's
+    statistics); returns those tensors' names."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(source))
+    inputs = list(dict.fromkeys(node.input[0] for node, _ in _quantized_inputs(model.graph, groups)))
+    for name in inputs:
+        model.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    onnx.save(model, str(target))
+    return inputs
+
+
+def _smooth(source: Path, target: Path, ranges: dict[str, np.ndarray], alpha: float, groups: Sequence[str]) -> int:
+    """SmoothQuant on the fp32 graph: for each quantised MatMul (and fused attention) input ``x`` with weight ``W``,
+    ``s = max|x|^alpha / max|W row|^(1 - alpha)`` per input channel; ``W`` rows are multiplied by ``s`` and ``x`` is
+    divided by it: folded into the value projection for the attention output (its input is the attention's
+    value mix, channel for channel), by a ``Mul`` elsewhere (a LayerNorm's output also feeds the residual, a GELU is
+    not linear). The graph computes the same function; its int8 version sees flatter activations. Returns the
+    number of nodes smoothed."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+
+    def read(name: str) -> np.ndarray:
+        return numpy_helper.to_array(initializers[name]).astype(np.float32)
+
+    def write(name: str, array: np.ndarray) -> None:
+        initializers[name].CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+
+    scales_before: dict[str, object] = {}
+    smoothed = 0
+    for node, group in _quantized_inputs(graph, groups):
+        source_name, weight_name = node.input[0], node.input[1]
+        if source_name not in ranges or weight_name not in initializers:
+            continue
+        weight = read(weight_name)
+        activation = np.maximum(ranges[source_name], 1e-5)
+        weight_range = np.maximum(np.abs(weight).max(axis=1), 1e-5)
+        scale = np.clip(activation**alpha / weight_range ** (1 - alpha), 1e-2, 1e2).astype(np.float32)
+        producer = producers.get(source_name)
+        if group == "attention_output" and producer is not None and producer.op_type == "Attention":
+            qkv, bias = read(producer.input[1]), read(producer.input[2])
+            hidden = qkv.shape[1] // 3  # q, k, v side by side; the output mixes v's columns, head by head
+            qkv[:, 2 * hidden :] /= scale
+            bias[2 * hidden :] /= scale
+            write(producer.input[1], qkv)
+            write(producer.input[2], bias)
+        else:
+            inverse = f"{node.name}/smoothing_scale"
+            graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
+            scales_before[node.name] = helper.make_node(
+                "Mul", [source_name, inverse], [f"{node.name}/smoothed_input"], name=f"{node.name}/smoothing"
+            )
+            node.input[0] = f"{node.name}/smoothed_input"
+        write(weight_name, weight * scale[:, None])
+        smoothed += 1
+    nodes = []
+    for node in graph.node:
+        if node.name in scales_before:
+            nodes.append(scales_before[node.name])
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(target))
+    return smoothed
+
+
+def _quantize(source: Path, target: Path, recipe: OnnxRecipe, weight_bits: int) -> int:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -304,13 +441,109 @@ def _quantize(source: Path, target: Path, recipe: OnnxRecipe) -> int:
             nodes_to_quantize=nodes,
             weight_type=QuantType.QInt8,
             per_channel=recipe.per_channel,
-            reduce_range=recipe.reduce_range,
+            reduce_range=weight_bits < 8,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
         root.setLevel(level)
         root.removeHandler(guard)
     return len(nodes)
+
+
+class _Probe:
+    """The probe turns, encoded once, fed one at a time (first window, no padding) to the graphs of an export."""
+
+    def __init__(self, classifier, embeddings_path: Path, turns: Sequence[TurnInput]):
+        from tonewatch.model.embeddings import EmbeddingTable
+
+        self.turns = list(turns)
+        self.langs = [turn.lang for turn in self.turns]
+        self.speakers = [turn.speaker for turn in self.turns]
+        self.calibration = classifier.config.calibration
+        self.signal_temperature = classifier.config.calibration.signal_temperature
+        table = EmbeddingTable(embeddings_path)
+        self.feeds = []
+        for turn in self.turns:
+            ids, mask, types = classifier.pad([classifier.encode(turn)])
+            self.feeds.append({"inputs_embeds": table.lookup(ids), "attention_mask": mask, "token_type_ids": types})
+
+    def run(self, path: Path, extra: Sequence[str] = ()) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """Every turn through the graph at ``path``: its stacked outputs, and the per-channel ranges (max |x|) of the
+        ``extra`` outputs over all turns."""
+        session = OnnxBackend.open_session(path)
+        names = [output.name for output in session.get_outputs()]
+        main = [name for name in names if name not in extra]
+        rows: list[list[np.ndarray]] = []
+        ranges: dict[str, np.ndarray] = {}
+        for feed in self.feeds:
+            values = dict(zip(names, session.run(None, feed), strict=True))
+            rows.append([values[name] for name in main])
+            for name in extra:
+                value = np.abs(values[name]).reshape(-1, values[name].shape[-1]).max(axis=0)
+                ranges[name] = np.maximum(ranges[name], value) if name in ranges else value
+        return [np.concatenate(column) for column in zip(*rows, strict=True)], ranges
+
+    def seconds_per_turn(self, path: Path, turns: int = TIMED_TURNS, rounds: int = 2) -> float:
+        """The median time of one turn through the graph at ``path`` (the first ``turns`` probe turns, after a
+        warm-up), the best of ``rounds``."""
+        session = OnnxBackend.open_session(path)
+        feeds = self.feeds[:turns]
+        for feed in feeds[:4]:
+            session.run(None, feed)
+        best = float("inf")
+        for _ in range(rounds):
+            times = []
+            for feed in feeds:
+                started = time.perf_counter()
+                session.run(None, feed)
+                times.append(time.perf_counter() - started)
+            best = min(best, float(np.median(times)))
+        return best
+
+    def compare(self, quantized: list[np.ndarray], reference: list[np.ndarray], quantile: float) -> dict:
+        """The int8 graph's decisions and errors against the fp32 graph's: label agreement, re-check margins."""
+        (q_top, q_second, q_escalation), (r_top, r_second, r_escalation) = (
+            calibrated_margins(*outputs[:2], self.langs, self.calibration, pair_from=quantized[0])
+            for outputs in (quantized, reference)
+        )
+        customer = np.array([speaker == "customer" for speaker in self.speakers])
+        bias = np.asarray(self.calibration.emotion_bias, dtype=np.float32)
+        labels = [(outputs[0] / self.calibration.emotion_temperature + bias).argmax(axis=1) for outputs in
+                  (quantized, reference)]  # fmt: skip
+        emotion_error = np.abs((q_top - q_second) - (r_top - r_second))
+        escalation_error = np.abs(q_escalation - r_escalation)
+        result = {
+            "emotion_agreement": round(float(np.mean((labels[0] == labels[1])[customer])), 4),
+            "escalation_agreement": round(float(np.mean(((q_escalation > 0) == (r_escalation > 0))[customer])), 4),
+            "emotion_margin": round(float(np.quantile(emotion_error, quantile)), 4),
+            "escalation_margin": round(float(np.quantile(escalation_error, quantile)), 4),
+            "quantile": quantile,
+            "measured_on": f"{len(self.turns)} calibration turns, one at a time (sha256 {_turns_digest(self.turns)})",
+            "max_emotion_error": round(float(emotion_error.max()), 4),
+            "max_escalation_error": round(float(escalation_error.max()), 4),
+        }
+        if len(quantized) > 2:  # thresholds move the decision, not the error: the tempered logits' difference is
+            signal_error = np.abs(quantized[2] - reference[2]).ravel() / self.signal_temperature
+            result["signal_margin"] = round(float(np.quantile(signal_error, quantile)), 4)
+            result["max_signal_error"] = round(float(signal_error.max()), 4)
+        return result
+
+
+def _choose(int8_seconds: float, fp32_seconds: float, measured: dict, recheck_share: float) -> tuple[str, dict]:
+    """Recipe ``auto``'s choice: the fastest of int8 alone (if it keeps the labels), int8 with the re-check, fp32."""
+    keeps = min(measured["emotion_agreement"], measured["escalation_agreement"]) >= LABEL_AGREEMENT
+    costs = {"int8": int8_seconds + recheck_share * fp32_seconds, "fp32": fp32_seconds}
+    if keeps:
+        costs["int8-full"] = int8_seconds
+    chosen = min(costs, key=costs.get)
+    return chosen, {
+        "chosen": chosen,
+        "int8_keeps_labels": keeps,
+        "label_agreement_needed": LABEL_AGREEMENT,
+        "ms_per_turn": {name: round(1000 * seconds, 3) for name, seconds in costs.items()},
+        "recheck_share": round(recheck_share, 4),
+        "timed_on": f"{TIMED_TURNS} calibration turns, one at a time, median",
+    }
 
 
 def export_onnx(
@@ -324,11 +557,11 @@ def export_onnx(
 ) -> Path:
     """Build the ONNX directory of ``classifier``'s model directory; returns it.
 
-    ``classifier`` is a :class:`~tonewatch.model.classifier.Classifier` loaded
-    from a model directory with ``backend="torch"``. ``calibration_turns`` are
-    the turns the re-check margins are measured on (recipe ``int8``; unused by
-    recipes without a re-check). ``output_dir`` defaults to the cache. An
-    up-to-date directory is reused unless ``force``.
+    ``classifier`` is a :class:`~tonewatch.model.classifier.Classifier` loaded from a model directory with
+    ``backend="torch"``. ``calibration_turns`` are the turns an int8 recipe measures on (the first
+    :data:`PROBE_TURNS`, evenly spread): activation ranges for the smoothing, the int8 error (re-check margins,
+    label agreement) and, for ``auto``, the time of each graph. ``output_dir`` defaults to the cache. An up-to-date
+    directory is reused unless ``force``.
     """
     if not onnx_available():
         raise OnnxUnavailable("the ONNX path needs the onnx and onnxruntime packages (pip install onnx onnxruntime)")
@@ -339,9 +572,12 @@ def export_onnx(
     target = Path(output_dir) if output_dir is not None else cached_onnx_dir(model_dir, cache_dir, recipe)
     if not force and _is_complete(target, key):
         return target
-    if recipe.recheck and recipe.quantize and not calibration_turns:
-        raise ValueError(f"recipe {recipe.name} measures its re-check margins on calibration turns; none were given")
+    if recipe.quantize and not calibration_turns:
+        raise ValueError(f"recipe {recipe.name} measures the int8 graph on calibration turns; none were given")
     started = time.perf_counter()
+    cpu = cpu_info()
+    turns = list(calibration_turns)
+    turns = turns[:: max(1, len(turns) // PROBE_TURNS)][:PROBE_TURNS]
     with staged_directory(target) as work:
         word_embeddings = classifier.network.encoder.get_input_embeddings().weight.detach().numpy()
         encoding = save_table(word_embeddings, work / EMBEDDINGS_NAME)
@@ -350,16 +586,42 @@ def export_onnx(
         _export_fp32(classifier, work / "exported.onnx")
         encoder_config = classifier.network.encoder.config
         fused = _optimize(
-            work / "exported.onnx", work / "fused.onnx", encoder_config.num_attention_heads, encoder_config.hidden_size
+            work / "exported.onnx", work / FP32_NAME, encoder_config.num_attention_heads, encoder_config.hidden_size
         )
-        quantized = _quantize(work / "fused.onnx", work / ONNX_NAME, recipe)
         (work / "exported.onnx").unlink()
+        quantized, measured, choice, bits = 0, None, None, None
+        if recipe.quantize:
+            probe = _Probe(classifier, work / EMBEDDINGS_NAME, turns)
+            extra = _with_probe_outputs(work / FP32_NAME, work / "probe.onnx", recipe.quantize)
+            reference, ranges = probe.run(work / "probe.onnx", extra)
+            (work / "probe.onnx").unlink()
+            smoothed = work / FP32_NAME
+            if recipe.smoothing is not None:
+                smoothed = work / "smoothed.onnx"
+                _smooth(work / FP32_NAME, smoothed, ranges, recipe.smoothing, recipe.quantize)
+            bits = recipe.weight_bits(cpu)
+            quantized = _quantize(smoothed, work / ONNX_NAME, recipe, bits)
+            if smoothed != work / FP32_NAME:
+                smoothed.unlink()
+            int8_outputs = probe.run(work / ONNX_NAME)[0]
+            measured = probe.compare(int8_outputs, reference, recipe.recheck_quantile)
+            if recipe.choose:
+                customer = np.array([speaker == "customer" for speaker in probe.speakers])
+                share = float(np.mean(_close(probe, int8_outputs, measured)[customer]))
+                int8_seconds = probe.seconds_per_turn(work / ONNX_NAME)
+                fp32_seconds = probe.seconds_per_turn(work / FP32_NAME)
+                chosen, choice = _choose(int8_seconds, fp32_seconds, measured, share)
+                if chosen == "fp32":
+                    (work / FP32_NAME).replace(work / ONNX_NAME)
+                    quantized = 0
+        if not quantized and (work / FP32_NAME).exists():
+            (work / FP32_NAME).replace(work / ONNX_NAME)
         recheck = None
-        if recipe.recheck and quantized:
-            (work / "fused.onnx").rename(work / FP32_NAME)
-            recheck = measure_recheck_margins(classifier, work, recipe.recheck_quantile, calibration_turns)
-        else:
-            (work / "fused.onnx").unlink()
+        keep_fp32 = quantized and (choice["chosen"] == "int8" if choice else recipe.recheck)
+        if keep_fp32:
+            recheck = {name: value for name, value in measured.items() if "agreement" not in name}
+        elif (work / FP32_NAME).exists():
+            (work / FP32_NAME).unlink()
         classifier.tokenizer.save_pretrained(str(work))
         meta = {
             "format": EXPORT_FORMAT,
@@ -367,9 +629,12 @@ def export_onnx(
             "model_dir": str(model_dir.resolve()),
             "model_name": classifier.config.name,
             "model_version": classifier.config.version,
-            "recipe": {"name": recipe.name, **asdict(recipe)},
+            "recipe": {"name": recipe.name, **asdict(recipe), **(choice or {})},
+            "cpu": cpu.as_dict(),
+            "weight_bits": bits,
             "fused_operators": fused,
             "quantized_nodes": quantized,
+            "int8_against_fp32": measured,
             "recheck": recheck,
             "embeddings": {
                 "file": EMBEDDINGS_NAME,
@@ -389,6 +654,12 @@ def export_onnx(
         for entry in prune_stale_exports(model_dir, target.parent.parent):
             logger.info("removed %s, an export of %s that is never used again", entry.path, model_dir)
     return target
+
+
+def _close(probe: _Probe, quantized: list[np.ndarray], margins: dict) -> np.ndarray:
+    """Which probe turns the re-check would re-run (their int8 decision within the margins of a boundary)."""
+    top, second, escalation = calibrated_margins(*quantized[:2], probe.langs, probe.calibration)
+    return (top - second < margins["emotion_margin"]) | (np.abs(escalation) < margins["escalation_margin"])
 
 
 def _link_identical_table(path: Path, digest: str, exports: Path) -> None:
@@ -421,55 +692,3 @@ def _turns_digest(turns: Sequence[TurnInput]) -> str:
     for turn in turns:
         digest.update(json.dumps([turn.text, turn.context, turn.lang], ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
-
-
-def measure_recheck_margins(classifier, directory: Path, quantile: float, turns: Sequence[TurnInput]) -> dict:
-    """The int8 graph's error against the fp32 graph on ``turns``, as re-check margins.
-
-    Emotion: the error of the int8 top-two margin of calibrated logits;
-    escalation: the error of the calibrated escalation logit; signals (a signal
-    model): the error of every calibrated signal logit, all signals pooled. Each
-    margin is the ``quantile`` of its errors.
-    """
-    turns = list(turns)
-    langs = [turn.lang for turn in turns]
-    speakers = [turn.speaker for turn in turns]
-    with_signals = bool(classifier.config.head_signals)
-    # Both graphs of the work directory. The int8 graph is measured in batches (of 64, sorted by length) and on
-    # each turn's first window, as exports of this format always were, so that an export stays the same: the
-    # classifier now runs the int8 graph one row at a time, whose error is smaller (on the default model's
-    # calibration turns, 99th percentiles 0.81 / 0.82 against 0.95 / 0.87), so these margins re-check more
-    # turns than needed, never fewer.
-    backend = OnnxBackend(directory, meta={"recheck": {"measuring": True}}, per_row=False)
-    # The classifier's own class on the new backend: same tokenisation and batching, and no import of the loader.
-    measuring = type(classifier)(backend, classifier.tokenizer, classifier.config, classifier.model_dir)
-    encoded = [measuring.encode(turn) for turn in turns]
-    outputs = {
-        name: tuple(
-            array.numpy()
-            for array in measuring.logits(
-                encoded, langs=langs, precision=precision, speakers=speakers, with_signals=with_signals
-            )
-        )
-        for name, precision in ((ONNX_NAME, "fast"), (FP32_NAME, "fp32"))
-    }
-    calibration = classifier.config.calibration
-    (q_top, q_second, q_escalation), (r_top, r_second, r_escalation) = (
-        calibrated_margins(*outputs[name][:2], langs, calibration, pair_from=outputs[ONNX_NAME][0])
-        for name in (ONNX_NAME, FP32_NAME)
-    )
-    emotion_error = np.abs((q_top - q_second) - (r_top - r_second))
-    escalation_error = np.abs(q_escalation - r_escalation)
-    margins = {
-        "emotion_margin": round(float(np.quantile(emotion_error, quantile)), 4),
-        "escalation_margin": round(float(np.quantile(escalation_error, quantile)), 4),
-        "quantile": quantile,
-        "measured_on": f"{len(turns)} calibration turns (sha256 {_turns_digest(turns)})",
-        "max_emotion_error": round(float(emotion_error.max()), 4),
-        "max_escalation_error": round(float(escalation_error.max()), 4),
-    }
-    if with_signals:  # thresholds move the decision, not the error: the tempered logits' difference is the error
-        signal_error = np.abs(outputs[ONNX_NAME][2] - outputs[FP32_NAME][2]).ravel() / calibration.signal_temperature
-        margins["signal_margin"] = round(float(np.quantile(signal_error, quantile)), 4)
-        margins["max_signal_error"] = round(float(signal_error.max()), 4)
-    return margins

@@ -26,13 +26,16 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_cache(tmp_path_factory) -> Path:
-    """Every test runs offline, with the base encoder cache in a session temporary directory."""
+    """Every test runs offline, with the base encoder cache in a session temporary directory, and builds the ONNX
+    recipe ``int8`` unless it asks for another: ``auto`` keeps whichever graph ran fastest while it was measured,
+    which on a busy machine may differ from one run to the next (tests of ``auto`` ask for it)."""
     import os
 
     cache = tmp_path_factory.mktemp("tonewatch-cache")
-    saved = {name: os.environ.get(name) for name in ("TONEWATCH_CACHE", "HF_HUB_OFFLINE")}
+    saved = {name: os.environ.get(name) for name in ("TONEWATCH_CACHE", "HF_HUB_OFFLINE", "TONEWATCH_RECIPE")}
     os.environ["TONEWATCH_CACHE"] = str(cache)
     os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TONEWATCH_RECIPE"] = "int8"
     yield cache
     for name, value in saved.items():
         if value is None:

@@ -22,6 +22,7 @@ from tonewatch.model.classifier import (
     Classifier,
     package_calibration_turns,
 )
+from tonewatch.model.cpu import cpu_info, parse_cpuinfo
 from tonewatch.model.export import OnnxRecipe, existing_export, export_key, export_onnx, find_onnx
 from tonewatch.model.types import Calibration, TurnInput, conversation_turn_inputs
 
@@ -49,8 +50,11 @@ def _logits(classifier):
     return emotion.numpy(), escalation.numpy()
 
 
+INT8 = OnnxRecipe.named("int8")
+
+
 def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifier, calibration_turns, tmp_path):
-    target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns)
+    target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=calibration_turns, recipe=INT8)
     names = {path.name for path in target.iterdir()}
     assert {"model.onnx", "model.fp32.onnx", "embeddings.npy", "onnx.json", "tokenizer.json"} <= names
     meta = json.loads((target / "onnx.json").read_text())
@@ -61,8 +65,9 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifi
         model = onnx.load(str(target / graph))
         assert [value.name for value in model.graph.input] == list(export.INPUT_NAMES)
         assert all(vocab not in initializer.dims for initializer in model.graph.initializer), graph
-    assert meta["key"] == export_key(tiny_model_dir)
+    assert meta["key"] == export_key(tiny_model_dir, INT8)
     assert meta["recipe"]["name"] == "int8"
+    assert meta["cpu"]["features"] == list(cpu_info().features) and meta["weight_bits"] in (7, 8)
     assert meta["model_dir"] == str(Path(tiny_model_dir).resolve())  # `tonewatch cache` finds it from anywhere
     assert meta["quantized_nodes"] == 2 * 4  # 4 MatMul groups in each of the 2 layers
     assert meta["fused_operators"]["Attention"] == 2
@@ -71,7 +76,8 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifi
     # never send a close call to the fp32 graph.
     assert margins["emotion_margin"] > 0 and margins["escalation_margin"] > 0
     assert margins["quantile"] == 0.99
-    assert margins["measured_on"].startswith("200 calibration turns (sha256 ")
+    assert margins["measured_on"].startswith("200 calibration turns, one at a time (sha256 ")
+    assert 0 <= meta["int8_against_fp32"]["emotion_agreement"] <= 1
     assert not list(tmp_path.glob(".building-*")), "the work directory is moved into place, not left behind"
 
 
@@ -304,4 +310,74 @@ def test_the_loaders_first_use_export_measures_on_the_package_calibration_turns(
     monkeypatch.setattr(export, "export_onnx", recording)
     fast = Classifier.from_pretrained(tiny_model_dir, backend="onnx", cache_dir=tmp_path)
     assert passed == [package_calibration_turns()] and len(passed[0]) == 800
-    assert fast.backend.meta["recheck"]["measured_on"].startswith("800 calibration turns")
+    assert fast.backend.meta["recheck"]["measured_on"].startswith(f"{export.PROBE_TURNS} calibration turns")
+
+
+def test_auto_keeps_the_fastest_graph_that_keeps_the_labels():
+    measured = {"emotion_agreement": 0.998, "escalation_agreement": 1.0}
+    chosen, record = export._choose(0.004, 0.010, measured, recheck_share=0.1)
+    assert chosen == "int8-full" and record["ms_per_turn"] == {"int8": 5.0, "fp32": 10.0, "int8-full": 4.0}
+    losing = {"emotion_agreement": 0.99, "escalation_agreement": 1.0}  # int8 alone changes 1 % of labels
+    assert export._choose(0.004, 0.010, losing, recheck_share=0.1)[0] == "int8"
+    assert export._choose(0.009, 0.010, losing, recheck_share=0.2)[0] == "fp32"  # int8 kernels no faster here
+
+
+def test_an_auto_export_records_its_choice_and_runs_what_it_chose(tiny_model_dir, torch_classifier, tmp_path):
+    auto = OnnxRecipe.named("auto")
+    target = export_onnx(torch_classifier, tmp_path / "onnx", calibration_turns=package_calibration_turns(40),
+                         recipe=auto)  # fmt: skip
+    meta = json.loads((target / "onnx.json").read_text())
+    chosen = meta["recipe"]["chosen"]
+    assert meta["recipe"]["name"] == "auto" and chosen in ("int8-full", "int8", "fp32")
+    assert set(meta["recipe"]["ms_per_turn"]) >= {"int8", "fp32"}
+    assert (target / "model.fp32.onnx").exists() == (chosen == "int8") == bool(meta["recheck"])
+    assert (meta["quantized_nodes"] > 0) == (chosen != "fp32")
+    fast = Classifier(OnnxBackend(target), torch_classifier.tokenizer, torch_classifier.config)
+    for reference, candidate in zip(_logits(torch_classifier), _logits(fast), strict=True):
+        np.testing.assert_allclose(candidate, reference, atol=0.05)
+
+
+def test_smoothing_moves_ranges_into_the_weights_without_changing_the_function(torch_classifier, tmp_path):
+    export_onnx(torch_classifier, tmp_path / "fp32", recipe=OnnxRecipe.named("fp32"), calibration_turns=())
+    source = tmp_path / "fp32" / "model.onnx"
+    graph = onnx.load(str(source)).graph
+    extra = export._with_probe_outputs(source, tmp_path / "probe.onnx", export.QUANTIZABLE_GROUPS)
+    assert extra  # every quantised node's input
+    widths = {name: None for name in extra}
+    for node in graph.node:  # the ranges must have the inputs' widths
+        if node.input and node.input[0] in widths:
+            weight = next(t for t in graph.initializer if t.name == node.input[1])
+            widths[node.input[0]] = weight.dims[0]
+    ranges = {name: np.random.default_rng(1).uniform(0.1, 20, widths[name]).astype(np.float32) for name in extra}
+    smoothed = export._smooth(source, tmp_path / "smoothed.onnx", ranges, 0.85, export.QUANTIZABLE_GROUPS)
+    assert smoothed == len([n for n in graph.node if n.op_type == "Attention"]) * 4
+    plain = OnnxBackend.open_session(source)
+    moved = OnnxBackend.open_session(tmp_path / "smoothed.onnx")
+    rng = np.random.default_rng(2)
+    feed = {"inputs_embeds": rng.normal(size=(2, 7, widths[extra[0]])).astype(np.float32),
+            "attention_mask": np.ones((2, 7), np.int64), "token_type_ids": np.zeros((2, 7), np.int64)}  # fmt: skip
+    for before, after in zip(plain.run(None, feed), moved.run(None, feed), strict=True):
+        np.testing.assert_allclose(after, before, atol=1e-4)
+
+
+def test_cpu_features_are_read_from_cpuinfo():
+    text = "processor\t: 0\nmodel name\t: Example CPU @ 2.80GHz\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    model, flags = parse_cpuinfo(text)
+    assert model == "Example CPU @ 2.80GHz" and {"avx2", "avx512_vnni"} <= flags
+    from tonewatch.model.cpu import CpuInfo
+
+    vnni = CpuInfo("x", "x86_64", 2, ("avx2", "avx512f", "avx512_vnni"))
+    avx2 = CpuInfo("x", "x86_64", 2, ("avx2",))
+    assert vnni.vnni and not avx2.vnni
+    assert OnnxRecipe.named("int8").weight_bits(vnni) == 8 and OnnxRecipe.named("int8").weight_bits(avx2) == 7
+    assert OnnxRecipe(reduce_range=True).weight_bits(vnni) == 7
+
+
+def test_the_recipe_comes_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.setenv("TONEWATCH_RECIPE", "fp32")
+    assert export.pick_recipe(None).name == "fp32" and export.pick_recipe("int8-full").name == "int8-full"
+    monkeypatch.delenv("TONEWATCH_RECIPE")
+    assert export.pick_recipe(None).name == "auto"
+    monkeypatch.setenv("TONEWATCH_RECIPE", "int2")
+    with pytest.raises(ValueError, match="recipe"):
+        export.pick_recipe(None)
