@@ -75,7 +75,7 @@ def test_export_writes_a_self_contained_directory(tiny_model_dir, torch_classifi
     # int8 moves a random model's logits: a zero margin (say, the int8 graph measured against itself) would
     # never send a close call to the fp32 graph.
     assert margins["emotion_margin"] > 0 and margins["escalation_margin"] > 0
-    assert margins["quantile"] == 0.99
+    assert margins["quantile"] == 0.9
     assert margins["measured_on"].startswith("200 calibration turns, one at a time (sha256 ")
     assert 0 <= meta["int8_against_fp32"]["emotion_agreement"] <= 1
     assert not list(tmp_path.glob(".building-*")), "the work directory is moved into place, not left behind"
