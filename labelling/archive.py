@@ -290,12 +290,14 @@ class InputPlan:
     done: int = 0
     """Input records an interrupted run has already written: reading starts after them."""
     strict: bool = False
+    shown_as: str | None = None
+    """How errors name the input (default: ``source``): as the user gave it, where ``source`` was made absolute
+    for a reader in another working directory."""
 
     def where(self, record: InputRecord) -> str:
         """A record's place, as errors name it (``INPUT:LINE`` or ``INPUT, row N``)."""
-        if is_parquet(self.source):
-            return f"{self.source}, row {record.line_number}"
-        return f"{self.source}:{record.line_number}"
+        shown = self.shown_as or str(self.source)
+        return f"{shown}, row {record.line_number}" if is_parquet(self.source) else f"{shown}:{record.line_number}"
 
 
 def input_batches(plan: InputPlan) -> Iterator[Batch]:

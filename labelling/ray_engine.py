@@ -23,6 +23,7 @@ import logging
 import pickle
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,8 @@ class RayEngine(LabellingEngine):
 
         self.start()
         self.labelled_by = {}
+        # the read task's working directory is not this process's
+        plan = replace(plan, source=plan.source.absolute(), shown_as=plan.shown_as or str(plan.source))
         dataset = labelled_dataset(
             plan,
             policy,

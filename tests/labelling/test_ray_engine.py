@@ -219,12 +219,15 @@ def test_an_interrupted_ray_run_resumes_to_the_uninterrupted_output(engine, clas
         assert (tmp_path / output).read_bytes() == clean.read_bytes(), output
 
 
-def test_strict_stops_at_the_bad_line_with_what_was_labelled_before_it_written(engine, classifier, tmp_path):
+def test_strict_stops_at_the_bad_line_with_what_was_labelled_before_it_written(
+    engine, classifier, tmp_path, monkeypatch
+):
     mixed_input(tmp_path / "in.jsonl")
+    monkeypatch.chdir(tmp_path)  # a relative input: the read task, in another working directory, still finds it
     partials = {}
     for name, runner in (("local", classifier), ("ray", engine)):
-        with pytest.raises(LabelInputError, match=r"in\.jsonl:6: invalid JSON"):
-            label_file(runner, tmp_path / "in.jsonl", tmp_path / f"{name}.jsonl", batch_size=1, strict=True)
+        with pytest.raises(LabelInputError, match=r"^in\.jsonl:6: invalid JSON"):
+            label_file(runner, "in.jsonl", f"{name}.jsonl", batch_size=1, strict=True)
         partials[name] = (tmp_path / f"{name}.jsonl.partial").read_bytes()
     assert partials["ray"] == partials["local"] and partials["ray"].count(b"\n") == 5
 
