@@ -13,9 +13,10 @@ Ray Data's own readers do not fit: ``read_json`` types every field by Arrow's in
 other records' keys as nulls, an integer column becomes float beside a float), ``read_text`` numbers no lines,
 and both cut the input into blocks whose sizes, not the local engine's turn counts, would set the model
 batches. A record's scores depend (within the fp32 graph's tolerance, which the written six decimals do not
-always hide) on the batch it is labelled in, so the batches are cut by the local engine's code, and a batch
-is never split or merged on its way: every block holds exactly one (the dataset's ``target_max_block_size``
-is a byte, so no block of two rows is ever formed) and ``map_batches`` takes one row at a time.
+always hide) on the batch it is labelled in, so the batches are cut by the local engine's code, and each
+travels as one row, which Ray Data never splits; ``map_batches`` takes one row a call. The dataset's
+``target_max_block_size`` of one byte keeps each row in a block of its own, so that the rows spread over the
+actors as they are read (Ray Data would otherwise buffer them into blocks of up to 128 MiB, one actor's work).
 """
 
 from __future__ import annotations
