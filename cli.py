@@ -454,7 +454,7 @@ def label_command(
     ] = None,
     engine: Annotated[
         LabelEngine,
-        typer.Option(help="Where the model runs: local (this process) or ray (a pool of Ray actors; same output)."),
+        typer.Option(help="Where the model runs: local (this process) or ray (Ray Data and actors; same output)."),
     ] = LabelEngine.local,
     address: Annotated[
         str | None,

@@ -4,8 +4,9 @@
 
 Each configuration runs in a fresh process of its own (`--ray AxT`: A actors of T threads each; the local
 engine uses the model runtime's default threads), and is timed in two parts: start (loading the model; for
-Ray also starting a local runtime and the actors, each loading its model) and labelling (label_file, reading
-to the finished output). The outputs are compared byte for byte with the local engine's.
+Ray starting a local runtime) and labelling (label_file, reading to the finished output; for Ray this includes
+starting the dataset's actors, each loading its model, since Ray Data starts them for each run). The outputs
+are compared byte for byte with the local engine's.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run_one(engine: str, archive: Path, output: Path, model: str | None) -> dict
     loaded, cpu_before = time.perf_counter(), time.process_time()
     summary = label_file(runner, archive, output)
     done, driver_cpu = time.perf_counter(), time.process_time() - cpu_before
-    peaks = [info["peak_rss_mb"] for info in getattr(runner, "ready_info", [])]
+    peaks = [info["peak_rss_mb"] for info in getattr(runner, "labelled_by", {}).values()]
     if engine != "local":
         runner.close()
     return {

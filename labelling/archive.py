@@ -24,11 +24,12 @@ The finished file is renamed into place. Parquet output keeps the same contract
 with a folder ``OUTPUT.partial/`` of part files (one per ``part_records``
 records) in place of the byte count.
 
-The model runs in an engine: in this process (:class:`LocalEngine`, the
-default), or in a pool of Ray actors (:class:`tonewatch.labelling.ray_engine.RayEngine`).
-Reading, batching, bad lines and output are this module's whatever the engine,
-and both engines label the same batches with :func:`label_records`, so their
-output is the same, byte for byte.
+The input is read and the model runs in an engine: this process
+(:class:`LocalEngine`, the default), or Ray (:class:`tonewatch.labelling.ray_engine.RayEngine`:
+a Ray Data read task and a pool of actors). Both read the input with
+:func:`read_records`, cut it into the batches of :func:`input_batches` and label
+those batches with :func:`label_records`, so their output is the same, byte for
+byte; bad lines, warnings and the output are handled here, in input order.
 
 Unreadable input (invalid JSON, a record that does not follow the format:
 no turns, a turn without text, ...) is reported with its line number (its row
@@ -278,15 +279,39 @@ def label_records(classifier: Classifier, policy: EscalationPolicy, kind: str, v
 Batch = list[InputRecord]
 
 
+@dataclass(frozen=True)
+class InputPlan:
+    """What an engine reads and how it batches it: everything :func:`input_batches` needs, small and picklable,
+    so that an engine can read the input where it runs (the Ray engine: in a Ray Data read task)."""
+
+    source: Path
+    kind: str
+    batch_size: int
+    done: int = 0
+    """Input records an interrupted run has already written: reading starts after them."""
+    strict: bool = False
+    shown_as: str | None = None
+    """How errors name the input (default: ``source``): as the user gave it, where ``source`` was made absolute
+    for a reader in another working directory."""
+
+    def where(self, record: InputRecord) -> str:
+        """A record's place, as errors name it (``INPUT:LINE`` or ``INPUT, row N``)."""
+        shown = self.shown_as or str(self.source)
+        return f"{shown}, row {record.line_number}" if is_parquet(self.source) else f"{shown}:{record.line_number}"
+
+
+def input_batches(plan: InputPlan) -> Iterator[Batch]:
+    """The model batches of ``plan``'s input, as every engine labels them (:func:`_batches`)."""
+    return _batches(read_records(plan.source, plan.kind), plan.batch_size, plan.done, plan.strict, plan.where)
+
+
 class LabellingEngine:
-    """Where the model runs: labels batches of input records, yielding each batch with its readable records
-    labelled (:func:`label_records`), in the order the batches came."""
+    """Where the input is read and the model runs: yields the batches of :func:`input_batches` in input order,
+    each with its readable records labelled (:func:`label_records`)."""
 
     name = "engine"
 
-    def label_batches(
-        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
-    ) -> Iterator[tuple[Batch, list[dict]]]:
+    def label_input(self, plan: InputPlan, policy: EscalationPolicy) -> Iterator[tuple[Batch, list[dict]]]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -295,19 +320,17 @@ class LabellingEngine:
 
 
 class LocalEngine(LabellingEngine):
-    """The model in this process: one batch at a time."""
+    """The input read and the model run in this process: one batch at a time."""
 
     name = "local"
 
     def __init__(self, classifier: Classifier):
         self.classifier = classifier
 
-    def label_batches(
-        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
-    ) -> Iterator[tuple[Batch, list[dict]]]:
-        for batch in batches:
+    def label_input(self, plan: InputPlan, policy: EscalationPolicy) -> Iterator[tuple[Batch, list[dict]]]:
+        for batch in input_batches(plan):
             readable = [record.value for record in batch if record.error is None]
-            yield batch, label_records(self.classifier, policy, kind, readable)
+            yield batch, label_records(self.classifier, policy, plan.kind, readable)
 
 
 def _json_value(value: Any) -> Any:
@@ -474,10 +497,6 @@ def label_file(
     kind = detect_kind(source)
     output_format = resolve_output_format(kind, output, output_format)
     unit = "row" if is_parquet(source) else "line"
-
-    def where(record: InputRecord) -> str:
-        return f"{source}, row {record.line_number}" if unit == "row" else f"{source}:{record.line_number}"
-
     if output_format == "parquet":
         from tonewatch.labelling.parquet import ParquetOutput, output_schema
 
@@ -495,8 +514,8 @@ def label_file(
     summary.resumed_from = done_records
     total = sum(1 for _ in read_records(source, kind)) if _show_progress(progress) else None
     bar = _progress_bar(total, done_records, progress)
-    batches = _batches(read_records(source, kind), batch_size, done_records, strict, where)
-    with closing(engine.label_batches(kind, policy, batches)) as labelled_batches:
+    plan = InputPlan(source, kind, batch_size, done_records, strict)
+    with closing(engine.label_input(plan, policy)) as labelled_batches:
         for batch, labelled in labelled_batches:
             if len(labelled) != sum(record.error is None for record in batch):
                 raise RuntimeError(f"the {engine.name} engine returned {len(labelled)} records for a batch")

@@ -1,67 +1,48 @@
-"""``tonewatch label --engine ray``: the model runs in a pool of Ray actors (``pip install 'tonewatch[ray]'``).
+"""``tonewatch label --engine ray``: the input read with Ray Data, the model run in a pool of Ray Data actors
+(``pip install 'tonewatch[ray]'``).
 
-Each actor loads the model once (:meth:`Classifier.from_pretrained`, ONNX Runtime on the default ``auto``
-backend) and labels whole batches with :func:`~tonewatch.labelling.archive.label_records`. Everything else
-stays in the driver, the process that runs ``tonewatch label``: reading the input, batching it, bad lines,
-strict mode and the resumable output of :func:`~tonewatch.labelling.archive.label_file`. The driver forms the
-very batches the local engine forms (a record's scores depend, within the int8 path's tolerance, on the
-batch it is labelled in), sends each to the least busy actor, keeps a few per actor in flight, and writes
-the results in input order as they come back. So the output is the local engine's, byte for byte, and a
-run interrupted on one engine can be resumed on the other.
+The dataset (:mod:`tonewatch.labelling.ray_data`) has one row per model batch. A Ray Data read task reads the
+input with the local engine's own code and cuts it into the very batches the local engine cuts (a record's
+scores depend, within the fp32 graph's tolerance, on the batch it is labelled in); ``map_batches`` sends each
+batch to an actor of an ``ActorPoolStrategy`` pool, each actor holding one loaded model
+(:meth:`Classifier.from_pretrained`, ONNX Runtime on the default ``auto`` backend) and labelling the batch with
+:func:`~tonewatch.labelling.archive.label_records`; ``preserve_order`` brings the labelled batches back to the
+driver, the process that runs ``tonewatch label``, in input order, and the driver writes them with
+:func:`~tonewatch.labelling.archive.label_file`'s resumable output. So the output is the local engine's, byte
+for byte, and a run interrupted on one engine can be resumed on the other.
 
-Only the model has to exist on every node (a bundled model is inside the installed package; a model
-directory must be at the same path everywhere); the input and output are the driver's files.
+The read task runs on the driver's node (the input is the driver's file, as for the local engine), or, through
+Ray Client (``ray://``), on a node of the cluster, which then needs the input at the same path. Only the model
+has to exist on every node (a bundled model is inside the installed package; a model directory must be at the
+same path everywhere); the output is the driver's file.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
+import pickle
 import socket
-from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tonewatch.labelling.archive import (
     Batch,
     EngineError,
+    InputPlan,
     LabelInputError,
     LabellingEngine,
     MissingExtraError,
-    label_records,
 )
 from tonewatch.model.types import read_model_config, resolve_model_dir
 from tonewatch.tracking.policy import EscalationPolicy
 
-IN_FLIGHT_PER_ACTOR = 3
-"""Batches queued per actor: one running, the next ones already sent, so no actor waits for the driver."""
 ACTOR_MEMORY_BYTES = 2 * 1024**3
 """What an actor with the default model takes at its peak (1.9 GB measured, docs/ray.md): the default number of
 actors leaves each that much of the cluster's memory."""
-
-
-class LabelActor:
-    """A Ray actor: one loaded model, labelling the driver's batches."""
-
-    def __init__(self, model: str | None, backend: str | None, threads: int, recipe: str | None):
-        from tonewatch.model.classifier import Classifier
-
-        self.classifier = Classifier.from_pretrained(model, backend=backend, threads=threads, recipe=recipe)
-
-    def ready(self) -> dict[str, Any]:
-        """Where the actor runs, its backend and its peak memory with the model loaded (Linux: kB)."""
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "backend": self.classifier.backend_name,
-            "peak_rss_mb": round(peak_kb / 1024),
-        }
-
-    def label(self, kind: str, policy: EscalationPolicy, values: list[dict]) -> list[dict]:
-        return label_records(self.classifier, policy, kind, values)
+ACTOR_RESTARTS = 2
+"""How often a lost actor is restarted (and its batches retried) before the run stops."""
 
 
 def _worker_model(model: str | Path | None) -> str | None:
@@ -101,15 +82,24 @@ def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
         raise EngineError(f"could not reach the Ray cluster at {address}: {error}") from None
 
 
+def _quiet_ray_data() -> None:
+    """Ray Data's logging at the level ``ray.init`` is given for Ray's: its line per finished dataset and its
+    notice that its progress bars are off (the command line shows its own) are not for the command line."""
+    from ray.util.debug import log_once
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    log_once("ray_data_progress_manager_disabled")  # marks the notice as given
+
+
 class RayEngine(LabellingEngine):
-    """Labels batches in a pool of Ray actors; use as a context manager (or call :meth:`close`).
+    """Reads and labels the input with Ray Data; use as a context manager (or call :meth:`close`).
 
     ``address``: a running cluster (``auto``, ``HOST:6379`` or ``ray://HOST:10001``), passed to
     ``ray.init``; without it a Ray runtime already started in this process is used, else a local one is
     started (and stopped on close). ``actors``: how many (default: :func:`default_actors`, the available
     CPUs divided by ``threads``, fewer where memory is short); ``threads``: each actor's CPU threads
-    (default 1). Ray starts lazily, at the first batch, so bad input fails before it; a bad model directory
-    fails here.
+    (default 1). Ray starts lazily, when labelling starts, so bad input fails before it; a bad model
+    directory fails here. Each labelling run (each :func:`label_file`) starts its own pool of actors.
     """
 
     name = "ray"
@@ -140,8 +130,10 @@ class RayEngine(LabellingEngine):
         self.requested_actors = actors
         self.address = address
         self.init_options = dict(init_options or {})
-        self.actors: list = []
-        self.ready_info: list[dict[str, Any]] = []
+        self.actor_count = 0
+        self.labelled_by: dict[int, dict[str, Any]] = {}
+        """The actors that labelled batches of the last run, by process id: host, backend, peak RSS (MB), how
+        many batches, and for each the count of batches its actor had labelled before it."""
         self._started_ray = False
 
     def __enter__(self) -> RayEngine:
@@ -151,11 +143,10 @@ class RayEngine(LabellingEngine):
         self.close()
 
     def start(self) -> None:
-        """Start (or join) Ray and the actors, each with its model loaded; done once."""
-        if self.actors:
+        """Start (or join) Ray and size the pool of actors; done once."""
+        if self.actor_count:
             return
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if not ray.is_initialized():
             _check_reachable(self.address)
@@ -170,6 +161,7 @@ class RayEngine(LabellingEngine):
                 where = self.address or "a new local runtime"
                 raise EngineError(f"could not start or reach Ray ({where}): {error}") from None
             self._started_ray = True
+            _quiet_ray_data()
         total = ray.cluster_resources().get("CPU", 0.0)
         count = self.requested_actors or default_actors(ray.available_resources(), self.threads)
         if count * self.threads > total:
@@ -177,86 +169,75 @@ class RayEngine(LabellingEngine):
                 f"{count} actors of {self.threads} CPU each need {count * self.threads} CPUs; "
                 f"the Ray cluster has {total:g} (ask for fewer with --ray-actors)"
             )
-        actor_class = ray.remote(num_cpus=self.threads, max_restarts=2, max_task_retries=2)(LabelActor)
-        arguments = (self.model, self.backend, self.threads, self.recipe)
-        nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
-        # One actor per node first, alone on it: a node whose cache lacks the base encoder or the ONNX export
-        # builds it once, instead of every actor building its own at the same time.
-        first = [
-            actor_class.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(*arguments)
-            for node in nodes[:count]
-        ]
-        self.actors = first
-        self.ready_info = self._ready(first)
-        rest = [actor_class.remote(*arguments) for _ in range(count - len(first))]
-        self.actors = first + rest
-        self.ready_info += self._ready(rest)
-
-    def _ready(self, actors: list) -> list[dict[str, Any]]:
-        import ray
-
-        try:
-            return ray.get([actor.ready.remote() for actor in actors])
-        except ray.exceptions.RayActorError as error:
-            raise EngineError(f"a Ray actor could not load the model: {_first_line(error)}") from None
+        self.actor_count = count
 
     def describe(self) -> str:
-        backends = sorted({info["backend"] for info in self.ready_info})
-        hosts = len({info["host"] for info in self.ready_info})
-        actors = len(self.actors)
-        return f"on {actors} Ray actor{'s' * (actors != 1)} ({', '.join(backends)}) on {hosts} node{'s' * (hosts != 1)}"
+        actors = self.actor_count
+        words = f"on {actors} Ray actor{'s' * (actors != 1)}"
+        if not self.labelled_by:
+            return words
+        backends = sorted({info["backend"] for info in self.labelled_by.values()})
+        hosts = len({info["host"] for info in self.labelled_by.values()})
+        return f"{words} ({', '.join(backends)}) on {hosts} node{'s' * (hosts != 1)}"
 
-    def label_batches(
-        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
-    ) -> Iterator[tuple[Batch, list[dict]]]:
+    def label_input(self, plan: InputPlan, policy: EscalationPolicy) -> Iterator[tuple[Batch, list[dict]]]:
         import ray
+        import ray.util.client
+
+        from tonewatch.labelling.ray_data import labelled_dataset, labelled_rows
 
         self.start()
-        policy_ref = ray.put(policy)
-        load = [0] * len(self.actors)
-        pending: deque[tuple[Batch, Any, int]] = deque()
-
-        def oldest() -> tuple[Batch, list[dict]]:
-            batch, reference, slot = pending.popleft()
-            if reference is None:
-                return batch, []
-            try:
-                labelled = ray.get(reference)
-            except ray.exceptions.RayActorError as error:
-                raise EngineError(
-                    f"a Ray actor was lost ({_first_line(error)}); what is written so far is kept: rerun with --resume"
-                ) from None
-            load[slot] -= 1
-            return batch, labelled
-
+        self.labelled_by = {}
+        # the read task's working directory is not this process's
+        plan = replace(plan, source=plan.source.absolute(), shown_as=plan.shown_as or str(plan.source))
+        dataset = labelled_dataset(
+            plan,
+            policy,
+            model=self.model,
+            backend=self.backend,
+            threads=self.threads,
+            recipe=self.recipe,
+            actors=self.actor_count,
+            # through Ray Client the driver is not a node of the cluster: the read runs on one that is
+            on_driver_node=not ray.util.client.ray.is_connected(),
+            max_restarts=ACTOR_RESTARTS,
+        )
+        rows = labelled_rows(dataset)
+        expected = 0
         try:
-            for batch in batches:
-                while len(pending) >= IN_FLIGHT_PER_ACTOR * len(self.actors):
-                    yield oldest()
-                values = [record.value for record in batch if record.error is None]
-                if not values:  # unreadable records only: nothing for the model, but their place in the order
-                    pending.append((batch, None, -1))
-                    continue
-                slot = min(range(len(load)), key=load.__getitem__)
-                pending.append((batch, self.actors[slot].label.remote(kind, policy_ref, values), slot))
-                load[slot] += 1
-        except LabelInputError:
-            # strict mode stopped at a bad record: write the batches before it, as the local engine has
-            while pending:
-                yield oldest()
-            raise
-        while pending:
-            yield oldest()
+            while True:
+                try:
+                    row = next(rows, None)
+                except ray.exceptions.RayError as error:
+                    raise EngineError(
+                        f"Ray lost or failed a task ({_first_line(error)}); what is written so far is kept: "
+                        "rerun with --resume"
+                    ) from None
+                if row is None:
+                    return
+                if row["seq"] != expected:  # preserve_order's promise, checked: no batch is written out of place
+                    raise EngineError(f"Ray Data returned batch {row['seq']} where batch {expected} belongs")
+                expected += 1
+                self._note(row)
+                if row["stop"] is not None:
+                    raise LabelInputError(row["stop"])
+                batch, labelled = pickle.loads(row["batch"])
+                yield batch, labelled
+        finally:
+            rows.close()  # an interrupted run stops the dataset's execution: its actors go, its reading stops
+
+    def _note(self, row: dict[str, Any]) -> None:
+        info = self.labelled_by.setdefault(row["pid"], {"batches": 0, "actor_counts": []})
+        info.update(host=row["host"], backend=row["backend"], peak_rss_mb=row["peak_rss_mb"])
+        info["batches"] += 1
+        info["actor_counts"].append(row["actor_batches_before"])
 
     def close(self) -> None:
-        """Stop the actors, and Ray if this engine started it."""
-        if not (self.actors or self._started_ray):
+        """Stop Ray if this engine started it."""
+        self.actor_count = 0
+        if not self._started_ray:
             return
         import ray
 
-        for actor in self.actors:
-            ray.kill(actor)
-        self.actors = []
-        if self._started_ray:
-            ray.shutdown()
-            self._started_ray = False
+        ray.shutdown()
+        self._started_ray = False

@@ -1,11 +1,13 @@
-"""``tonewatch label --engine ray``: the same output as the local engine, byte for byte, on a local Ray runtime
-(one for the module, with one pool of two actors that most tests share)."""
+"""``tonewatch label --engine ray``: the input read with Ray Data and labelled by a pool of Ray Data actors, the
+same output as the local engine, byte for byte, on a local Ray runtime (one for the module, and an engine of two
+actors that most tests share)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import pickle
 import signal
 import sys
 import time
@@ -16,7 +18,9 @@ import ray
 from typer.testing import CliRunner
 
 from tonewatch.cli import app
-from tonewatch.labelling import EngineError, LabelInputError, MissingExtraError, label_file
+from tonewatch.labelling import EngineError, LabelInputError, MissingExtraError, archive, label_file
+from tonewatch.labelling.archive import InputPlan, input_batches
+from tonewatch.labelling.ray_data import ArchiveDatasource
 from tonewatch.labelling.ray_engine import RayEngine, default_actors
 from tonewatch.model.classifier import Classifier
 
@@ -73,12 +77,52 @@ def summary_fields(summary):
     return (summary.kind, summary.records, summary.labelled_turns, summary.skipped, summary.warnings)
 
 
-def test_the_pool_loads_the_model_once_per_actor_on_the_onnx_path(engine, tmp_path):
-    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:2])
-    label_file(engine, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
-    assert len(engine.actors) == 2 and len({info["pid"] for info in engine.ready_info}) == 2
-    assert {info["backend"] for info in engine.ready_info} == {"onnx"}
+def test_each_actor_of_the_pool_loads_the_model_once_on_the_onnx_path(engine, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    label_file(engine, tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=1)
+    actors = engine.labelled_by
+    assert sum(info["batches"] for info in actors.values()) == len(CONVERSATIONS) and 1 <= len(actors) <= 2
+    # one model an actor: the one instance in each actor process labelled every batch of that process
+    assert all(sorted(info["actor_counts"]) == list(range(info["batches"])) for info in actors.values())
+    assert {info["backend"] for info in actors.values()} == {"onnx"}
     assert engine.describe() == "on 2 Ray actors (onnx) on 1 node"
+
+
+def test_the_read_task_cuts_the_local_engines_batches_one_row_each(ray_runtime, tmp_path):
+    mixed_input(tmp_path / "in.jsonl")
+    for plan in (
+        InputPlan(tmp_path / "in.jsonl", "conversations", batch_size=3),
+        InputPlan(tmp_path / "in.jsonl", "conversations", batch_size=3, done=7),  # resumed after record 7
+        InputPlan(tmp_path / "in.jsonl", "conversations", batch_size=1, strict=True),
+    ):
+        rows = ray.data.read_datasource(ArchiveDatasource(plan, on_driver_node=True), num_cpus=0).take_all()
+        assert [row["seq"] for row in rows] == list(range(len(rows)))
+        read = [pickle.loads(row["batch"]) for row in rows if row["stop"] is None]
+        local, stop = [], None
+        try:
+            local.extend(input_batches(plan))
+        except LabelInputError as error:
+            stop = str(error)
+        assert read == local and len(read) > 1
+        assert [row["stop"] for row in rows if row["stop"] is not None] == ([stop] if stop else [])
+    assert stop is not None and stop.endswith(
+        "in.jsonl:6: invalid JSON: Expecting property name enclosed in double quotes"
+    )
+
+
+def test_the_driver_does_not_read_the_input(engine, classifier, tmp_path, monkeypatch):
+    mixed_input(tmp_path / "in.jsonl")
+    label_file(classifier, tmp_path / "in.jsonl", tmp_path / "local.jsonl", batch_size=2)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver read the input")
+
+    # the driver's copy of the reader fails; the read task, in a Ray worker, has its own
+    monkeypatch.setattr(archive, "read_records", not_here)
+    monkeypatch.setattr(archive, "input_batches", not_here)
+    monkeypatch.setattr(archive, "detect_kind", lambda path: "conversations")
+    label_file(engine, tmp_path / "in.jsonl", tmp_path / "ray.jsonl", batch_size=2)
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
 
 @pytest.mark.parametrize("batch_size", [1, 5])
@@ -127,27 +171,25 @@ def test_the_default_pool_fills_the_cpus_unless_memory_is_short():
     assert default_actors({"CPU": 0.5, "memory": 1.0 * gib}, threads=1) == 1  # at least one
 
 
-def test_results_that_come_back_out_of_order_are_written_in_input_order(ray_runtime, tiny_model_dir, tmp_path):
-    class ReversedActor:  # defined here, so that Ray ships it by value to its worker
-        """Echoes texts, slower the earlier the batch: the results come back in reverse order."""
+def test_a_batch_out_of_order_is_an_error_and_nothing_after_it_is_written(engine, classifier, tmp_path, monkeypatch):
+    from tonewatch.labelling import ray_data
 
-        def ready(self):
-            return True
+    write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:6])
+    label_file(classifier, tmp_path / "in.jsonl", tmp_path / "local.jsonl", batch_size=1)
+    dataset_options = []
+    labelled_rows = ray_data.labelled_rows
 
-        def label(self, kind, policy, values):
-            time.sleep(0.1 * max(0, 8 - values[0]["id"]))
-            return [{**value, "prediction": {"done_at": time.time()}} for value in values]
+    def third_before_second(dataset):
+        dataset_options.append(dataset.context.execution_options.preserve_order)
+        rows = list(labelled_rows(dataset))
+        yield from [rows[0], rows[2], rows[1], *rows[3:]]
 
-    write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": f"t{i}"} for i in range(10)])
-    pool = RayEngine(tiny_model_dir)
-    pool.actors = [ray.remote(num_cpus=0)(ReversedActor).remote() for _ in range(4)]
-    assert ray.get([actor.ready.remote() for actor in pool.actors])  # all started: only the sleeps set the order
-    label_file(pool, tmp_path / "in.jsonl", tmp_path / "out.jsonl", batch_size=1)
-    pool.close()
-    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [record["id"] for record in written] == list(range(10))
-    done_at = [record["prediction"]["done_at"] for record in written]
-    assert done_at[3] < done_at[2] < done_at[1] < done_at[0]  # they did finish out of order
+    monkeypatch.setattr(ray_data, "labelled_rows", third_before_second)
+    with pytest.raises(EngineError, match="returned batch 2 where batch 1 belongs"):
+        label_file(engine, tmp_path / "in.jsonl", tmp_path / "ray.jsonl", batch_size=1)
+    assert dataset_options == [True]
+    first_line = (tmp_path / "local.jsonl").read_bytes().split(b"\n")[0] + b"\n"
+    assert (tmp_path / "ray.jsonl.partial").read_bytes() == first_line
 
 
 def test_an_interrupted_ray_run_resumes_to_the_uninterrupted_output(engine, classifier, tmp_path):
@@ -177,12 +219,15 @@ def test_an_interrupted_ray_run_resumes_to_the_uninterrupted_output(engine, clas
         assert (tmp_path / output).read_bytes() == clean.read_bytes(), output
 
 
-def test_strict_stops_at_the_bad_line_with_what_was_labelled_before_it_written(engine, classifier, tmp_path):
+def test_strict_stops_at_the_bad_line_with_what_was_labelled_before_it_written(
+    engine, classifier, tmp_path, monkeypatch
+):
     mixed_input(tmp_path / "in.jsonl")
+    monkeypatch.chdir(tmp_path)  # a relative input: the read task, in another working directory, still finds it
     partials = {}
     for name, runner in (("local", classifier), ("ray", engine)):
-        with pytest.raises(LabelInputError, match=r"in\.jsonl:6: invalid JSON"):
-            label_file(runner, tmp_path / "in.jsonl", tmp_path / f"{name}.jsonl", batch_size=1, strict=True)
+        with pytest.raises(LabelInputError, match=r"^in\.jsonl:6: invalid JSON"):
+            label_file(runner, "in.jsonl", f"{name}.jsonl", batch_size=1, strict=True)
         partials[name] = (tmp_path / f"{name}.jsonl.partial").read_bytes()
     assert partials["ray"] == partials["local"] and partials["ray"].count(b"\n") == 5
 
@@ -192,15 +237,15 @@ def test_an_actor_killed_mid_run_is_restarted_and_its_batches_retried(engine, cl
     label_file(classifier, tmp_path / "in.jsonl", tmp_path / "local.jsonl", batch_size=1)
     killed = []
 
-    def kill_an_actor(bad):  # called by the driver with batches in flight on both actors
+    def kill_an_actor(bad):  # called by the driver at line 6, after batches 0-4 came back, with more in flight
         if not killed:
-            killed.append(engine.ready_info[0]["pid"])
+            killed.append(next(iter(engine.labelled_by)))
             os.kill(killed[0], signal.SIGKILL)
 
     label_file(engine, tmp_path / "in.jsonl", tmp_path / "ray.jsonl", batch_size=1, on_bad_line=kill_an_actor)
     assert killed and (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
-    pids = {info["pid"] for info in ray.get([actor.ready.remote() for actor in engine.actors])}
-    assert killed[0] not in pids and len(pids) == 2  # the killed one came back in a new process
+    batches = len(list(input_batches(InputPlan(tmp_path / "in.jsonl", "conversations", batch_size=1))))
+    assert sum(info["batches"] for info in engine.labelled_by.values()) == batches == 16
 
 
 def run_cli(*arguments):
