@@ -59,10 +59,12 @@ class TorchBackend:
     name = "torch"
     margins = None
 
-    def __init__(self, network, threads: int | None = None):
+    def __init__(self, network, threads: int | None = None, device: str = "cpu"):
+        """``device``: a torch device (``cpu``, ``cuda``) the network runs on."""
         import torch
 
-        self.network = network.eval()
+        self.device = device
+        self.network = network.eval().to(device)
         if threads:
             torch.set_num_threads(threads)
 
@@ -70,8 +72,8 @@ class TorchBackend:
         import torch  # imported here so that this module (and the ONNX path's names) stays light
 
         with torch.inference_mode():
-            outputs = self.network(*(torch.from_numpy(array) for array in arrays))
-            return tuple(output.float().numpy() for output in outputs)
+            outputs = self.network(*(torch.from_numpy(array).to(self.device) for array in arrays))
+            return tuple(output.float().cpu().numpy() for output in outputs)
 
 
 _POOL_LOCK = threading.Lock()
@@ -123,22 +125,29 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(
-        self, onnx_dir: Path, threads: int | None = None, meta: dict | None = None, per_row: bool | None = None
+        self,
+        onnx_dir: Path,
+        threads: int | None = None,
+        meta: dict | None = None,
+        per_row: bool | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
     ):
-        """``meta`` stands in for the directory's ``onnx.json`` (the export measures margins before writing it);
-        ``per_row`` (default: whether the main graph has int8 nodes) feeds the main graph one row at a time."""
+        """``meta`` stands in for the directory's ``onnx.json``; ``per_row`` (default: whether the main graph has
+        int8 nodes) feeds the main graph one row at a time; ``providers``: ONNX Runtime's execution providers, in
+        order of preference (``CUDAExecutionProvider`` first on a GPU)."""
         self.onnx_dir = onnx_dir
+        self.providers = tuple(providers)
         self.meta = meta if meta is not None else json.loads((onnx_dir / META_NAME).read_text())
         self.per_row = bool(self.meta.get("quantized_nodes")) if per_row is None else per_row
         self.margins = self.meta.get("recheck")
         self.embeddings = EmbeddingTable(onnx_dir / self.meta.get("embeddings", {}).get("file", EMBEDDINGS_NAME))
-        self.session = self.open_session(onnx_dir / ONNX_NAME, threads)
-        self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads) if self.margins else None
+        self.session = self.open_session(onnx_dir / ONNX_NAME, threads, self.providers)
+        self.fp32_session = self.open_session(onnx_dir / FP32_NAME, threads, self.providers) if self.margins else None
         self.turns = 0
         self.rechecked = 0
 
     @staticmethod
-    def open_session(path: Path, threads: int | None = None):
+    def open_session(path: Path, threads: int | None = None, providers: Sequence[str] = ("CPUExecutionProvider",)):
         """A session on the process's one shared ONNX Runtime thread pool (see :func:`shared_pool_threads`)."""
         import onnxruntime as ort
 
@@ -147,7 +156,7 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.use_per_session_threads = False
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=list(providers))
 
     def _run(self, session, arrays: Sequence[np.ndarray]):
         """Feed ``arrays`` (input_ids, attention_mask, token_type_ids), the ids as their word embeddings; every

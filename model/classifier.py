@@ -29,6 +29,7 @@ from tonewatch.model.backends import (
     shared_pool_threads,
     signal_decision_margins,
 )
+from tonewatch.model.cpu import pick_device
 from tonewatch.model.encoder import resolve_base_model
 from tonewatch.model.inputs import EncodedInput, count_windows, encode_turn, encode_turn_windows
 from tonewatch.model.modeling import (
@@ -186,6 +187,7 @@ class Classifier:
         backend: str | None = None,
         threads: int | None = None,
         recipe: str | None = None,
+        device: str | None = None,
     ) -> Classifier:
         """Load a model directory or a bundled model's name (default: the shipped model), rebuilding its base
         encoder offline if needed.
@@ -195,14 +197,23 @@ class Classifier:
         ``onnx`` requires it; ``torch`` forces the PyTorch path. ``threads``
         caps the CPU threads of either runtime. ``recipe`` names the ONNX
         build (``auto``, the default, or ``$TONEWATCH_RECIPE``: the fastest that keeps the labels on this CPU;
-        ``int8``; ``int8-full``; ``fp32``).
+        ``int8``; ``int8-full``; ``fp32``). ``device``: ``auto`` (default, or ``$TONEWATCH_DEVICE``) runs on a CUDA
+        GPU when one is usable (ONNX Runtime's CUDA provider with the fp32 graph, whose operators all run there,
+        or else PyTorch on the GPU), ``cpu`` never does, ``cuda`` requires one.
         """
         directory = resolve_model_dir(model_dir)
         config = read_model_config(directory)
         chosen = pick_backend(backend)
+        placed = pick_device(device, chosen)
+        if placed == "cuda-torch":
+            return cls._load_torch(directory, config, cache_dir, threads, device="cuda")
         if chosen == "torch" or (chosen == "auto" and not export.onnx_available()):
             return cls._load_torch(directory, config, cache_dir, threads)
-        onnx_recipe = export.pick_recipe(recipe)
+        # ONNX Runtime runs the dynamic int8 operators on the CPU only: on a GPU, the fp32 graph.
+        onnx_recipe = export.pick_recipe("fp32" if placed == "cuda-onnx" else recipe)
+        providers = ["CPUExecutionProvider"]
+        if placed == "cuda-onnx":
+            providers.insert(0, "CUDAExecutionProvider")
         shared_pool_threads(threads)  # before a first-use export opens sessions of its own
         onnx_dir = export.find_onnx(directory, cache_dir, onnx_recipe)
         tokenizer = None
@@ -228,11 +239,16 @@ class Classifier:
 
             _quiet_transformers()
             tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
-        return cls(OnnxBackend(onnx_dir, threads), tokenizer, config, directory)
+        return cls(OnnxBackend(onnx_dir, threads, providers=providers), tokenizer, config, directory)
 
     @classmethod
     def _load_torch(
-        cls, directory: Path, config: ModelConfig, cache_dir: str | Path | None, threads: int | None
+        cls,
+        directory: Path,
+        config: ModelConfig,
+        cache_dir: str | Path | None,
+        threads: int | None,
+        device: str = "cpu",
     ) -> Classifier:
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
@@ -258,7 +274,7 @@ class Classifier:
         # A shipped model directory may leave the 17 MB tokenizer to the base encoder it names.
         tokenizer_dir = directory if (directory / "tokenizer.json").is_file() else Path(base_path)
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-        return cls(TorchBackend(network, threads), tokenizer, config, directory)
+        return cls(TorchBackend(network, threads, device), tokenizer, config, directory)
 
     def encode(self, item: TurnInput) -> EncodedInput:
         """The model input of ``item``; a turn beyond ``max_turn_tokens`` is cut to its first window."""

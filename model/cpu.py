@@ -81,3 +81,52 @@ def cpu_info() -> CpuInfo:
         logical_cpus=os.cpu_count() or 1,
         features=tuple(feature for feature in FEATURES if feature in flags),
     )
+
+
+DEVICES = ("auto", "cpu", "cuda")
+DEVICE_ENV = "TONEWATCH_DEVICE"
+"""Environment variable choosing the device (``auto`` when unset: a CUDA GPU when one is usable, else the CPU)."""
+
+
+def onnx_cuda_available() -> bool:
+    """Whether the installed ONNX Runtime has its CUDA provider (the ``onnxruntime-gpu`` package) and can use it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def torch_cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU. Importing torch costs a second and 200 MB, so it is only asked where an
+    NVIDIA driver is installed."""
+    if not (Path("/proc/driver/nvidia/version").exists() or os.environ.get("CUDA_VISIBLE_DEVICES")):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pick_device(device: str | None, backend: str = "auto") -> str:
+    """``cpu``, ``cuda-onnx`` (ONNX Runtime's CUDA provider) or ``cuda-torch`` (PyTorch on the GPU), for ``device``
+    (else ``$TONEWATCH_DEVICE``, else ``auto``) and the backend asked for; ``cuda`` where no GPU is usable is an
+    error, ``auto`` then means the CPU."""
+    from tonewatch.configfile import ConfigError
+
+    chosen = device or os.environ.get(DEVICE_ENV) or "auto"
+    if chosen not in DEVICES:
+        raise ConfigError(f"unknown device {chosen!r} (from the argument or ${DEVICE_ENV}); choose from {DEVICES}")
+    if chosen == "cpu":
+        return "cpu"
+    if backend != "torch" and onnx_cuda_available():
+        return "cuda-onnx"
+    if backend != "onnx" and torch_cuda_available():
+        return "cuda-torch"
+    if chosen == "cuda":
+        raise ConfigError(
+            f"device cuda asked for, but neither ONNX Runtime's CUDA provider (onnxruntime-gpu) nor PyTorch sees a GPU"
+            f"{' for backend ' + backend if backend != 'auto' else ''}"
+        )
+    return "cpu"

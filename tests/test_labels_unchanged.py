@@ -5,6 +5,9 @@ The reference was written before the clean-up of issue 16 (commit ee763f5) by ru
 ``python tests/test_labels_unchanged.py --write``. Rewrite it only when a change is meant to change predictions
 (a new shipped model, say), and say so in the commit.
 
+The ONNX entries are of recipe ``int8`` (the int8 graph with the fp32 re-check), which the tests pin
+(``tests/conftest.py``): ``auto`` keeps whichever graph measured fastest, which a busy machine may change.
+
 Float results depend on the CPU's kernels (AVX2, AVX-512, VNNI give different roundings, and the int8 graph most
 of all: AVX2's u8 x s8 products saturate where VNNI's do not), so the file keeps one reference per CPU that wrote
 one (``--write`` adds or replaces the running CPU's, keeping the others). On a CPU with a reference for the model
@@ -124,4 +127,7 @@ def test_labels_and_scores_unchanged(model, backend, reference, turns):
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/test_labels_unchanged.py --write   (rewrites the reference)")
+    import os
+
+    os.environ.setdefault("TONEWATCH_RECIPE", "int8")  # what the tests build (tests/conftest.py)
     write_reference()
