@@ -45,6 +45,12 @@ META_NAME = "onnx.json"
 ``embeddings.npy``, the word embeddings both graphs take)."""
 
 
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+"""ONNX Runtime graph rewrites a session leaves out. Profiled on one turn (70 tokens, int8 graph, 2 threads, Xeon with
+AVX-512 VNNI, 2026-12-07, a busy machine): the 12 fused SkipLayerNormalization nodes took 5.7 ms a run, the Add and
+LayerNormalization nodes they replace 1.2-2.3 ms."""
+
+
 def pick_backend(backend: str | None) -> str:
     """``backend``, else ``$TONEWATCH_BACKEND``, else ``auto``; an unknown name is a :class:`ConfigError`."""
     chosen = backend or os.environ.get(BACKEND_ENV) or "auto"
@@ -156,7 +162,11 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.use_per_session_threads = False
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        # ONNX Runtime would fuse each residual Add + LayerNormalization back into SkipLayerNormalization, whose
+        # kernel is slower on one-turn inputs (docs/design.md): the export leaves them apart, and so does the session.
+        return ort.InferenceSession(
+            str(path), options, providers=list(providers), disabled_optimizers=list(DISABLED_OPTIMIZERS)
+        )
 
     def _run(self, session, arrays: Sequence[np.ndarray]):
         """Feed ``arrays`` (input_ids, attention_mask, token_type_ids), the ids as their word embeddings; every
