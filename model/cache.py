@@ -22,6 +22,7 @@ directory replaces one of an earlier format, so upgrades do not pile up.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -61,7 +62,8 @@ def _export_is_stale(meta: dict) -> bool:
     model_dir = Path(meta.get("model_dir") or "")
     if not meta.get("model_dir") or not (model_dir / "config.json").is_file():
         return True
-    fields = {name: value for name, value in (meta.get("recipe") or {}).items() if name != "name"}
+    known = {field.name for field in dataclasses.fields(OnnxRecipe)}  # not what ``auto`` recorded of its choice
+    fields = {name: value for name, value in (meta.get("recipe") or {}).items() if name in known}
     try:
         recipe = OnnxRecipe(**{**fields, "quantize": tuple(fields.get("quantize", ()))})
     except (TypeError, ValueError):

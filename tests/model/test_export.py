@@ -381,3 +381,15 @@ def test_the_recipe_comes_from_the_argument_then_the_environment(monkeypatch):
     monkeypatch.setenv("TONEWATCH_RECIPE", "int2")
     with pytest.raises(ValueError, match="recipe"):
         export.pick_recipe(None)
+
+
+def test_an_auto_export_in_the_cache_is_found_and_not_pruned_as_stale(tiny_model_dir, torch_classifier, tmp_path):
+    from tonewatch.model.cache import cache_entries
+
+    auto = OnnxRecipe.named("auto")
+    built = export_onnx(
+        torch_classifier, recipe=auto, cache_dir=tmp_path, calibration_turns=package_calibration_turns(40)
+    )
+    assert built.is_dir() and find_onnx(tiny_model_dir, tmp_path, auto) == built
+    (entry,) = [entry for entry in cache_entries(tmp_path) if entry.kind == "onnx"]
+    assert entry.path == built and not entry.stale and entry.recipe == "auto"
