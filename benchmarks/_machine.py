@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import platform
-from pathlib import Path
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    """The CPU (model, logical CPUs, the instruction-set features that choose kernels), the system and Python."""
+    from tonewatch.model.cpu import cpu_info
+
     system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
+    return f"{cpu_info().describe()}, {system}, Python {platform.python_version()}"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,8 +23,20 @@ Paths:
 - ``torch``: tonewatch's PyTorch path (inference mode, batches sorted by
   length).
 - ``onnx-fp32``, ``onnx-int8-full``: ONNX Runtime, fused graph, fp32 / every
-  MatMul int8.
-- ``onnx``: the default ONNX recipe (int8, fp32 re-check of close calls).
+  MatMul int8 (smoothed, 8-bit weights on VNNI/AMX, 7-bit otherwise).
+- ``onnx-int8``: the int8 graph with the fp32 re-check of close calls.
+- ``onnx``: the default recipe ``auto``: what it measured and chose on this CPU at export.
+
+Then, as a user runs it (``--label``, on by default):
+
+- ``label``: ``tonewatch label`` on the callcenter_dev conversations (4 copies, 3,240
+  customer turns) with the cache built, in its own process: turns per second
+  once it has started (the wall time less that of the same command on one
+  conversation), against the ``onnx`` path's batch throughput; its peak RSS;
+- ``cold``: the README's first command, ``tonewatch label
+  examples/conversations.jsonl``, on an empty cache: wall time (building the
+  base encoder's directory and the ONNX export included), peak RSS, and the
+  size of the cache it leaves.
 """
 
 from __future__ import annotations
@@ -41,8 +53,9 @@ from pathlib import Path
 from _machine import machine, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ("naive", "torch", "onnx-fp32", "onnx-int8-full", "onnx")
-RECIPE_OF = {"onnx-fp32": "fp32", "onnx-int8-full": "int8-full", "onnx": "int8"}
+PATHS = ("naive", "torch", "onnx-fp32", "onnx-int8-full", "onnx-int8", "onnx")
+RECIPE_OF = {"onnx-fp32": "fp32", "onnx-int8-full": "int8-full", "onnx-int8": "int8", "onnx": "auto"}
+LABEL_COPIES = 4
 
 
 def _turns():
@@ -130,7 +143,69 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
     }
     if getattr(backend, "margins", None):
         result["rechecked_share"] = round(backend.rechecked / max(backend.turns, 1), 3)
+    if getattr(backend, "meta", None):
+        result["chosen"] = backend.meta["recipe"].get("chosen")
+        result["ms_per_turn_at_export"] = backend.meta["recipe"].get("ms_per_turn")
     return result
+
+
+def _measured_run(command: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Run ``command`` in a child process: its wall time (s) and its peak RSS (MB), measured by a wrapper process
+    whose only child it is."""
+    wrapper = (
+        "import json, resource, subprocess, sys, time; started = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(json.dumps([time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+    )
+    output = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, capture_output=True, text=True,
+                            env=env or os.environ).stdout  # fmt: skip
+    seconds, rss_kb = json.loads(output.strip().splitlines()[-1])
+    return seconds, round(rss_kb / 1024)
+
+
+def _directory_mb(path: Path) -> float:
+    seen, total = set(), 0
+    for item in path.rglob("*"):
+        if item.is_file() and not item.is_symlink():
+            stat = item.stat()
+            if (stat.st_dev, stat.st_ino) not in seen:  # a hard-linked file counts once, as on disk
+                seen.add((stat.st_dev, stat.st_ino))
+                total += stat.st_size
+    return round(total / 1e6, 1)
+
+
+def label_runs(model: str | None, threads: int, work: Path) -> dict:
+    """``tonewatch label`` as a user runs it: throughput with the cache built, and the first run on an empty one."""
+    import shutil
+
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+
+    dev = (PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl").read_text(encoding="utf-8").strip().splitlines()
+    big, one = work / "dev-copies.jsonl", work / "one.jsonl"
+    big.write_text("\n".join(dev * LABEL_COPIES) + "\n", encoding="utf-8")
+    one.write_text(dev[0] + "\n", encoding="utf-8")
+    turns = len(_turns()) * LABEL_COPIES
+    base = [sys.executable, "-m", "tonewatch", "label", "--threads", str(threads), "--no-progress"]
+    base += ["--model", model] if model else []
+    startup, _ = _measured_run([*base, str(one), "-o", str(work / "one.out.jsonl")])
+    runs = [_measured_run([*base, str(big), "-o", str(work / "big.out.jsonl")]) for _ in range(2)]
+    seconds, rss = min(runs)
+    cold_cache = work / "cold-cache"
+    shutil.rmtree(cold_cache, ignore_errors=True)
+    env = {**os.environ, "TONEWATCH_CACHE": str(cold_cache)}
+    example = ROOT / "examples" / "conversations.jsonl"
+    cold_command = [sys.executable, "-m", "tonewatch", "label", str(example), "-o", str(work / "cold.out.jsonl")]
+    cold_seconds, cold_rss = _measured_run(cold_command + (["--model", model] if model else []), env)
+    return {
+        "label_turns": turns,
+        "label_seconds": round(seconds, 2),
+        "label_startup_seconds": round(startup, 2),
+        "label_turns_per_s": round(turns / max(seconds - startup, 1e-9), 1),
+        "label_peak_rss_mb": rss,
+        "cold_seconds": round(cold_seconds, 1),
+        "cold_peak_rss_mb": cold_rss,
+        "cold_cache_mb": _directory_mb(cold_cache),
+    }
 
 
 def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
@@ -159,12 +234,36 @@ def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
             f"{result['load_s']} | {100 * result['emotion_agreement']:.2f} % | "
             f"{100 * result['escalation_agreement']:.2f} % |"
         )
+    for result in results:
+        if result.get("rechecked_share") is not None:
+            lines += [
+                "",
+                f"`{result['path']}` re-ran {100 * result['rechecked_share']:.1f} % of the batch turns through "
+                "the fp32 "
+                "graph (their int8 decision was within the measured int8 error of a boundary).",
+            ]
     onnx = next((r for r in results if r["path"] == "onnx"), None)
-    if onnx and "rechecked_share" in onnx:
+    if onnx and onnx.get("chosen"):
+        measured = ", ".join(f"{name} {ms} ms" for name, ms in (onnx.get("ms_per_turn_at_export") or {}).items())
+        lines += ["", f"`onnx` is recipe `auto`, which chose `{onnx['chosen']}` at export on this CPU ({measured})."]
+    label = settings.get("label")
+    if label and onnx:
+        ratio = label["label_turns_per_s"] / onnx["turns_per_s"]
         lines += [
             "",
-            f"`onnx` re-ran {100 * onnx['rechecked_share']:.1f} % of the batch turns through the fp32 graph "
-            "(their int8 decision was within the measured int8 error of a boundary).",
+            "`tonewatch label` as a user runs it:",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| `label`, cache built: {label['label_turns']} turns (callcenter_dev × {LABEL_COPIES}) | "
+            f"{label['label_seconds']} s ({label['label_startup_seconds']} s of it start-up, measured on one "
+            "conversation) |",
+            f"| `label` turns/s once started | {label['label_turns_per_s']} ({100 * ratio:.0f} % of the `onnx` "
+            f"path's batch {onnx['turns_per_s']}) |",
+            f"| `label` peak RSS | {label['label_peak_rss_mb']} MB |",
+            f"| first `label` on an empty cache (README's first command) | {label['cold_seconds']} s |",
+            f"| its peak RSS | {label['cold_peak_rss_mb']} MB |",
+            f"| the cache it leaves | {label['cold_cache_mb']} MB |",
         ]
     lines += ["", "Paths: see the docstring of `benchmarks/speed.py`; the levers and why: `docs/design.md`.", ""]
     path.write_text("\n".join(lines))
@@ -177,6 +276,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300, help="Turns timed one at a time.")
     parser.add_argument("--paths", default=",".join(PATHS), help="Comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--write", type=Path, default=None, help="Write the markdown table here.")
+    parser.add_argument("--no-label", action="store_true", help="Skip the `tonewatch label` runs (warm and cold).")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
@@ -225,6 +325,12 @@ def main() -> None:
         "timed": min(arguments.turns, len(turns)),
         "tokens": tokens,
     }
+    if not arguments.no_label:
+        import tempfile
+
+        print("measuring tonewatch label (cache built, then an empty cache) ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as work:
+            settings["label"] = label_runs(arguments.model, arguments.threads, Path(work))
     print(json.dumps({"settings": settings, "results": results}, indent=2))
     if arguments.write:
         write_markdown(results, settings, arguments.write)
