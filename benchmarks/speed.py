@@ -185,7 +185,7 @@ def label_runs(model: str | None, threads: int, work: Path) -> dict:
     big.write_text("\n".join(dev * LABEL_COPIES) + "\n", encoding="utf-8")
     one.write_text(dev[0] + "\n", encoding="utf-8")
     turns = len(_turns()) * LABEL_COPIES
-    base = [sys.executable, "-m", "tonewatch", "label", "--threads", str(threads), "--no-progress"]
+    base = [sys.executable, "-m", "tonewatch", "label", "--threads", str(threads)]
     base += ["--model", model] if model else []
     startup, _ = _measured_run([*base, str(one), "-o", str(work / "one.out.jsonl")])
     runs = [_measured_run([*base, str(big), "-o", str(work / "big.out.jsonl")]) for _ in range(2)]
