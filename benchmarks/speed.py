@@ -26,6 +26,8 @@ Paths:
   MatMul int8 (smoothed, 8-bit weights on VNNI/AMX, 7-bit otherwise).
 - ``onnx-int8``: the int8 graph with the fp32 re-check of close calls.
 - ``onnx``: the default recipe ``auto``: what it measured and chose on this CPU at export.
+- ``cuda``: only where a CUDA GPU is usable: ONNX Runtime's CUDA provider (fp32
+  graph), else PyTorch on the GPU. The other paths are kept on the CPU.
 
 Then, as a user runs it (``--label``, on by default):
 
@@ -95,10 +97,16 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
     from tonewatch.model.classifier import Classifier
 
     started = time.perf_counter()
-    if path in ("naive", "torch"):
-        classifier = Classifier.from_pretrained(model, backend="torch", threads=None if path == "naive" else threads)
+    if path == "cuda":  # ONNX Runtime's CUDA provider (fp32 graph), else PyTorch on the GPU
+        classifier = Classifier.from_pretrained(model, device="cuda", threads=threads)
+    elif path in ("naive", "torch"):
+        classifier = Classifier.from_pretrained(
+            model, backend="torch", threads=None if path == "naive" else threads, device="cpu"
+        )
     else:
-        classifier = Classifier.from_pretrained(model, backend="onnx", recipe=RECIPE_OF[path], threads=threads)
+        classifier = Classifier.from_pretrained(
+            model, backend="onnx", recipe=RECIPE_OF[path], threads=threads, device="cpu"
+        )
     load_seconds = time.perf_counter() - started
     turns = _turns()
     if path == "naive":
@@ -284,6 +292,10 @@ def main() -> None:
         return
 
     paths = [path for path in arguments.paths.split(",") if path]
+    from tonewatch.model.cpu import pick_device
+
+    if pick_device(None) != "cpu" and "cuda" not in paths:
+        paths.append("cuda")  # a GPU is usable here: its row too
     if "torch" not in paths:
         paths.insert(0, "torch")  # the reference of the agreement columns
     for path in paths:  # build the ONNX exports first, each in its own process, so no measurement includes one
