@@ -302,7 +302,7 @@ def main() -> None:
         if path in RECIPE_OF:
             # the loader builds the export on first use, as `tonewatch label` or the server would
             build = "from tonewatch.model import Classifier; import sys; "
-            build += "Classifier.from_pretrained(sys.argv[1] or None, backend='onnx', recipe=sys.argv[2])"
+            build += "Classifier.from_pretrained(sys.argv[1] or None, backend='onnx', recipe=sys.argv[2], device='cpu')"
             subprocess.run([sys.executable, "-c", build, arguments.model or "", RECIPE_OF[path]], check=True)
     results = []
     for path in paths:
