@@ -65,7 +65,8 @@ def sleef_expf(values: np.ndarray) -> np.ndarray:
     """``exp`` of float32 ``values`` as SLEEF's ``expf_u10`` computes it (ATen's vectorised ``exp``)."""
     d = np.asarray(values, dtype=_F32)
     finite = np.clip(d, _F32(-104), _F32(104))  # beyond: 0 or inf, set below (and no int32 overflow)
-    q = np.rint(finite * _R_LN2).astype(np.int32)
+    with np.errstate(invalid="ignore"):  # NaN: any q, the result is NaN below
+        q = np.rint(finite * _R_LN2).astype(np.int32)
     qf = q.astype(_F32)
     s = _fma(qf, -_L2U, finite)
     s = _fma(qf, -_L2L, s)
