@@ -11,6 +11,10 @@ and the live service see them:
   excluded); p50 and p99;
 - batch: every turn (810) in calls of 64, turns per second; and the same
   turns as bare texts without context (texts per second);
+- label: `tonewatch label`'s library call (``label_file``, local engine) on the same
+  conversations (callcenter_dev's JSONL, the same turns), reading to the finished output,
+  turns per second; timed alternately with the batch (``--repeats`` times each, medians),
+  so that both see the same load on a busy machine; and its ratio to the batch;
 - peak RSS of the process (load included), and load time;
 - agreement of each path's emotion labels and escalation decisions with
   tonewatch's PyTorch path (the reference).
@@ -47,8 +51,10 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,13 +66,29 @@ RECIPE_OF = {"onnx-fp32": "fp32", "onnx-int8-full": "int8-full", "onnx-int8": "i
 LABEL_COPIES = 4
 
 
+def _dev_file() -> Path:
+    from tonewatch.data.sources.callcenter import PACKAGE_DATA
+
+    return PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl"
+
+
 def _turns():
     from tonewatch.conversations import read_conversations
-    from tonewatch.data.sources.callcenter import PACKAGE_DATA
     from tonewatch.model.types import conversation_turn_inputs
 
-    conversations = read_conversations(PACKAGE_DATA / "callcenter_dev" / "dialogues.jsonl")
+    conversations = read_conversations(_dev_file())
     return [turn for conversation in conversations for turn in conversation_turn_inputs(conversation)]
+
+
+def _timed_label(classifier, output: Path) -> tuple[int, float]:
+    """``tonewatch label`` of callcenter_dev's conversations (the benchmark's turns) with the local engine: turns
+    labelled and seconds, reading to the finished output."""
+    from tonewatch.labelling import label_file
+
+    output.unlink(missing_ok=True)
+    begun = time.perf_counter()
+    summary = label_file(classifier, _dev_file(), output, progress=False)
+    return summary.labelled_turns, time.perf_counter() - begun
 
 
 def _naive(classifier):
@@ -91,7 +113,7 @@ def _naive(classifier):
     return predict
 
 
-def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
+def child(path: str, model: str | None, threads: int, n_turns: int, repeats: int = 1) -> dict:
     """Measure one path in this process."""
     from tonewatch.labels import ID2LABEL
     from tonewatch.model.classifier import Classifier
@@ -138,13 +160,25 @@ def child(path: str, model: str | None, threads: int, n_turns: int) -> dict:
     decisions, batch_seconds = timed_batch(turns)
     texts = [type(turn)(turn.text, (), turn.lang) for turn in turns]
     _, texts_seconds = timed_batch(texts)
+    label_rates, batch_rates = [], [len(turns) / batch_seconds]
+    if path != "naive":
+        with tempfile.TemporaryDirectory() as scratch:
+            for repeat in range(repeats):  # alternately, so that both see the same load
+                if repeat:
+                    batch_rates.append(len(turns) / timed_batch(turns)[1])
+                labelled, label_seconds = _timed_label(classifier, Path(scratch) / "labelled.jsonl")
+                label_rates.append(labelled / label_seconds)
     backend = getattr(classifier, "backend", None)
     result = {
         "path": path,
         "load_s": round(load_seconds, 1),
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
-        "turns_per_s": round(len(turns) / batch_seconds, 1),
+        "turns_per_s": round(statistics.median(batch_rates), 1),
+        "label_turns_per_s": round(statistics.median(label_rates), 1) if label_rates else None,
+        "label_vs_batch": round(statistics.median(label_rates) / statistics.median(batch_rates), 3)
+        if label_rates
+        else None,
         "texts_per_s": round(len(texts) / texts_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "decisions": [[label if isinstance(label, str) else ID2LABEL[label], bool(esc)] for label, esc in decisions],
@@ -226,18 +260,23 @@ def write_markdown(results: list[dict], settings: dict, path: Path) -> None:
         f"({settings['layers']} encoder layers); inputs are the {settings['turns']} customer turns of "
         f"callcenter_dev with their context ({settings['tokens']}). Single turn: {settings['timed']} turns one "
         "at a time in conversation order, text to calibrated prediction, load excluded. Batch: all turns in calls "
-        "of 64; texts: the same turns without context. Agreement: share of emotion labels / escalation decisions "
+        "of 64; texts: the same turns without context. Label: `tonewatch label` (local engine) of the same "
+        f"conversations, reading to the finished output; batch and label timed alternately, median of "
+        f"{settings.get('repeats', 1)} each. Agreement: share of emotion labels / escalation decisions "
         "equal to tonewatch's PyTorch path. Each path ran in its own process.",
         "",
         "| path | single turn p50 (ms) | p99 (ms) | speed-up vs naive (p50) | batch (turns/s) "
-        "| texts/s | peak RSS (MB) | load (s) | emotion agreement | escalation agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| texts/s | label (turns/s) | label / batch | peak RSS (MB) | load (s) | emotion agreement "
+        "| escalation agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         speed_up = f"{naive['p50_ms'] / result['p50_ms']:.1f}×" if naive else "-"
         lines.append(
             f"| {result['path']} | {result['p50_ms']} | {result['p99_ms']} | "
             f"{speed_up} | {result['turns_per_s']} | {result['texts_per_s']} | "
+            f"{result.get('label_turns_per_s') or '-'} | "
+            f"{'-' if not result.get('label_vs_batch') else format(result['label_vs_batch'], '.0%')} | "
             f"{result['peak_rss_mb']} | "
             f"{result['load_s']} | {100 * result['emotion_agreement']:.2f} % | "
             f"{100 * result['escalation_agreement']:.2f} % |"
@@ -285,10 +324,12 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS), help="Comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--write", type=Path, default=None, help="Write the markdown table here.")
     parser.add_argument("--no-label", action="store_true", help="Skip the `tonewatch label` runs (warm and cold).")
+    parser.add_argument("--repeats", type=int, default=3, help="Batch and label runs, alternately (medians).")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        print(json.dumps(child(arguments.child, arguments.model, arguments.threads, arguments.turns)))
+        result = child(arguments.child, arguments.model, arguments.threads, arguments.turns, arguments.repeats)
+        print(json.dumps(result))
         return
 
     paths = [path for path in arguments.paths.split(",") if path]
@@ -307,7 +348,8 @@ def main() -> None:
     results = []
     for path in paths:
         command = [sys.executable, __file__, "--child", path, "--threads", str(arguments.threads)]
-        command += ["--turns", str(arguments.turns)] + (["--model", arguments.model] if arguments.model else [])
+        command += ["--turns", str(arguments.turns), "--repeats", str(arguments.repeats)]
+        command += ["--model", arguments.model] if arguments.model else []
         print(f"measuring {path} ...", file=sys.stderr, flush=True)
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
@@ -336,6 +378,7 @@ def main() -> None:
         "turns": len(turns),
         "timed": min(arguments.turns, len(turns)),
         "tokens": tokens,
+        "repeats": arguments.repeats,
     }
     if not arguments.no_label:
         import tempfile

@@ -251,15 +251,42 @@ def _attach(value: dict, kind: str, predictions: list[dict]) -> dict:
     return value
 
 
+@dataclass
+class PreparedRecords:
+    """The readable records of one batch, their turns, and those turns tokenised (:func:`prepare_records`)."""
+
+    values: list[dict]
+    inputs: list[list[TurnInput]]
+    prepared: Any = None
+    """The classifier's :meth:`~tonewatch.model.classifier.Classifier.prepare` of every turn of the batch (``None``
+    for a classifier without that step, which ``classify`` then tokenises itself)."""
+
+
+def prepare_records(classifier: Classifier, kind: str, values: list[dict]) -> PreparedRecords:
+    """What labelling a batch does before the model runs: the records' turns, tokenised in one batch."""
+    inputs = [_turn_inputs(value, kind) for value in values]
+    prepare = getattr(classifier, "prepare", None)
+    flat = [turn for turns in inputs for turn in turns]
+    return PreparedRecords(values, inputs, prepare(flat) if prepare is not None and flat else None)
+
+
 def label_records(classifier: Classifier, policy: EscalationPolicy, kind: str, values: list[dict]) -> list[dict]:
     """Readable records of one batch as written, in order: each with its predictions attached.
 
     The turns of the whole batch go to the model in one ``classify`` call: what a record's scores are
     depends, within the int8 path's tolerance, on the batch it is labelled in, so every engine calls this
     on the same batches."""
-    inputs = [_turn_inputs(value, kind) for value in values]
-    flat = [turn for turns in inputs for turn in turns]
-    predictions = classifier.classify(flat) if flat else []
+    return finish_records(classifier, policy, kind, prepare_records(classifier, kind, values))
+
+
+def finish_records(classifier: Classifier, policy: EscalationPolicy, kind: str, batch: PreparedRecords) -> list[dict]:
+    """:func:`label_records` of a batch :func:`prepare_records` prepared: the model, the policy, the records."""
+    values, inputs = batch.values, batch.inputs
+    if batch.prepared is not None:
+        predictions = classifier.classify_prepared(batch.prepared)
+    else:
+        flat = [turn for turns in inputs for turn in turns]
+        predictions = classifier.classify(flat) if flat else []
     labelled, position = [], 0
     for value, turns in zip(values, inputs, strict=True):
         own = predictions[position : position + len(turns)]
@@ -320,17 +347,72 @@ class LabellingEngine:
 
 
 class LocalEngine(LabellingEngine):
-    """The input read and the model run in this process: one batch at a time."""
+    """The model in this process, in a pipeline of three threads: while the model labels batch ``k`` (in a thread
+    of its own; ONNX Runtime and PyTorch run without the GIL), a second thread reads and tokenises batch ``k + 1``
+    (the tokenizer encodes a batch outside the GIL too), and the caller writes batch ``k - 1``. (The Ray engine's
+    actors label one batch at a time, with :func:`label_records`.)
+
+    The batches are the same, in the same order, each labelled by the same calls, as one batch at a time: the
+    output is the same byte for byte. An error anywhere (an unreadable line with ``strict``, the model, the
+    caller's writing) comes out after the batches before it, so a resumed run continues where the output ends."""
 
     name = "local"
 
-    def __init__(self, classifier: Classifier):
+    def __init__(self, classifier: Classifier, pipeline: bool = True):
+        """``pipeline=False``: one batch at a time in the caller's thread (what the pipeline is checked against)."""
         self.classifier = classifier
+        self.pipeline = pipeline
 
     def label_input(self, plan: InputPlan, policy: EscalationPolicy) -> Iterator[tuple[Batch, list[dict]]]:
-        for batch in input_batches(plan):
-            readable = [record.value for record in batch if record.error is None]
-            yield batch, label_records(self.classifier, policy, plan.kind, readable)
+        kind, batches = plan.kind, input_batches(plan)
+        if not self.pipeline:
+            for batch in batches:
+                yield batch, finish_records(self.classifier, policy, kind, self._prepare(kind, batch))
+            return
+        yield from self._pipelined(kind, policy, iter(batches))
+
+    def _prepare(self, kind: str, batch: Batch) -> PreparedRecords:
+        readable = [record.value for record in batch if record.error is None]
+        return prepare_records(self.classifier, kind, readable)
+
+    def _pipelined(
+        self, kind: str, policy: EscalationPolicy, batches: Iterator[Batch]
+    ) -> Iterator[tuple[Batch, list[dict]]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read_and_prepare() -> tuple[Batch, PreparedRecords] | None:
+            batch = next(batches, None)  # reading the input happens here, in the preparing thread
+            return None if batch is None else (batch, self._prepare(kind, batch))
+
+        def label(batch: Batch, prepared: PreparedRecords) -> tuple[Batch, list[dict]]:
+            return batch, finish_records(self.classifier, policy, kind, prepared)
+
+        # One worker each: batches are read, and labelled, strictly in order.
+        preparing = ThreadPoolExecutor(1, thread_name_prefix="tonewatch-prepare")
+        labelling = ThreadPoolExecutor(1, thread_name_prefix="tonewatch-model")
+        try:
+            next_prepared = preparing.submit(read_and_prepare)
+            in_model = None  # the future of the batch the model labels now
+            while True:
+                try:
+                    item = next_prepared.result()
+                except BaseException:
+                    if in_model is not None:  # the batch before the error is written first
+                        yield in_model.result()
+                    raise
+                if item is None:
+                    break
+                next_prepared = preparing.submit(read_and_prepare)
+                labelled_next = labelling.submit(label, *item)
+                if in_model is not None:
+                    yield in_model.result()  # the caller writes it while the model labels the next one
+                in_model = labelled_next
+            if in_model is not None:
+                yield in_model.result()
+        finally:
+            # Closed early (an error, an interrupt): nothing more is read or labelled; what runs now finishes.
+            preparing.shutdown(wait=True, cancel_futures=True)
+            labelling.shutdown(wait=True, cancel_futures=True)
 
 
 def _json_value(value: Any) -> Any:

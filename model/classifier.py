@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from tonewatch.conversations import read_conversations
 from tonewatch.labels import EMOTION_LABELS, ID2LABEL, SPEAKERS
@@ -29,17 +31,18 @@ from tonewatch.model.backends import (
     shared_pool_threads,
     signal_decision_margins,
 )
+from tonewatch.model.calibrate import emotion_probabilities, escalation_probabilities, signal_probabilities
 from tonewatch.model.cpu import pick_device
 from tonewatch.model.encoder import resolve_base_model
-from tonewatch.model.inputs import EncodedInput, count_windows, encode_turn, encode_turn_windows
-from tonewatch.model.modeling import (
-    HEAD_PREFIXES,
-    TRAINED_ENCODER_PARAMETERS,
-    TurnClassifierNetwork,
-    build_network,
-    merge_lora,
+from tonewatch.model.inputs import (
+    EncodedInput,
+    count_windows,
+    encode_turn,
+    encode_turn_windows,
+    encode_turns_windows,
 )
 from tonewatch.model.ngram_signals import READER_NAME, NgramSignalReader
+from tonewatch.model.tokenizer import ExportTokenizer
 from tonewatch.model.types import (
     WEIGHTS_NAME,
     ModelConfig,
@@ -50,6 +53,11 @@ from tonewatch.model.types import (
     read_model_config,
     resolve_model_dir,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from tonewatch.model.modeling import TurnClassifierNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +98,16 @@ def _quiet_transformers():
     hf_logging.disable_progress_bar()
 
 
+@dataclass(frozen=True)
+class PreparedTurns:
+    """Customer turns tokenised for the model (:meth:`Classifier.prepare`): what :meth:`Classifier.classify_prepared`
+    runs, so that the next batch can be tokenised while the model runs this one."""
+
+    turns: tuple[TurnInput, ...]
+    windows: tuple[tuple[EncodedInput, ...], ...]
+    """The model inputs of each turn's windows (one for a turn within ``max_turn_tokens``)."""
+
+
 class Classifier:
     """A loaded model: turns in, calibrated predictions out.
 
@@ -117,7 +135,8 @@ class Classifier:
     ):
         """``signal_reader``: the n-gram signal reader of a ``char_ngrams`` model (default: read from
         ``model_dir``)."""
-        if isinstance(backend, TurnClassifierNetwork):
+        modeling = sys.modules.get("tonewatch.model.modeling")  # a network exists only once it is imported
+        if modeling is not None and isinstance(backend, modeling.TurnClassifierNetwork):
             backend = TorchBackend(backend)
         self.backend = backend
         self.tokenizer = tokenizer
@@ -158,16 +177,17 @@ class Classifier:
         if not turns:
             return []
         if self.signal_reader is not None:  # the n-gram reader alone: an agent turn needs no encoder pass
-            signal_logits = torch.from_numpy(self.signal_reader.logits([turn.text for turn in turns]))
+            signal_logits = self.signal_reader.logits([turn.text for turn in turns])
         else:
-            _, _, signal_logits = self.raw_logits(turns, batch_size, with_signals=True)
+            signal_logits = self._turn_arrays(turns, batch_size, "auto", None, True)[0][2]
         return self.signal_probabilities(signal_logits, "agent")
 
-    def signal_probabilities(self, signal_logits: torch.Tensor, speaker: str) -> list[dict[str, float]]:
-        """Calibrated probabilities of ``speaker``'s signals, one dict per row of raw ``signal_logits``."""
-        probabilities = torch.sigmoid(signal_logits.float() / self.config.calibration.signal_temperature)
+    def signal_probabilities(self, signal_logits, speaker: str) -> list[dict[str, float]]:
+        """Calibrated probabilities of ``speaker``'s signals, one dict per row of raw ``signal_logits`` (an array or
+        a tensor)."""
+        probabilities = signal_probabilities(_numpy(signal_logits), self.config.calibration.signal_temperature)
         columns = self.config.signal_index(speaker)
-        if torch.isnan(probabilities).any():
+        if np.isnan(probabilities).any():
             raise RuntimeError("the model produced NaN signal scores")
         return [{name: float(row[column]) for column, name in columns} for row in probabilities]
 
@@ -235,10 +255,8 @@ class Classifier:
             tokenizer = torch_classifier.tokenizer  # the one the export saved: not loaded a second time
             del torch_classifier
         if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            _quiet_transformers()
-            tokenizer = AutoTokenizer.from_pretrained(str(onnx_dir))
+            # the tokenizers library alone: the ONNX path imports neither transformers nor torch
+            tokenizer = ExportTokenizer.from_directory(onnx_dir)
         return cls(OnnxBackend(onnx_dir, threads, providers=providers), tokenizer, config, directory)
 
     @classmethod
@@ -252,6 +270,8 @@ class Classifier:
     ) -> Classifier:
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
+
+        from tonewatch.model.modeling import HEAD_PREFIXES, TRAINED_ENCODER_PARAMETERS, build_network, merge_lora
 
         _quiet_transformers()
         weights_path = directory / WEIGHTS_NAME
@@ -313,6 +333,23 @@ class Classifier:
         with_signals: bool = False,
         row_turns: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, ...]:
+        """:meth:`logits_arrays` as torch tensors."""
+        import torch
+
+        outputs = self.logits_arrays(encoded, batch_size, langs, precision, on_batch, speakers, with_signals, row_turns)
+        return tuple(torch.from_numpy(output) for output in outputs)
+
+    def logits_arrays(
+        self,
+        encoded: Sequence[EncodedInput],
+        batch_size: int = 64,
+        langs: Sequence[str | None] | None = None,
+        precision: str = "auto",
+        on_batch: Callable[[int], object] | None = None,
+        speakers: Sequence[str] | None = None,
+        with_signals: bool = False,
+        row_turns: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, ...]:
         """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding; with
         ``with_signals`` also the signal logits ``[turns, len(signal_names)]`` third (no columns for a model
         without a signal head).
@@ -365,8 +402,8 @@ class Classifier:
                 remaining.subtract(turns_of_chunk)
                 on_batch(sum(remaining[turn] == 0 for turn in set(turns_of_chunk)))
         if with_signals:
-            return torch.from_numpy(emotion), torch.from_numpy(escalation), torch.from_numpy(signals)
-        return torch.from_numpy(emotion), torch.from_numpy(escalation)
+            return emotion, escalation, signals
+        return emotion, escalation
 
     def _close_signals(
         self, signal_logits: np.ndarray, langs: Sequence[str | None], speakers: Sequence[str], margin: float
@@ -385,27 +422,28 @@ class Classifier:
 
     def predictions_from_logits(
         self,
-        emotion_logits: torch.Tensor,
-        escalation_logits: torch.Tensor,
+        emotion_logits,
+        escalation_logits,
         langs: Sequence[str | None],
-        signal_logits: torch.Tensor | None = None,
+        signal_logits=None,
         windows: Sequence[int] | None = None,
     ) -> list[Prediction]:
-        """Calibrated predictions of customer turns; ``signal_logits`` (a signal model's) fill their signals,
-        ``windows`` (default: one each) say how many windows each turn was read in."""
+        """Calibrated predictions of customer turns from raw logits (arrays or tensors); ``signal_logits`` (a signal
+        model's) fill their signals, ``windows`` (default: one each) say how many windows each turn was read in."""
         calibration = self.config.calibration
         signals = (
             self.signal_probabilities(signal_logits, "customer")
             if signal_logits is not None and self.signal_names
             else [{} for _ in langs]
         )
-        bias = torch.tensor(calibration.emotion_bias, dtype=emotion_logits.dtype)
-        probabilities = torch.softmax(emotion_logits / calibration.emotion_temperature + bias, dim=-1)
-        escalation = torch.sigmoid(escalation_logits / calibration.escalation_temperature)
+        probabilities = emotion_probabilities(
+            _numpy(emotion_logits), calibration.emotion_temperature, calibration.emotion_bias
+        ).tolist()
+        escalation = escalation_probabilities(_numpy(escalation_logits), calibration.escalation_temperature).tolist()
         predictions = []
         for row, lang in enumerate(langs):
-            scores = {label: float(probabilities[row, index]) for index, label in ID2LABEL.items()}
-            score = float(escalation[row])
+            scores = {label: probabilities[row][index] for index, label in ID2LABEL.items()}
+            score = escalation[row]
             if math.isnan(score):
                 raise RuntimeError("the model produced NaN scores")
             predictions.append(
@@ -434,24 +472,36 @@ class Classifier:
         default recipe); ``fast`` uses the main graph only; ``fp32`` the fp32
         graph only (all three are the same on PyTorch). ``on_batch``: see :meth:`logits`.
         """
-        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
-        return self._turn_logits(turns, batch_size, precision, on_batch, with_signals)[0]
+        import torch
 
-    def _turn_logits(
+        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        outputs = self._turn_arrays(turns, batch_size, precision, on_batch, with_signals)[0]
+        return tuple(torch.from_numpy(output) for output in outputs)
+
+    def encode_turns(self, turns: Sequence[TurnInput]) -> list[list[EncodedInput]]:
+        """:meth:`encode_windows` of every turn, each distinct text tokenised once in one batch call."""
+        return encode_turns_windows(
+            self.tokenizer, [(turn.text, turn.context, turn.speaker) for turn in turns], self.config.limits
+        )
+
+    def _turn_arrays(
         self,
         turns: Sequence[TurnInput],
         batch_size: int,
         precision: str,
         on_batch: Callable[[int], object] | None,
         with_signals: bool,
-    ) -> tuple[tuple[torch.Tensor, ...], list[int]]:
-        """:meth:`raw_logits` of ``turns``, and how many windows each was read in."""
+        windows: Sequence[Sequence[EncodedInput]] | None = None,
+    ) -> tuple[tuple[np.ndarray, ...], list[int]]:
+        """:meth:`raw_logits` of ``turns`` as arrays (``windows``: their model inputs, if already encoded), and how
+        many windows each was read in."""
         langs = [turn.lang for turn in turns]
-        windows = [self.encode_windows(turn) for turn in turns]
+        if windows is None:
+            windows = self.encode_turns(turns)
         counts = [len(turn_windows) for turn_windows in windows]
         rows = [window for turn_windows in windows for window in turn_windows]
         row_turns = [turn for turn, count in enumerate(counts) for _ in range(count)]
-        outputs = self.logits(
+        outputs = self.logits_arrays(
             rows,
             batch_size,
             [langs[turn] for turn in row_turns],
@@ -462,18 +512,24 @@ class Classifier:
             row_turns=row_turns,
         )
         if len(rows) > len(turns):
-            outputs = self.combine_windows(outputs, row_turns)
+            outputs = self.combine_arrays(outputs, row_turns)
         if with_signals and self.signal_reader is not None:
             # The n-gram reader reads the whole text, however long (it has no token budget).
-            outputs = (*outputs[:2], torch.from_numpy(self.signal_reader.logits([turn.text for turn in turns])))
+            outputs = (*outputs[:2], self.signal_reader.logits([turn.text for turn in turns]))
         return outputs, counts
 
     def combine_windows(self, outputs: Sequence[torch.Tensor], row_turns: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """:meth:`combine_arrays` of tensors."""
+        import torch
+
+        return tuple(torch.from_numpy(array) for array in self.combine_arrays(outputs, row_turns))
+
+    def combine_arrays(self, outputs: Sequence[np.ndarray], row_turns: Sequence[int]) -> tuple[np.ndarray, ...]:
         """Per turn, one row of raw logits from the rows of its windows (``row_turns[i]``: the turn of row ``i``;
         the rows of a turn are consecutive): the emotion logits of its riskiest window (most severe calibrated
         label, then the highest probability of that label), the highest escalation logit and the highest logit
         of each signal (calibration is monotone in each, so these are the highest scores)."""
-        emotion, escalation, *rest = (output.numpy() for output in outputs)
+        emotion, escalation, *rest = (_numpy(output) for output in outputs)
         calibration = self.config.calibration
         tempered = emotion / calibration.emotion_temperature + np.asarray(calibration.emotion_bias, np.float32)
         probabilities = np.exp(tempered - tempered.max(axis=1, keepdims=True))
@@ -485,7 +541,7 @@ class Classifier:
         riskiest = [start + int(np.argmax(risk[start:end])) for start, end in zip(starts, ends, strict=True)]
         combined = [emotion[riskiest], np.maximum.reduceat(escalation, starts)]
         combined += [np.maximum.reduceat(signals, starts, axis=0) for signals in rest]
-        return tuple(torch.from_numpy(np.ascontiguousarray(array)) for array in combined)
+        return tuple(np.ascontiguousarray(array) for array in combined)
 
     def pad_ids(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` int64 arrays, padded to the longest sequence."""
@@ -506,20 +562,40 @@ class Classifier:
         """Predictions for customer turns ``items`` (turns with context, or bare strings), in order, with the
         calibrated customer signals for a signal model; ``on_batch`` is called with the number of turns of each
         batch done (for a progress bar). An agent turn is refused: :meth:`agent_signals` reads those."""
-        turns = [item if isinstance(item, TurnInput) else TurnInput(item) for item in items]
+        return self.classify_prepared(self.prepare(items), batch_size, on_batch)
+
+    def prepare(self, items: Sequence[TurnInput | str]) -> PreparedTurns:
+        """What :meth:`classify` does before the model runs: the customer turns ``items`` checked and tokenised
+        (every distinct text once, in one call of the tokenizer). Needs no model: a thread may prepare the next
+        batch while :meth:`classify_prepared` runs this one."""
+        turns = tuple(item if isinstance(item, TurnInput) else TurnInput(item) for item in items)
         agent_turns = [index for index, turn in enumerate(turns) if turn.speaker != "customer"]
         if agent_turns:
             raise ValueError(
                 f"classify() labels customer turns, but item {agent_turns[0]} is an {turns[agent_turns[0]].speaker} "
                 "turn; read agent turns' signals with agent_signals()"
             )
+        return PreparedTurns(turns, tuple(tuple(windows) for windows in self.encode_turns(turns)))
+
+    def classify_prepared(
+        self, prepared: PreparedTurns, batch_size: int = 64, on_batch: Callable[[int], object] | None = None
+    ) -> list[Prediction]:
+        """:meth:`classify` of turns :meth:`prepare` tokenised: the model and calibration."""
+        turns = prepared.turns
         if not turns:
             return []
         langs = [turn.lang for turn in turns]
-        outputs, windows = self._turn_logits(turns, batch_size, "auto", on_batch, bool(self.signal_names))
+        outputs, windows = self._turn_arrays(
+            turns, batch_size, "auto", on_batch, bool(self.signal_names), prepared.windows
+        )
         return self.predictions_from_logits(*outputs[:2], langs, *outputs[2:], windows=windows)
 
     def classify_conversation(self, conversation: dict, batch_size: int = 64) -> list[Prediction]:
         """Predictions for every customer turn of a conversation in the project's format, in turn order."""
         turns = conversation_turn_inputs(conversation)
         return self.classify(turns, batch_size) if turns else []
+
+
+def _numpy(values) -> np.ndarray:
+    """``values`` (an array, or a CPU tensor of the PyTorch path's callers) as a numpy array."""
+    return values.numpy() if hasattr(values, "numpy") and not isinstance(values, np.ndarray) else np.asarray(values)

@@ -65,6 +65,14 @@ def _content_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def content_ids_batch(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """The token ids of each of ``texts`` without special tokens, in one call of the tokenizer's batch API (the
+    same ids as one call per text: a fast tokenizer encodes each text of a batch on its own)."""
+    if not texts:
+        return []
+    return list(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+
+
 def turn_token_windows(ids: Sequence[int], width: int, head: int = 0) -> list[list[int]]:
     """``ids`` itself when it fits in ``width`` tokens, else overlapping windows of exactly ``width`` tokens that
     cover it: each starts half a window after the previous one, the last ends at the end, and each repeats the
@@ -81,52 +89,66 @@ def turn_token_windows(ids: Sequence[int], width: int, head: int = 0) -> list[li
     return [prefix + body[start : start + room] for start in starts]
 
 
-def _turn_ids(tokenizer, text: str, limits: InputLimits, speaker: str) -> tuple[list[int], int]:
-    """The labelled turn's token ids (with its speaker prefix for an agent turn) and the prefix's length."""
+def _turn_texts(text: str, limits: InputLimits, speaker: str) -> tuple[str, str | None]:
+    """The text tokenised for a labelled turn (with its speaker prefix for an agent turn), and the prefix alone
+    (``None`` for a customer turn)."""
     if speaker not in SPEAKERS:
         raise ValueError(f"unknown speaker {speaker!r}; expected one of {SPEAKERS}")
     turn_text = normalize_text(text, limits.normalize)
     if speaker == "customer":
-        return _content_ids(tokenizer, turn_text), 0
-    ids = _content_ids(tokenizer, f"{SPEAKER_PREFIX[speaker]} {turn_text}")
-    prefix = _content_ids(tokenizer, SPEAKER_PREFIX[speaker])
+        return turn_text, None
+    return f"{SPEAKER_PREFIX[speaker]} {turn_text}", SPEAKER_PREFIX[speaker]
+
+
+def _context_text(speaker: str, text: str, limits: InputLimits) -> str:
+    return f"{SPEAKER_PREFIX[speaker]} {normalize_text(text, limits.normalize)}"
+
+
+def _turn_ids(ids_of, text: str, limits: InputLimits, speaker: str) -> tuple[list[int], int]:
+    """The labelled turn's token ids (with its speaker prefix for an agent turn) and the prefix's length;
+    ``ids_of(text)`` gives a text's token ids."""
+    turn_text, prefix_text = _turn_texts(text, limits, speaker)
+    ids = ids_of(turn_text)
+    if prefix_text is None:
+        return ids, 0
+    prefix = ids_of(prefix_text)
     # XLM-R splits on whitespace first, so the prefix's tokens begin the turn's; if a tokenizer merged them, the
     # windows after the first go without the prefix rather than with a wrong one.
     head = len(prefix) if ids[: len(prefix)] == prefix and len(prefix) < limits.max_turn_tokens else 0
     return ids, head
 
 
+def _single(tokenizer):
+    return lambda text: _content_ids(tokenizer, text)
+
+
 def count_windows(tokenizer, text: str, limits: InputLimits = InputLimits(), speaker: str = "customer") -> int:
     """How many windows :func:`encode_turn_windows` reads ``text`` in (1 for a turn within the budget)."""
-    ids, head = _turn_ids(tokenizer, text, limits, speaker)
+    ids, head = _turn_ids(_single(tokenizer), text, limits, speaker)
     return len(turn_token_windows(ids, limits.max_turn_tokens, head))
 
 
-def encode_turn_windows(
-    tokenizer,
+def _windows(
+    ids_of,
+    bos: int,
+    eos: int,
     text: str,
-    context: Sequence[tuple[str, str]] = (),
-    limits: InputLimits = InputLimits(),
-    speaker: str = "customer",
+    context: Sequence[tuple[str, str]],
+    limits: InputLimits,
+    speaker: str,
 ) -> list[EncodedInput]:
-    """Token ids and token types of every window of ``text`` (``speaker``'s turn), each with ``context`` =
-    ``[(speaker, text), ...]`` oldest first; one window, the same as :func:`encode_turn`'s, for a turn within
-    ``max_turn_tokens``."""
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    ids, head = _turn_ids(tokenizer, text, limits, speaker)
+    """:func:`encode_turn_windows` with ``ids_of(text)`` giving a text's token ids."""
+    ids, head = _turn_ids(ids_of, text, limits, speaker)
     windows = turn_token_windows(ids, limits.max_turn_tokens, head)
     # Every window of a long turn has the same length, so the same room for context.
     budget = limits.max_length - (len(windows[0]) + 2) - 1  # room for the closing </s>
-    recent = list(context)[-limits.max_context_turns :] if limits.max_context_turns else []
     pieces: list[list[int]] = []
-    for context_speaker, turn_text in reversed(recent):
+    for context_speaker, turn_text in reversed(_recent(context, limits)):
         if budget <= 0:
             break
         if context_speaker not in SPEAKERS:
             raise ValueError(f"unknown speaker {context_speaker!r}; expected one of {SPEAKERS}")
-        piece = _content_ids(
-            tokenizer, f"{SPEAKER_PREFIX[context_speaker]} {normalize_text(turn_text, limits.normalize)}"
-        )
+        piece = ids_of(_context_text(context_speaker, turn_text, limits))
         if len(piece) > budget:
             piece = piece[len(piece) - budget :]  # keep the end, nearest the labelled turn
         pieces.append(piece)
@@ -141,6 +163,43 @@ def encode_turn_windows(
             token_types += [1] * (len(context_ids) + 1)
         encoded.append(EncodedInput(input_ids, token_types))
     return encoded
+
+
+def _recent(context: Sequence[tuple[str, str]], limits: InputLimits) -> list[tuple[str, str]]:
+    return list(context)[-limits.max_context_turns :] if limits.max_context_turns else []
+
+
+def encode_turn_windows(
+    tokenizer,
+    text: str,
+    context: Sequence[tuple[str, str]] = (),
+    limits: InputLimits = InputLimits(),
+    speaker: str = "customer",
+) -> list[EncodedInput]:
+    """Token ids and token types of every window of ``text`` (``speaker``'s turn), each with ``context`` =
+    ``[(speaker, text), ...]`` oldest first; one window, the same as :func:`encode_turn`'s, for a turn within
+    ``max_turn_tokens``."""
+    return _windows(_single(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, text, context, limits, speaker)
+
+
+def encode_turns_windows(
+    tokenizer,
+    turns: Sequence[tuple[str, Sequence[tuple[str, str]], str]],
+    limits: InputLimits = InputLimits(),
+) -> list[list[EncodedInput]]:
+    """:func:`encode_turn_windows` of each ``(text, context, speaker)`` of ``turns``, with every distinct text
+    tokenised once, in one batch call of the tokenizer (a conversation's turns share their context turns)."""
+    texts: dict[str, None] = {}
+    for text, context, speaker in turns:
+        for piece in _turn_texts(text, limits, speaker):
+            if piece is not None:
+                texts[piece] = None
+        for context_speaker, turn_text in _recent(context, limits):
+            if context_speaker in SPEAKERS:  # an unknown speaker is refused below, where the single path refuses it
+                texts[_context_text(context_speaker, turn_text, limits)] = None
+    known = dict(zip(texts, content_ids_batch(tokenizer, list(texts)), strict=True))
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    return [_windows(known.__getitem__, bos, eos, text, context, limits, speaker) for text, context, speaker in turns]
 
 
 def encode_turn(
