@@ -238,7 +238,7 @@ class Classifier:
         onnx_dir = export.find_onnx(directory, cache_dir, onnx_recipe)
         tokenizer = None
         if onnx_dir is None:
-            logger.warning("building the ONNX Runtime model of %s once (about 20 s; cached)", directory)
+            logger.warning("building the ONNX Runtime model of %s once (tens of seconds; cached)", directory)
             torch_classifier = cls._load_torch(directory, config, cache_dir, threads)
             try:
                 onnx_dir = export.export_onnx(
