@@ -393,3 +393,13 @@ def test_an_auto_export_in_the_cache_is_found_and_not_pruned_as_stale(tiny_model
     assert built.is_dir() and find_onnx(tiny_model_dir, tmp_path, auto) == built
     (entry,) = [entry for entry in cache_entries(tmp_path) if entry.kind == "onnx"]
     assert entry.path == built and not entry.stale and entry.recipe == "auto"
+
+
+def test_the_expected_agreement_counts_every_pair_of_distance_and_error():
+    distances = np.array([0.05, 1.0, 2.0, 3.0])
+    errors = np.array([0.01, 0.02, 0.1, 0.5])
+    # 0.05 is exceeded by 2 of 4 errors (half of them on its boundary's side), the rest by none: 1 - 0.5 * 2/16
+    assert export._expected_agreement(distances, errors) == pytest.approx(1 - 0.5 * 2 / 16, abs=1e-4)
+    assert export._expected_agreement(np.array([]), errors) == 1.0
+    measured = {"emotion_agreement": 1.0, "escalation_agreement": 1.0, "expected_emotion_agreement": 0.99}
+    assert export._choose(0.004, 0.010, measured, recheck_share=0.1)[0] == "int8"  # no luck of the count
