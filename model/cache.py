@@ -22,10 +22,10 @@ directory replaces one of an earlier format, so upgrades do not pile up.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from tonewatch.model.encoder import BASE_DIR_NAME, default_cache_dir, is_current_base
@@ -62,7 +62,7 @@ def _export_is_stale(meta: dict) -> bool:
     model_dir = Path(meta.get("model_dir") or "")
     if not meta.get("model_dir") or not (model_dir / "config.json").is_file():
         return True
-    known = {field.name for field in dataclasses.fields(OnnxRecipe)}  # not what ``auto`` recorded of its choice
+    known = {field.name for field in dataclass_fields(OnnxRecipe)}  # not what ``auto`` recorded of its choice
     fields = {name: value for name, value in (meta.get("recipe") or {}).items() if name in known}
     try:
         recipe = OnnxRecipe(**{**fields, "quantize": tuple(fields.get("quantize", ()))})

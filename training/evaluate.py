@@ -374,19 +374,21 @@ class TfidfBaseline:
 def onnx_report(directory: Path, torch_classifier: Classifier, records: list[Record]) -> dict | None:
     """The ONNX Runtime path on the in-domain set: its metrics and how often it agrees with the PyTorch path."""
     from tonewatch.model.classifier import package_calibration_turns
-    from tonewatch.model.export import export_onnx, onnx_available
+    from tonewatch.model.export import export_onnx, onnx_available, pick_recipe
 
     if not onnx_available():
         logger.warning("onnx/onnxruntime not installed: no ONNX section in the report")
         return None
     logger.info("building/loading the ONNX model and evaluating it on %s", EVALUATION_SOURCE)
     # The loader's calibration turns, so the export is the one that the loader would build and cache.
-    onnx_dir = export_onnx(torch_classifier, calibration_turns=package_calibration_turns())
-    fast = Classifier.from_pretrained(directory, backend="onnx")
+    recipe = pick_recipe(None)  # the loader's recipe: the export below is the one it opens, built once
+    onnx_dir = export_onnx(torch_classifier, calibration_turns=package_calibration_turns(), recipe=recipe)
+    fast = Classifier.from_pretrained(directory, backend="onnx", recipe=recipe.name)
     reference = predict(torch_classifier, records, f"{EVALUATION_SOURCE} (PyTorch)")
     candidate = predict(fast, records, f"{EVALUATION_SOURCE} (ONNX)")
     return {
         "recipe": fast.backend.meta["recipe"],
+        "weight_bits": fast.backend.meta.get("weight_bits"),
         "onnx_mb": round(fast.backend.meta["onnx_bytes"] / 1e6, 1),
         "path": str(onnx_dir),
         "set": EVALUATION_SOURCE,

@@ -68,8 +68,9 @@ def onnx_lines(report: dict) -> list[str]:
         "",
         "## ONNX Runtime path (what `tonewatch label` and the server use)",
         "",
-        f"Recipe `{recipe.get('name')}`: int8 (dynamic, per-channel={recipe.get('per_channel')}, "
-        f"reduce_range={recipe.get('reduce_range')}) on the MatMul groups {quantized}; the rest fp32, fused. "
+        f"Recipe `{recipe.get('name')}`{' (chose `' + recipe['chosen'] + '`)' if recipe.get('chosen') else ''}: "
+        f"int8 (dynamic, smoothed, per-channel={recipe.get('per_channel')}, "
+        f"{onnx.get('weight_bits') or '-'}-bit weights) on the MatMul groups {quantized}; the rest fp32, fused. "
         f"{onnx.get('onnx_mb')} MB. On {onnx['set']}: emotion labels agree with PyTorch on "
         f"{100 * onnx['emotion_agreement']:.2f} % of turns, escalation decisions on "
         f"{100 * onnx['escalation_agreement']:.2f} %; largest probability difference "
