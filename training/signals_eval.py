@@ -37,14 +37,19 @@ def signal_target_matrix(records: list[Record], signals: tuple[str, ...]) -> np.
 
 def signal_probabilities(classifier: Classifier, records: list[Record], description: str) -> np.ndarray:
     """``[records, signals]`` calibrated probabilities (columns: ``classifier.signal_names``), each turn read as
-    its speaker's."""
+    its speaker's (by the model's n-gram signal reader alone where it has one: the same logits
+    :meth:`Classifier.classify` and :meth:`Classifier.agent_signals` give, without running the encoder)."""
     import torch
 
-    inputs = [
-        TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang, speaker=r.speaker) for r in records
-    ]
-    with progress_bar(len(inputs), description) as bar:
-        _, _, signal_logits = classifier.raw_logits(inputs, on_batch=bar.update, with_signals=True)
+    reader = getattr(classifier, "signal_reader", None)
+    if reader is not None:  # an n-gram reader reads the text alone: no encoder pass over the turns
+        signal_logits = torch.from_numpy(reader.logits([r.text for r in records]))
+    else:
+        inputs = [
+            TurnInput(r.text, tuple((t.speaker, t.text) for t in r.context), r.lang, speaker=r.speaker) for r in records
+        ]
+        with progress_bar(len(inputs), description) as bar:
+            _, _, signal_logits = classifier.raw_logits(inputs, on_batch=bar.update, with_signals=True)
     temperature = classifier.config.calibration.signal_temperature
     return torch.sigmoid(signal_logits.float() / temperature).numpy()
 

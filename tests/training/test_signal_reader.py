@@ -103,3 +103,24 @@ def test_the_held_out_split_is_the_models_own(fitted, labels_dir):
     assert summary["turns"] == {"train": len(train), "held_out": len(held_out)}
     assert not {r.conversation_id for r in train} & {r.conversation_id for r in held_out}
     assert np.isfinite(summary["minutes"])
+
+
+def test_the_evaluation_reads_a_readers_signals_as_the_classifier_does(fitted, monkeypatch):
+    from tonewatch.data.records import Record, Turn
+    from tonewatch.training import signals_eval
+
+    output, _ = fitted
+    classifier = Classifier.from_pretrained(output, backend="torch")
+    context = (Turn("agent", "Чем могу помочь?"),)
+    records = [
+        Record(id="c", text="позовите руководителя", lang="ru", source="t", tier="train", context=context),
+        Record(id="a", text="如果您继续辱骂，我将结束通话", lang="zh", source="t", tier="train", speaker="agent"),
+    ]
+    monkeypatch.setattr(classifier, "raw_logits", None)  # the encoder is not run for an n-gram reader's signals
+    got = signals_eval.signal_probabilities(classifier, records, "test")
+    customer = classifier.classify([TurnInput("позовите руководителя", (("agent", "Чем могу помочь?"),), "ru")])[0]
+    agent = classifier.agent_signals([TurnInput("如果您继续辱骂，我将结束通话", (), "zh")])[0]
+    for column, name in enumerate(classifier.signal_names):
+        expected = customer.signals.get(name, agent.get(name))
+        row = 0 if name in CUSTOMER_SIGNALS else 1
+        assert got[row, column] == pytest.approx(expected, abs=1e-6)
