@@ -1,7 +1,7 @@
 """Merge annotators' labels into the overlays ``data/annotations/<source>.jsonl`` and report their agreement.
 
     python scripts/annotation_merge.py disagreements TASKS_DIR LABELS_DIR OUT.jsonl
-    python scripts/annotation_merge.py write TASKS_DIR LABELS_DIR [--adjudicated FILE] [--out data/annotations]
+    python scripts/annotation_merge.py write TASKS_DIR LABELS_DIR [--adjudicated FILE] [--out DIR] [--append]
 
 ``TASKS_DIR`` holds the batches ``scripts/annotation_tasks.py`` wrote; ``LABELS_DIR`` the annotators' files
 ``<batch>.<annotator>.jsonl`` (``{"id", "emotion", "escalate", "note"?}`` per line). Batches named ``double-*`` are
@@ -11,7 +11,9 @@ the second, independent annotation of about a tenth of every source's groups.
 for an adjudicator. ``write`` writes one overlay per source (sorted by id): a turn annotated once keeps its label;
 a turn annotated twice keeps both labels under ``labels`` and, as its final label, the one they agree on or the
 adjudicator's (``adjudicated``: true). It prints the agreement per source and language (see
-``tonewatch.data.overlays.agreement``), which the annotations' README reports.
+``tonewatch.data.overlays.agreement``), which the annotations' README reports. ``--out`` defaults to
+``data/annotations``; ``--append`` (a later round) keeps the overlays' existing lines and adds the new ones; a turn
+labelled in two rounds is an error.
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ def disagreements(tasks_dir: Path, labels_dir: Path, out: Path) -> None:
     print(f"{len(rows)} disagreements of {sum(1 for i in second if i in first)} double-annotated turns -> {out}")
 
 
-def write(tasks_dir: Path, labels_dir: Path, adjudicated_path: Path | None, out_dir: Path) -> None:
+def write(
+    tasks_dir: Path, labels_dir: Path, adjudicated_path: Path | None, out_dir: Path, append: bool = False
+) -> None:
     groups = read_tasks(tasks_dir)
     first, second = read_labels(labels_dir)
     adjudicated = {row["id"]: row for row in read_jsonl(adjudicated_path)} if adjudicated_path else {}
@@ -113,6 +117,14 @@ def write(tasks_dir: Path, labels_dir: Path, adjudicated_path: Path | None, out_
         overlays[group["source"]].append(entry)
     out_dir.mkdir(parents=True, exist_ok=True)
     for source, entries in sorted(overlays.items()):
+        existing = out_dir / f"{source}.jsonl"
+        if append and existing.is_file():
+            earlier = read_jsonl(existing)
+            twice = {entry["id"] for entry in earlier} & {entry["id"] for entry in entries}
+            if twice:
+                raise SystemExit(f"{source}: {len(twice)} turns labelled in an earlier round too, e.g. {min(twice)}")
+            print(f"{source}: {len(earlier)} annotated turns kept from earlier rounds")
+            entries = earlier + entries
         entries.sort(key=lambda entry: entry["id"])
         with open(out_dir / f"{source}.jsonl", "w", encoding="utf-8") as handle:
             for entry in entries:
@@ -138,11 +150,12 @@ def main() -> None:
     writing.add_argument("labels_dir", type=Path)
     writing.add_argument("--adjudicated", type=Path)
     writing.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "annotations")
+    writing.add_argument("--append", action="store_true", help="keep the overlays' lines from earlier rounds")
     args = parser.parse_args()
     if args.command == "disagreements":
         disagreements(args.tasks_dir, args.labels_dir, args.out)
     else:
-        write(args.tasks_dir, args.labels_dir, args.adjudicated, args.out)
+        write(args.tasks_dir, args.labels_dir, args.adjudicated, args.out, args.append)
 
 
 if __name__ == "__main__":

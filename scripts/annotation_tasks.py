@@ -1,12 +1,16 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root gives the same
 batches. ``OUT_DIR/double-zh.jsonl`` and ``double-ru.jsonl`` repeat about a tenth of every source's groups, for a
 second annotator who never sees the first one's labels. The texts stay outside the repository; only the labels come
 back into it, as overlays keyed by record id (``data/annotations/``).
+
+``--round 2`` (2026-12-07) picks ``PLAN_2`` from the records no earlier round annotated (a dialogue with any
+annotated turn is left out whole), into batches ``r2-*``; ``annotation_merge.py write --append`` adds its labels
+to the overlays.
 """
 
 from __future__ import annotations
@@ -29,6 +33,15 @@ PLAN = {
     "ru_goemotions": 850,
     "cedr": 900,
 }
+PLAN_2 = {
+    # the second round: more real customer service, and the abuse boundary where real-text figures are lowest
+    "stc3_dch": 500,
+    "cold": 400,
+    "ru_paradetox": 250,
+    "ru_goemotions": 300,
+    "cedr": 300,
+}
+ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
 ZH_BATCHES = {"zh-stc3-a": [], "zh-stc3-b": [], "zh-stc3-c": [], "zh-stc3-d": [], "zh-cold-cped": []}
 RU_BATCHES = {"ru-a": [], "ru-b": [], "ru-c": []}
@@ -64,12 +77,20 @@ def text_group(record: Record) -> dict:
     }
 
 
-def pick(rng: random.Random, records: list[Record], source: str) -> list[dict]:
+def annotated_ids() -> set[str]:
+    """The ids of every record an earlier round annotated (``data/annotations``)."""
+    taken: set[str] = set()
+    for path in ANNOTATIONS.glob("*.jsonl"):
+        taken.update(json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return taken
+
+
+def pick(rng: random.Random, records: list[Record], source: str, plan: dict[str, int] = PLAN) -> list[dict]:
     if source == "stc3_dch":
         grouped = groups_of(records)
         keys = sorted(grouped)
         rng.shuffle(keys)
-        return [conversation_group(grouped[key]) for key in keys[: PLAN[source]]]
+        return [conversation_group(grouped[key]) for key in keys[: plan[source]]]
     if source == "cped":
         grouped = groups_of(records)
         keys = sorted(grouped)
@@ -79,20 +100,20 @@ def pick(rng: random.Random, records: list[Record], source: str) -> list[dict]:
             dialogue = sorted(grouped[key], key=lambda record: len(record.context))[:10]
             picked.append(conversation_group(dialogue))
             count += len(dialogue)
-            if count >= PLAN[source]:
+            if count >= plan[source]:
                 break
         return picked
     if source == "cold":
         train = [record for record in records if record.origin_split == "train"]
         offensive = [record for record in train if record.emotion == "abusive"]
         safe = [record for record in train if record.emotion != "abusive"]
-        half = PLAN[source] // 2
+        half = plan[source] // 2
         return [text_group(record) for record in rng.sample(offensive, half) + rng.sample(safe, half)]
     if source == "ru_paradetox":
         grouped = groups_of([record for record in records if record.origin_split == "train"])
         keys = sorted(key for key, group in grouped.items() if any(r.id.endswith(":toxic") for r in group))
         picked = []
-        for key in rng.sample(keys, PLAN[source]):
+        for key in rng.sample(keys, plan[source]):
             group = grouped[key]
             toxic = [record for record in group if record.id.endswith(":toxic")]
             neutral = [record for record in group if not record.id.endswith(":toxic")]
@@ -100,10 +121,10 @@ def pick(rng: random.Random, records: list[Record], source: str) -> list[dict]:
         return picked
     # ru_goemotions, cedr: half among texts with negative evidence, half at random
     negative = [record for record in records if record.has_emotion and record.emotion != "calm"]
-    half = PLAN[source] // 2
+    half = plan[source] // 2
     first = rng.sample(negative, half)
     chosen = {record.id for record in first}
-    rest = rng.sample([record for record in records if record.id not in chosen], PLAN[source] - half)
+    rest = rng.sample([record for record in records if record.id not in chosen], plan[source] - half)
     return [text_group(record) for record in first + rest]
 
 
@@ -111,21 +132,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--round", type=int, choices=(1, 2), default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    batches = {**{name: [] for name in ZH_BATCHES}, **{name: [] for name in RU_BATCHES}}
+    plan, prefix = (PLAN, "") if args.round == 1 else (PLAN_2, "r2-")
+    taken = annotated_ids() if args.round > 1 else set()
+    zh_batches = [name for name in ZH_BATCHES if args.round == 1 or name != "zh-stc3-d"]
+    batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
     double = {"double-zh": [], "double-ru": []}
-    for source in PLAN:
-        groups = pick(rng, load_source(source), source)
+    for source in plan:
+        records = load_source(source)
+        # a conversation with any annotated turn is left out whole
+        done = {record.conversation_id for record in records if record.id in taken}
+        records = [record for record in records if record.id not in taken and record.conversation_id not in done]
+        groups = pick(rng, records, source, plan)
         lang = groups[0]["lang"]
         doubled = rng.sample(range(len(groups)), max(1, round(DOUBLE_SHARE * len(groups))))
         double[f"double-{lang}"] += [groups[index] for index in sorted(doubled)]
         if source == "stc3_dch":
-            names = [name for name in ZH_BATCHES if name.startswith("zh-stc3")]
+            names = [prefix + name for name in zh_batches if name.startswith("zh-stc3")]
         elif lang == "zh":
-            names = ["zh-cold-cped"]
+            names = [prefix + "zh-cold-cped"]
         else:
-            names = list(RU_BATCHES)
+            names = [prefix + name for name in RU_BATCHES]
         for index, group in enumerate(groups):
             batches[names[index % len(names)]].append(group)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,10 @@ def read_answers(folder: Path, tasks: dict[str, dict], strict: bool = True) -> d
                     if name not in SIGNAL_SPEAKER:
                         raise SystemExit(f"{path}:{number}: unknown signal {name!r}")
                     if SIGNAL_SPEAKER[name] != speakers[index]:
-                        print(f"warning: {path.name}:{number}: {key} turn {index}: {name} on a {speakers[index]} turn; "
-                              "dropped")
+                        print(
+                            f"warning: {path.name}:{number}: {key} turn {index}: {name} on a {speakers[index]} turn; "
+                            "dropped"
+                        )
                         continue
                     turns.setdefault(index, set()).add(name)
             answers[key] = turns
