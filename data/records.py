@@ -64,7 +64,7 @@ class Record:
     escalate: bool | None = None
     """Escalation label, or ``None`` when the source says nothing about escalation."""
     weight: float = 1.0
-    """Relative training weight of this record within its source."""
+    """Relative training weight of this record within its source; 0 = evaluated against, never trained on."""
     conversation_id: str = ""
     """Records sharing a conversation id are never split apart; defaults to ``id``."""
     origin_split: str = ""

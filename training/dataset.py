@@ -226,7 +226,8 @@ def build_training_data(config: TrainConfig) -> TrainingData:
         source = get_source(name)
         if source.tier != "train" and not config.allow_eval_tier:
             raise ConfigError(f"source {name!r} is {source.tier}-tier and may not be trained on")
-        records = [record for record in load_source(name, config.data_root) if is_labelled(record)]
+        # Weight 0: a source's claim that the report scores but training must not learn (COLD's offensive).
+        records = [r for r in load_source(name, config.data_root) if is_labelled(r) and r.weight > 0]
         records = [record for record in records if record.meta.get("annotated") != "heldout"]
         if config.signals and name == IN_DOMAIN_SOURCE:
             records, agent_turns = signal_labelled(records, config)

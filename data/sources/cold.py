@@ -9,13 +9,22 @@ gender or region each. The official test split is withheld on purpose.
 Mapping onto ``shared/LABELS.md``::
 
     COLD label      target                                  weight
-    1 (offensive)   emotion = abusive (exact)               1.0
+    1 (offensive)   emotion = abusive (exact)               0.0 (never trained on)
     0 (safe)        emotion_among = calm|frustrated|angry   1.0
 
-- Offensive is abusive: COLD's offensive class is an attack on an individual
-  or a group (its fine-grained labels 1 and 2), and LABELS.md counts insults
-  or slurs aimed at "anyone else", groups included, as ``abusive``. Some rows
-  are implicit bias rather than an outright insult; that noise is accepted.
+- Offensive is *not* abusive by LABELS.md, most of the time. COLD's
+  offensive class is a comment that offends a person or a group, stereotypes
+  and implicit bias included; LABELS.md's ``abusive`` is an insult, slur or
+  threat aimed at someone. Of the 500 offensive comments the project
+  annotated by the guide (``data/annotations/cold.jsonl``), 77 (15 %) are
+  abusive, 114 angry, 129 frustrated and 180 calm ("河南人骗子多的问题..." stated
+  as an opinion). Trained as exact ``abusive`` (weight 1.0 until 2026-12-07),
+  they taught the model to call a stereotype or a complaint abuse: on the
+  held-out real Chinese text the shipped model's abusive precision was 0.20.
+  So offensive rows keep COLD's own claim (``abusive``), which the report's
+  COLD figure (abusive-vs-rest on COLD's labels) is scored against, with
+  weight 0: training drops them. The annotated ones train with their exact
+  labels. Safe comments stay "not abusive" (3 % of 500 annotated are abusive).
 - Safe is *not* calm: many safe comments are heated opinions, so they only
   say "not abusive" (``NOT_ABUSIVE``).
 - ``escalate`` stays missing. LABELS.md rule 3 makes abuse an escalation, but
@@ -54,7 +63,7 @@ SPLIT_FILES: dict[str, str] = {"train": "raw/train.csv", "dev": "raw/dev.csv"}
 
 
 LABEL_EVIDENCE: dict[str, Evidence] = {
-    "1": Evidence("abusive", (), 1.0),  # offensive: an attack on a person or a group
+    "1": Evidence("abusive", (), 0.0),  # offensive: COLD's claim, scored against, never trained on (see above)
     "0": Evidence(None, NOT_ABUSIVE, 1.0),  # safe: often heated opinion, so not calm
 }
 """COLD's ``label`` column onto the label scheme."""
@@ -106,6 +115,6 @@ SOURCE = Source(
     license_ids=("apache-2.0",),
     tier=TIER,
     origin="thu-coai/COLDataset@a0c55a945497ab58e94aef491180e1cf88ffb864",
-    summary="Chinese offensive vs safe social-media comments: offensive -> abusive, safe -> not abusive",
+    summary="Chinese offensive vs safe social-media comments: safe -> not abusive; offensive scored, not trained on",
     load=load,
 )

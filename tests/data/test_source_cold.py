@@ -1,4 +1,4 @@
-"""COLD adapter: offensive -> abusive, safe -> not abusive, on inline fixtures and the real files."""
+"""COLD adapter: safe -> not abusive, offensive kept as COLD's claim with weight 0, on inline fixtures and the real files."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def test_load_maps_offensive_to_abusive_and_safe_to_not_abusive(tmp_path: Path) 
     assert offensive.text == "黑人都是猴子，滚回去"
     assert offensive.emotion == "abusive"
     assert offensive.emotion_among == ()
+    assert offensive.weight == 0.0  # COLD's claim, scored against but never trained on
     assert offensive.escalate is None
     assert (offensive.lang, offensive.source, offensive.tier) == ("zh", "cold", "train")
     assert offensive.origin_split == "train"
@@ -57,6 +58,7 @@ def test_load_maps_offensive_to_abusive_and_safe_to_not_abusive(tmp_path: Path) 
     assert safe.text == "我是东北人，我们那儿冬天确实冷，但是人很热情。"
     assert safe.emotion is None
     assert safe.emotion_among == NOT_ABUSIVE
+    assert safe.weight == 1.0
     assert safe.escalate is None
 
     # origin_split is the file's split, not dev.csv's own split column.

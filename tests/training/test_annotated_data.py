@@ -118,3 +118,23 @@ def test_the_validation_suite_puts_every_split_beside_the_baseline():
     assert suite["model"]["functional/zh/functionalities_meeting_target"] == 0.5
     assert suite["baseline"]["functional/zh/functionalities_meeting_target"] == 0.0
     assert "real_text_ru/emotion_macro_f1" not in suite["model"]  # absent splits are left out, not zero
+
+
+def test_a_source_claim_of_weight_zero_is_never_trained_on_but_its_annotated_twin_is(monkeypatch):
+    """COLD's offensive rows: weight 0 (scored by the report, not learnt); an annotated one trains, weight 1."""
+    claims = [
+        Record(id=f"cold:{i}", text=f"t{i}", lang="zh", source="cold", tier="train", emotion="abusive", weight=0.0)
+        for i in range(6)
+    ]
+    annotated = Record(
+        id="cold:a", text="ta", lang="zh", source="cold", tier="train", emotion="calm", meta={"annotated": "train"}
+    )
+    safe = [
+        Record(id=f"cold:s{i}", text=f"s{i}", lang="zh", source="cold", tier="train", emotion_among=("calm", "frustrated"))
+        for i in range(6)
+    ]
+    records = [*claims, annotated, *safe]
+    monkeypatch.setattr(dataset_module, "load_source", lambda name, data_root=None: list(records))
+    data = build_training_data(_config(source_shares={"cold": 1.0}, annotated_share=0.0, max_records_per_source=100))
+    trained = {r.id for part in (data.train, data.validation) for rs in part.values() for r in rs}
+    assert trained == {"cold:a", *(r.id for r in safe)}
