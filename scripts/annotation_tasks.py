@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root gives the same
@@ -10,7 +10,8 @@ back into it, as overlays keyed by record id (``data/annotations/``).
 
 ``--round 2`` (2026-12-07) picks ``PLAN_2`` from the records no earlier round annotated (a dialogue with any
 annotated turn is left out whole), into batches ``r2-*``; ``annotation_merge.py write --append`` adds its labels
-to the overlays.
+to the overlays. ``--round 3`` (2026-12-07, later) does the same with ``PLAN_3`` into batches ``r3-*`` (two STC-3
+batches instead of three).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ PLAN = {
 PLAN_2 = {
     # the second round: more real customer service, and the abuse boundary where real-text figures are lowest
     "stc3_dch": 500,
+    "cold": 400,
+    "ru_paradetox": 250,
+    "ru_goemotions": 300,
+    "cedr": 300,
+}
+PLAN_3 = {
+    # the third round: real customer service again (STC-3 is the closest public text to a contact centre), COLD now
+    # that its offensive class no longer trains as abusive, and the Russian abuse boundary (recall 0.57 on real text)
+    "stc3_dch": 450,
     "cold": 400,
     "ru_paradetox": 250,
     "ru_goemotions": 300,
@@ -132,12 +142,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=20261206)
-    parser.add_argument("--round", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    plan, prefix = (PLAN, "") if args.round == 1 else (PLAN_2, "r2-")
+    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-")}[args.round]
     taken = annotated_ids() if args.round > 1 else set()
-    zh_batches = [name for name in ZH_BATCHES if args.round == 1 or name != "zh-stc3-d"]
+    dropped = {1: (), 2: ("zh-stc3-d",), 3: ("zh-stc3-c", "zh-stc3-d")}[args.round]
+    zh_batches = [name for name in ZH_BATCHES if name not in dropped]
     batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
     double = {"double-zh": [], "double-ru": []}
     for source in plan:
