@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root gives the same
@@ -11,7 +11,7 @@ back into it, as overlays keyed by record id (``data/annotations/``).
 ``--round 2`` (2026-12-07) picks ``PLAN_2`` from the records no earlier round annotated (a dialogue with any
 annotated turn is left out whole), into batches ``r2-*``; ``annotation_merge.py write --append`` adds its labels
 to the overlays. ``--round 3`` (2026-12-07, later) does the same with ``PLAN_3`` into batches ``r3-*`` (two STC-3
-batches instead of three).
+batches instead of three), and ``--round 4`` again with ``PLAN_3`` into ``r4-*``.
 """
 
 from __future__ import annotations
@@ -142,12 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=20261206)
-    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-")}[args.round]
+    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-"), 4: (PLAN_3, "r4-")}[args.round]
     taken = annotated_ids() if args.round > 1 else set()
-    dropped = {1: (), 2: ("zh-stc3-d",), 3: ("zh-stc3-c", "zh-stc3-d")}[args.round]
+    dropped = {1: (), 2: ("zh-stc3-d",), 3: ("zh-stc3-c", "zh-stc3-d"), 4: ("zh-stc3-c", "zh-stc3-d")}[args.round]
     zh_batches = [name for name in ZH_BATCHES if name not in dropped]
     batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
     double = {"double-zh": [], "double-ru": []}
