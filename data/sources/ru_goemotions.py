@@ -64,7 +64,8 @@ anger as not calm for 51 of 64; both stay.
 - Record ids: ``ru_goemotions:validation:<Reddit comment id>``.
 
 What it cannot express: frustrated vs angry vs abusive once anger is present,
-calm vs frustrated (no GoEmotions label gives an exact frustrated), escalation, context (Reddit threads are not linked), natural Russian
+calm vs frustrated (no GoEmotions label gives an exact frustrated), escalation,
+context (Reddit threads are not linked), natural Russian
 (translation artefacts, ``[ИМЯ]`` placeholders for names), customer speech.
 """
 

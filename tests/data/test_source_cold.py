@@ -1,4 +1,4 @@
-"""COLD adapter: safe -> not abusive, offensive kept as COLD's claim with weight 0, on inline fixtures and the real files."""
+"""COLD adapter: safe -> not abusive, offensive kept as COLD's claim with weight 0 (inline fixtures, real files)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tonewatch.data.records import Record
+from tonewatch.data.records import NOT_ABUSIVE, Record
 from tonewatch.training import dataset as dataset_module
 from tonewatch.training import evaluate as evaluate_module
 from tonewatch.training.config import TrainConfig
@@ -130,7 +130,7 @@ def test_a_source_claim_of_weight_zero_is_never_trained_on_but_its_annotated_twi
         id="cold:a", text="ta", lang="zh", source="cold", tier="train", emotion="calm", meta={"annotated": "train"}
     )
     safe = [
-        Record(id=f"cold:s{i}", text=f"s{i}", lang="zh", source="cold", tier="train", emotion_among=("calm", "frustrated"))
+        Record(id=f"cold:s{i}", text=f"s{i}", lang="zh", source="cold", tier="train", emotion_among=NOT_ABUSIVE)
         for i in range(6)
     ]
     records = [*claims, annotated, *safe]
