@@ -2,6 +2,7 @@
 
     python scripts/annotation_merge.py disagreements TASKS_DIR LABELS_DIR OUT.jsonl
     python scripts/annotation_merge.py write TASKS_DIR LABELS_DIR [--adjudicated FILE] [--out DIR] [--append]
+    python scripts/annotation_merge.py review REVIEW.<reviewer>.jsonl ... [--out DIR]
 
 ``TASKS_DIR`` holds the batches ``scripts/annotation_tasks.py`` wrote; ``LABELS_DIR`` the annotators' files
 ``<batch>.<annotator>.jsonl`` (``{"id", "emotion", "escalate", "note"?}`` per line). Batches named ``double-*`` are
@@ -14,6 +15,10 @@ adjudicator's (``adjudicated``: true). It prints the agreement per source and la
 ``tonewatch.data.overlays.agreement``), which the annotations' README reports. ``--out`` defaults to
 ``data/annotations``; ``--append`` (a later round) keeps the overlays' existing lines and adds the new ones; a turn
 labelled in two rounds is an error.
+
+``review`` applies a consistency review of one boundary across rounds (after the guide settled it): each file
+``<name>.<reviewer>.jsonl`` has ``{"id", "emotion", "escalate", "changed", "why"?}`` per reviewed turn; a changed
+turn takes the reviewer's label as its final one and keeps what it was under ``review`` (``{"by", "was", "why"}``).
 """
 
 from __future__ import annotations
@@ -138,6 +143,35 @@ def write(
         print(json.dumps({lang: agreement(subset)}, indent=1))
 
 
+def review(paths: list[Path], out_dir: Path) -> None:
+    changes: dict[str, dict] = {}
+    for path in paths:
+        reviewer = path.stem.rsplit(".", 1)[1]
+        for line in read_jsonl(path):
+            if line.get("changed"):
+                changes[line["id"]] = {"by": reviewer, **{key: line[key] for key in ("emotion", "escalate")}}
+                changes[line["id"]]["why"] = line.get("why", "")
+    applied = 0
+    for overlay in sorted(out_dir.glob("*.jsonl")):
+        entries = read_jsonl(overlay)
+        for entry in entries:
+            change = changes.get(entry["id"])
+            if change is None:
+                continue
+            if "review" in entry:
+                raise SystemExit(f"{entry['id']}: reviewed twice")
+            was = {key: entry[key] for key in ("emotion", "escalate")}
+            entry["review"] = {"by": change["by"], "was": was, "why": change["why"]}
+            entry.update(emotion=change["emotion"], escalate=change["escalate"])
+            applied += 1
+        with open(overlay, "w", encoding="utf-8") as handle:
+            for entry in entries:
+                handle.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+    if applied != len(changes):
+        raise SystemExit(f"{len(changes) - applied} reviewed turns are in no overlay")
+    print(f"{applied} turns changed by the review")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -151,8 +185,13 @@ def main() -> None:
     writing.add_argument("--adjudicated", type=Path)
     writing.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "annotations")
     writing.add_argument("--append", action="store_true", help="keep the overlays' lines from earlier rounds")
+    reviewing = commands.add_parser("review")
+    reviewing.add_argument("reviews", type=Path, nargs="+")
+    reviewing.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "annotations")
     args = parser.parse_args()
-    if args.command == "disagreements":
+    if args.command == "review":
+        review(args.reviews, args.out)
+    elif args.command == "disagreements":
         disagreements(args.tasks_dir, args.labels_dir, args.out)
     else:
         write(args.tasks_dir, args.labels_dir, args.adjudicated, args.out, args.append)

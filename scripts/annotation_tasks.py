@@ -12,6 +12,13 @@ back into it, as overlays keyed by record id (``data/annotations/``).
 annotated turn is left out whole), into batches ``r2-*``; ``annotation_merge.py write --append`` adds its labels
 to the overlays. ``--round 3`` (2026-12-07, later) does the same with ``PLAN_3`` into batches ``r3-*`` (two STC-3
 batches instead of three), and ``--round 4`` again with ``PLAN_3`` into ``r4-*``.
+
+``--round 5`` (2026-12-07) aims at the Chinese abuse boundary, where the exact labels are fewest (131 abusive among
+the first 1,800 COLD comments): ``PLAN_5`` picks STC-3 dialogues and COLD comments that contain a word of
+``ABUSE_CANDIDATES`` (insults, and the judgements the guide calls ``angry``), so the batches are rich in both sides
+of the boundary, plus RuParaDetox pairs at random. The words only pick what is read; the annotators label every
+text by the guide, and the picked texts are not a random sample of their source (docs/experiments.md says how
+this shifts the held-out figures).
 """
 
 from __future__ import annotations
@@ -51,9 +58,23 @@ PLAN_3 = {
     "ru_goemotions": 300,
     "cedr": 300,
 }
+PLAN_5 = {
+    "stc3_dch": 119,  # every unannotated dialogue with a candidate word in a customer turn (119 of 800 left)
+    "cold": 800,  # candidate-word comments: 600 weakly offensive, 200 safe
+    "ru_paradetox": 300,
+}
+ABUSE_CANDIDATES = (
+    "傻逼", "傻b", "傻B", "煞笔", "沙雕", "脑残", "贱", "狗", "畜牲", "畜生",
+    "黑鬼", "废物", "没脑子", "有病", "蠢", "屌丝", "女拳", "田园", "基佬", "阿三",
+    "鬼子", "垃圾", "人渣", "婊", "滚", "恶心", "猪", "杂种", "智障", "弱智",
+    "白痴", "sb", "SB", "尼玛", "妈的", "他妈", "黑皮", "小日本", "倭", "棒子",
+    "蛆", "娘炮", "绿茶", "巨婴", "孬", "犬", "操", "日你", "去死", "死全家",
+    "骗子", "流氓", "无耻", "王八", "混蛋", "二逼", "神经病", "脑子进水",
+)
+"""Chinese words that pick round 5's candidates: insults by the guide, and the judgements it calls ``angry``."""
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
-ZH_BATCHES = {"zh-stc3-a": [], "zh-stc3-b": [], "zh-stc3-c": [], "zh-stc3-d": [], "zh-cold-cped": []}
+ZH_BATCHES = {"zh-stc3-a": [], "zh-stc3-b": [], "zh-stc3-c": [], "zh-stc3-d": [], "zh-cold-cped": [], "zh-cold-b": []}
 RU_BATCHES = {"ru-a": [], "ru-b": [], "ru-c": []}
 
 
@@ -95,7 +116,27 @@ def annotated_ids() -> set[str]:
     return taken
 
 
+def has_candidate(text: str) -> bool:
+    return any(word in text for word in ABUSE_CANDIDATES)
+
+
+def pick_candidates(rng: random.Random, records: list[Record], source: str, plan: dict[str, int]) -> list[dict]:
+    """Round 5: the STC-3 dialogues and COLD comments with a candidate word (``ABUSE_CANDIDATES``)."""
+    if source == "stc3_dch":
+        grouped = groups_of(records)
+        keys = sorted(key for key, group in grouped.items() if any(has_candidate(record.text) for record in group))
+        rng.shuffle(keys)
+        return [conversation_group(grouped[key]) for key in keys[: plan[source]]]
+    train = [record for record in records if record.origin_split == "train" and has_candidate(record.text)]
+    offensive = [record for record in train if record.emotion == "abusive"]
+    safe = [record for record in train if record.emotion != "abusive"]
+    share = plan[source] // 4
+    return [text_group(record) for record in rng.sample(offensive, plan[source] - share) + rng.sample(safe, share)]
+
+
 def pick(rng: random.Random, records: list[Record], source: str, plan: dict[str, int] = PLAN) -> list[dict]:
+    if plan is PLAN_5 and source in ("stc3_dch", "cold"):
+        return pick_candidates(rng, records, source, plan)
     if source == "stc3_dch":
         grouped = groups_of(records)
         keys = sorted(grouped)
@@ -142,12 +183,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=20261206)
-    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4, 5), default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-"), 4: (PLAN_3, "r4-")}[args.round]
+    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-"), 4: (PLAN_3, "r4-"), 5: (PLAN_5, "r5-")}[
+        args.round
+    ]
     taken = annotated_ids() if args.round > 1 else set()
-    dropped = {1: (), 2: ("zh-stc3-d",), 3: ("zh-stc3-c", "zh-stc3-d"), 4: ("zh-stc3-c", "zh-stc3-d")}[args.round]
+    dropped = {
+        1: ("zh-cold-b",),
+        2: ("zh-stc3-d", "zh-cold-b"),
+        3: ("zh-stc3-c", "zh-stc3-d", "zh-cold-b"),
+        4: ("zh-stc3-c", "zh-stc3-d", "zh-cold-b"),
+        5: ("zh-stc3-b", "zh-stc3-c", "zh-stc3-d"),
+    }[args.round]
     zh_batches = [name for name in ZH_BATCHES if name not in dropped]
     batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
     double = {"double-zh": [], "double-ru": []}
@@ -163,7 +212,7 @@ def main() -> None:
         if source == "stc3_dch":
             names = [prefix + name for name in zh_batches if name.startswith("zh-stc3")]
         elif lang == "zh":
-            names = [prefix + "zh-cold-cped"]
+            names = [prefix + name for name in zh_batches if name.startswith("zh-cold")]
         else:
             names = [prefix + name for name in RU_BATCHES]
         for index, group in enumerate(groups):
