@@ -301,6 +301,20 @@ def set_report(records: list[Record], predictions: Predictions, conversations: b
                 report["by_language"][lang]["alert_timing"] = alert_timing(subset, sub_predictions)
     if conversations:
         report["alert_timing"] = alert_timing(records, predictions)
+    by_source = defaultdict(list)
+    for index, record in enumerate(records):
+        by_source[record.source].append(index)
+    if len(by_source) > 1:  # the real-text sets pool several sources: each is its own kind of text
+        report["by_source"] = {}
+        for source, indices in sorted(by_source.items()):
+            subset = [records[i] for i in indices]
+            sub_predictions = Predictions(
+                predictions.emotion[indices], predictions.escalation[indices], predictions.escalate[indices]
+            )
+            report["by_source"][source] = {
+                "emotion": emotion_report(subset, sub_predictions),
+                "escalation": escalation_report(subset, sub_predictions),
+            }
     return report
 
 
@@ -473,6 +487,8 @@ def validation_suite(report: dict) -> dict:
             figures[f"{name}/abusive_recall"] = get_path(exact, "per_class", "abusive", "recall")
             figures[f"{name}/emotion_ece"] = get_path(exact, "ece")
             figures[f"{name}/escalation_f1"] = get_path(real, "escalation", "f1")
+            for source, part in (get_path(real, "by_source") or {}).items():
+                figures[f"{name}/{source}/emotion_macro_f1"] = get_path(part, "emotion", "exact", "macro_f1")
         figures["cold/abusive_vs_rest_macro_f1"] = get_path(
             report, "sets", "cold", who, "emotion", "abusive_vs_rest", "macro_f1"
         )

@@ -120,6 +120,29 @@ def test_the_validation_suite_puts_every_split_beside_the_baseline():
     assert "real_text_ru/emotion_macro_f1" not in suite["model"]  # absent splits are left out, not zero
 
 
+def test_a_real_text_set_is_also_scored_per_source_and_the_suite_lists_each():
+    """Real customer service (STC-3) and social-media comments (COLD) pooled in one set are also scored apart."""
+    labels = ["calm", "abusive", "calm", "frustrated"]
+    records = [
+        Record(id=f"{source}:{i}", text="t", lang="zh", source=source, tier="train", emotion=label, escalate=False)
+        for source in ("stc3_dch", "cold")
+        for i, label in enumerate(labels)
+    ]
+    # right on every STC-3 turn, "calm" for every COLD turn
+    emotion = np.zeros((8, 4))
+    emotion[np.arange(4), [0, 3, 0, 1]] = 1.0
+    emotion[4:, 0] = 1.0
+    predictions = evaluate_module.Predictions(emotion, np.zeros(8), np.zeros(8, dtype=bool))
+    report = evaluate_module.set_report(records, predictions)
+    assert set(report["by_source"]) == {"stc3_dch", "cold"}
+    assert report["by_source"]["stc3_dch"]["emotion"]["exact"]["macro_f1"] == pytest.approx(1.0)
+    assert report["by_source"]["cold"]["emotion"]["exact"]["macro_f1"] < 0.5
+    suite = validation_suite({"sets": {"real_text_zh": {"model": report}}})
+    assert suite["model"]["real_text_zh/stc3_dch/emotion_macro_f1"] == pytest.approx(1.0)
+    assert "by_source" not in evaluate_module.set_report(records[:4], evaluate_module.Predictions(
+        emotion[:4], np.zeros(4), np.zeros(4, dtype=bool)))  # fmt: skip
+
+
 def test_a_source_claim_of_weight_zero_is_never_trained_on_but_its_annotated_twin_is(monkeypatch):
     """COLD's offensive rows: weight 0 (scored by the report, not learnt); an annotated one trains, weight 1."""
     claims = [
