@@ -281,18 +281,26 @@ def alert_timing(records: list[Record], predictions: Predictions) -> dict:
     }
 
 
+def _parts(records: list[Record], predictions: Predictions, key) -> dict[str, tuple[list[Record], Predictions]]:
+    """The records and their predictions grouped by ``key(record)``, in sorted key order."""
+    groups = defaultdict(list)
+    for index, record in enumerate(records):
+        groups[key(record)].append(index)
+    return {
+        name: (
+            [records[i] for i in indices],
+            Predictions(predictions.emotion[indices], predictions.escalation[indices], predictions.escalate[indices]),
+        )
+        for name, indices in sorted(groups.items())
+    }
+
+
 def set_report(records: list[Record], predictions: Predictions, conversations: bool = False) -> dict:
     report = {"emotion": emotion_report(records, predictions), "escalation": escalation_report(records, predictions)}
-    by_lang = defaultdict(list)
-    for index, record in enumerate(records):
-        by_lang[record.lang].append(index)
+    by_lang = _parts(records, predictions, lambda record: record.lang)
     if len(by_lang) > 1 or conversations:
         report["by_language"] = {}
-        for lang, indices in sorted(by_lang.items()):
-            subset = [records[i] for i in indices]
-            sub_predictions = Predictions(
-                predictions.emotion[indices], predictions.escalation[indices], predictions.escalate[indices]
-            )
+        for lang, (subset, sub_predictions) in by_lang.items():
             report["by_language"][lang] = {
                 "emotion": emotion_report(subset, sub_predictions),
                 "escalation": escalation_report(subset, sub_predictions),
@@ -301,20 +309,15 @@ def set_report(records: list[Record], predictions: Predictions, conversations: b
                 report["by_language"][lang]["alert_timing"] = alert_timing(subset, sub_predictions)
     if conversations:
         report["alert_timing"] = alert_timing(records, predictions)
-    by_source = defaultdict(list)
-    for index, record in enumerate(records):
-        by_source[record.source].append(index)
+    by_source = _parts(records, predictions, lambda record: record.source)
     if len(by_source) > 1:  # the real-text sets pool several sources: each is its own kind of text
-        report["by_source"] = {}
-        for source, indices in sorted(by_source.items()):
-            subset = [records[i] for i in indices]
-            sub_predictions = Predictions(
-                predictions.emotion[indices], predictions.escalation[indices], predictions.escalate[indices]
-            )
-            report["by_source"][source] = {
+        report["by_source"] = {
+            source: {
                 "emotion": emotion_report(subset, sub_predictions),
                 "escalation": escalation_report(subset, sub_predictions),
             }
+            for source, (subset, sub_predictions) in by_source.items()
+        }
     return report
 
 
