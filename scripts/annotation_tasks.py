@@ -1,12 +1,13 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4|5]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
-customer turns to label carry their record ``id``. The selection is seeded, so the same data root gives the same
-batches. ``OUT_DIR/double-zh.jsonl`` and ``double-ru.jsonl`` repeat about a tenth of every source's groups, for a
-second annotator who never sees the first one's labels. The texts stay outside the repository; only the labels come
-back into it, as overlays keyed by record id (``data/annotations/``).
+customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
+overlays give the same batches (a round's own labels change what ``load_source`` reads, so a round is reproduced
+from the overlays of the commit before it). ``OUT_DIR/double-zh.jsonl`` and ``double-ru.jsonl`` repeat about a tenth
+of every source's groups, for a second annotator who never sees the first one's labels. The texts stay outside the
+repository; only the labels come back into it, as overlays keyed by record id (``data/annotations/``).
 
 ``--round 2`` (2026-12-07) picks ``PLAN_2`` from the records no earlier round annotated (a dialogue with any
 annotated turn is left out whole), into batches ``r2-*``; ``annotation_merge.py write --append`` adds its labels
@@ -28,6 +29,7 @@ import json
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 from tonewatch.data.records import Record
 from tonewatch.data.sources import load_source
@@ -74,8 +76,23 @@ ABUSE_CANDIDATES = (
 """Chinese words that pick round 5's candidates: insults by the guide, and the judgements it calls ``angry``."""
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
-ZH_BATCHES = {"zh-stc3-a": [], "zh-stc3-b": [], "zh-stc3-c": [], "zh-stc3-d": [], "zh-cold-cped": [], "zh-cold-b": []}
-RU_BATCHES = {"ru-a": [], "ru-b": [], "ru-c": []}
+RU_BATCHES = ("ru-a", "ru-b", "ru-c")
+
+
+class Round(NamedTuple):
+    plan: dict[str, int]
+    prefix: str  # of its batch names
+    zh_batches: tuple[str, ...]  # STC-3 dialogues go to the zh-stc3-* batches, other Chinese texts to zh-cold-*
+    candidates: bool = False  # STC-3 and COLD picked by ABUSE_CANDIDATES (pick_candidates)
+
+
+ROUNDS = {
+    1: Round(PLAN, "", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-stc3-d", "zh-cold-cped")),
+    2: Round(PLAN_2, "r2-", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-cold-cped")),
+    3: Round(PLAN_3, "r3-", ("zh-stc3-a", "zh-stc3-b", "zh-cold-cped")),
+    4: Round(PLAN_3, "r4-", ("zh-stc3-a", "zh-stc3-b", "zh-cold-cped")),
+    5: Round(PLAN_5, "r5-", ("zh-stc3-a", "zh-cold-cped", "zh-cold-b"), candidates=True),
+}
 
 
 def groups_of(records: list[Record]) -> dict[str, list[Record]]:
@@ -134,8 +151,10 @@ def pick_candidates(rng: random.Random, records: list[Record], source: str, plan
     return [text_group(record) for record in rng.sample(offensive, plan[source] - share) + rng.sample(safe, share)]
 
 
-def pick(rng: random.Random, records: list[Record], source: str, plan: dict[str, int] = PLAN) -> list[dict]:
-    if plan is PLAN_5 and source in ("stc3_dch", "cold"):
+def pick(
+    rng: random.Random, records: list[Record], source: str, plan: dict[str, int] = PLAN, candidates: bool = False
+) -> list[dict]:
+    if candidates and source in ("stc3_dch", "cold"):
         return pick_candidates(rng, records, source, plan)
     if source == "stc3_dch":
         grouped = groups_of(records)
@@ -183,21 +202,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=20261206)
-    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4, 5), default=1)
+    parser.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    plan, prefix = {1: (PLAN, ""), 2: (PLAN_2, "r2-"), 3: (PLAN_3, "r3-"), 4: (PLAN_3, "r4-"), 5: (PLAN_5, "r5-")}[
-        args.round
-    ]
+    plan, prefix, zh_batches, candidates = ROUNDS[args.round]
     taken = annotated_ids() if args.round > 1 else set()
-    dropped = {
-        1: ("zh-cold-b",),
-        2: ("zh-stc3-d", "zh-cold-b"),
-        3: ("zh-stc3-c", "zh-stc3-d", "zh-cold-b"),
-        4: ("zh-stc3-c", "zh-stc3-d", "zh-cold-b"),
-        5: ("zh-stc3-b", "zh-stc3-c", "zh-stc3-d"),
-    }[args.round]
-    zh_batches = [name for name in ZH_BATCHES if name not in dropped]
     batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
     double = {"double-zh": [], "double-ru": []}
     for source in plan:
@@ -205,7 +214,7 @@ def main() -> None:
         # a conversation with any annotated turn is left out whole
         done = {record.conversation_id for record in records if record.id in taken}
         records = [record for record in records if record.id not in taken and record.conversation_id not in done]
-        groups = pick(rng, records, source, plan)
+        groups = pick(rng, records, source, plan, candidates)
         lang = groups[0]["lang"]
         doubled = rng.sample(range(len(groups)), max(1, round(DOUBLE_SHARE * len(groups))))
         double[f"double-{lang}"] += [groups[index] for index in sorted(doubled)]
