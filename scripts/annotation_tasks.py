@@ -4,9 +4,9 @@
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
-overlays give the same batches (a round's own labels change what ``load_source`` reads, so a round is reproduced
-from the overlays of the commit before it). ``OUT_DIR/double-zh.jsonl`` and ``double-ru.jsonl`` repeat about a tenth
-of every source's groups, for a second annotator who never sees the first one's labels. The texts stay outside the
+overlays give the same batches (a round's own labels change what ``load_source`` reads, so a round is reproduced in
+a checkout of the commit before it). ``OUT_DIR/double-zh.jsonl`` and ``double-ru.jsonl`` repeat about a tenth of
+every source's groups, for a second annotator who never sees the first one's labels. The texts stay outside the
 repository; only the labels come back into it, as overlays keyed by record id (``data/annotations/``).
 
 ``--round 2`` (2026-12-07) picks ``PLAN_2`` from the records no earlier round annotated (a dialogue with any
