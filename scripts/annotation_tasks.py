@@ -20,6 +20,9 @@ the first 1,800 COLD comments): ``PLAN_5`` picks STC-3 dialogues and COLD commen
 of the boundary, plus RuParaDetox pairs at random. The words only pick what is read; the annotators label every
 text by the guide, and the picked texts are not a random sample of their source (docs/experiments.md says how
 this shifts the held-out figures).
+
+``--round 6`` (2026-12-07, later) takes every STC-3 dialogue no round has read (``PLAN_6``), 600 CPED drama lines,
+and the other sources at random again, into batches ``r6-*``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,16 @@ PLAN_5 = {
     "cold": 800,  # candidate-word comments: 600 weakly offensive, 200 safe
     "ru_paradetox": 300,
 }
+PLAN_6 = {
+    # the sixth round: every STC-3 dialogue left (real customer service), spoken drama lines (CPED had 191), and
+    # the sources of earlier rounds at random again
+    "stc3_dch": 700,
+    "cped": 600,
+    "cold": 400,
+    "ru_paradetox": 250,
+    "ru_goemotions": 300,
+    "cedr": 300,
+}
 ABUSE_CANDIDATES = (
     "傻逼", "傻b", "傻B", "煞笔", "沙雕", "脑残", "贱", "狗", "畜牲", "畜生",
     "黑鬼", "废物", "没脑子", "有病", "蠢", "屌丝", "女拳", "田园", "基佬", "阿三",
@@ -92,6 +105,7 @@ ROUNDS = {
     3: Round(PLAN_3, "r3-", ("zh-stc3-a", "zh-stc3-b", "zh-cold-cped")),
     4: Round(PLAN_3, "r4-", ("zh-stc3-a", "zh-stc3-b", "zh-cold-cped")),
     5: Round(PLAN_5, "r5-", ("zh-stc3-a", "zh-cold-cped", "zh-cold-b"), candidates=True),
+    6: Round(PLAN_6, "r6-", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-cold-cped")),
 }
 
 
@@ -191,7 +205,7 @@ def pick(
         return picked
     # ru_goemotions, cedr: half among texts with negative evidence, half at random
     negative = [record for record in records if record.has_emotion and record.emotion != "calm"]
-    half = plan[source] // 2
+    half = min(plan[source] // 2, len(negative))  # round 6: fewer negatives left than half the plan
     first = rng.sample(negative, half)
     chosen = {record.id for record in first}
     rest = rng.sample([record for record in records if record.id not in chosen], plan[source] - half)
