@@ -1,6 +1,7 @@
 """The brief matrix for new in-domain conversations: one brief per conversation, each a different combination.
 
     python scripts/writing_briefs.py OUT_DIR [--per-language 300] [--writers 6] [--seed 20261206] [--matrix abuse]
+        [--prefix v]
 
 Writes ``OUT_DIR/<lang>-w<k>.jsonl`` (one writer's briefs, one per line) and prints the matrix's counts, which
 ``data/callcenter_train/README.md`` records. Every brief names a language, a channel, a speaker, a domain, a
@@ -11,6 +12,10 @@ conversations without labels, and other annotators label them.
 instead: the abusive side of the guide that the models missed (threats, slurs, short direct insults, disguised
 spelling) and its non-abusive look-alikes that they over-called (negated, quoted or reported abuse,
 counter-speech, abuse of objects, profanity as emphasis), with 2 to 4 customer turns.
+
+``--prefix`` names the briefs of a later round of the same matrix (``<lang>-<prefix>NNNN``; the first varied round
+is ``b``, the abuse round ``a``, the second varied round, 2026-12-07, ``v`` with seed 20261208), so that no two
+rounds share a brief id.
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=6)
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--matrix", choices=("varied", "abuse"), default="varied")
+    parser.add_argument("--prefix", help="the letter of the brief ids (default: b, or a with --matrix abuse)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +168,9 @@ def main() -> None:
                 item["brief"] = item["brief"].replace("-b", "-a", 1)
         else:
             items = briefs(lang, args.per_language, rng)
+        if args.prefix:
+            for item in items:
+                item["brief"] = f"{lang}-{args.prefix}{item['brief'][-4:]}"
         for writer in range(args.writers):
             with open(args.out_dir / f"{lang}-w{writer + 1}.jsonl", "w", encoding="utf-8") as handle:
                 for item in items[writer :: args.writers]:

@@ -1,7 +1,7 @@
 """Label the conversations the writers wrote: batches for annotators who did not write them, then the labelled files.
 
     python scripts/writing_labels.py tasks WRITTEN_DIR TASKS_DIR [--labellers 4] [--seed 20261206]
-    python scripts/writing_labels.py merge WRITTEN_DIR LABELS_DIR [--adjudicated FILE] [--data data]
+    python scripts/writing_labels.py merge WRITTEN_DIR LABELS_DIR [--adjudicated FILE] [--data data] [--name varied]
 
 ``tasks`` turns every writer's file (``<lang>-w<k>.jsonl``, conversations without labels) into annotation batches
 (``scripts/annotation_tasks.py``'s format, customer turns identified as ``<conversation id>:<turn index>``): each
@@ -10,7 +10,9 @@ about a tenth of the conversations for a second labeller. ``merge`` writes the l
 project's conversation format with every customer turn's labels (the adjudicated one where the two labellers of a
 double-annotated turn differ): a fifth of them (``tonewatch.data.overlays.annotation_split`` of the conversation
 id) to ``data/callcenter_heldout/dialogues.jsonl`` for the validation suite, the rest to
-``data/callcenter_train/<lang>-varied.jsonl``; it prints the agreement of the double annotation.
+``data/callcenter_train/<lang>-<name>.jsonl`` (conversation ids ``<lang>-<name>-<brief>``); it prints the agreement
+of the double annotation. The held-out file keeps the conversations of other rounds (other names) and replaces this
+round's.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def tasks(written_dir: Path, tasks_dir: Path, labellers: int, seed: int) -> None
         print(f"{lang}: {len(conversations)} conversations in {labellers} batches, {len(doubled)} doubled")
 
 
-def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, data_dir: Path) -> None:
+def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, data_dir: Path, name: str) -> None:
     first: dict[str, dict] = {}
     second: dict[str, dict] = {}
     for path in sorted(labels_dir.glob("*.jsonl")):
@@ -99,7 +101,7 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
                 turns.append(turn)
             rows.append(
                 {
-                    "id": f"{lang}-varied-{conversation['id'].split('-')[1]}",
+                    "id": f"{lang}-{name}-{conversation['brief'].split('-')[1]}",
                     "lang": lang,
                     "domain": conversation["domain"],
                     "channel": conversation["channel"],
@@ -109,11 +111,14 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
             )
         kept = [row for row in rows if annotation_split(row["id"]) == "train"]
         heldout += [row for row in rows if annotation_split(row["id"]) == "heldout"]
-        write_jsonl(data_dir / "callcenter_train" / f"{lang}-varied.jsonl", kept)
+        write_jsonl(data_dir / "callcenter_train" / f"{lang}-{name}.jsonl", kept)
         print(lang, len(kept), "training conversations", json.dumps(agreement(pairs)))
-    (data_dir / "callcenter_heldout").mkdir(exist_ok=True)
-    write_jsonl(data_dir / "callcenter_heldout" / "dialogues.jsonl", heldout)
-    print(len(heldout), "held-out conversations")
+    heldout_path = data_dir / "callcenter_heldout" / "dialogues.jsonl"
+    heldout_path.parent.mkdir(exist_ok=True)
+    earlier = read_jsonl(heldout_path) if heldout_path.exists() else []
+    others = [row for row in earlier if row["id"].split("-")[1] != name]
+    write_jsonl(heldout_path, others + heldout)
+    print(len(heldout), "held-out conversations of this round,", len(others), "of others")
 
 
 def main() -> None:
@@ -129,11 +134,12 @@ def main() -> None:
     merging.add_argument("labels_dir", type=Path)
     merging.add_argument("--adjudicated", type=Path)
     merging.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "data")
+    merging.add_argument("--name", default="varied", help="the round's file and id stem (varied2 for the second)")
     args = parser.parse_args()
     if args.command == "tasks":
         tasks(args.written_dir, args.tasks_dir, args.labellers, args.seed)
     else:
-        merge(args.written_dir, args.labels_dir, args.adjudicated, args.data)
+        merge(args.written_dir, args.labels_dir, args.adjudicated, args.data, args.name)
 
 
 if __name__ == "__main__":
