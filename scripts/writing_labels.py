@@ -60,6 +60,8 @@ def tasks(written_dir: Path, tasks_dir: Path, labellers: int, seed: int) -> None
     rng = random.Random(seed)
     tasks_dir.mkdir(parents=True, exist_ok=True)
     for lang, conversations in written(written_dir).items():
+        if not conversations:  # one language's writers may finish first and be labelled on their own
+            continue
         rng.shuffle(conversations)
         batches: list[list[dict]] = [[] for _ in range(labellers)]
         for index, conversation in enumerate(conversations):
