@@ -2,6 +2,7 @@
 
     python scripts/writing_labels.py tasks WRITTEN_DIR TASKS_DIR [--labellers 4] [--seed 20261206]
     python scripts/writing_labels.py merge WRITTEN_DIR LABELS_DIR [--adjudicated FILE] [--data data] [--name varied]
+        [--signals DIR]
 
 ``tasks`` turns every writer's file (``<lang>-w<k>.jsonl``, conversations without labels) into annotation batches
 (``scripts/annotation_tasks.py``'s format, customer turns identified as ``<conversation id>:<turn index>``): each
@@ -12,7 +13,9 @@ double-annotated turn differ): a fifth of them (``tonewatch.data.overlays.annota
 id) to ``data/callcenter_heldout/dialogues.jsonl`` for the validation suite, the rest to
 ``data/callcenter_train/<lang>-<name>.jsonl`` (conversation ids ``<lang>-<name>-<brief>``); it prints the agreement
 of the double annotation. The held-out file keeps the conversations of other rounds (other names) and replaces this
-round's.
+round's. ``--signals DIR`` adds the conversations' turn signals (``DIR/*.jsonl``, one line per conversation in
+the overlay format of ``data/signals``, keyed by the final conversation id, labelled by annotators who saw no emotion
+labels) to ``data/signals/callcenter_train.jsonl`` or ``callcenter_heldout.jsonl``, by the conversation's split.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import random
 from pathlib import Path
 
 from tonewatch.data.overlays import agreement, annotation_split
+from tonewatch.labels import SIGNAL_SPEAKER, SIGNALS
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -73,7 +77,36 @@ def tasks(written_dir: Path, tasks_dir: Path, labellers: int, seed: int) -> None
         print(f"{lang}: {len(conversations)} conversations in {labellers} batches, {len(doubled)} doubled")
 
 
-def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, data_dir: Path, name: str) -> None:
+def add_signals(signals_dir: Path, rows: list[dict], data_dir: Path) -> None:
+    """Append every row's turn signals (from ``signals_dir``) to the signal overlay of its set."""
+    labelled = {}
+    for path in sorted(signals_dir.glob("*.jsonl")):
+        labelled.update({line["id"]: line["signals"] for line in read_jsonl(path)})
+    for set_name, split in (("callcenter_train", "train"), ("callcenter_heldout", "heldout")):
+        overlay = data_dir / "signals" / f"{set_name}.jsonl"
+        known = {line["id"] for line in read_jsonl(overlay)}
+        new = []
+        for row in rows:
+            if annotation_split(row["id"]) != split or row["id"] in known:
+                continue
+            if row["id"] not in labelled:
+                raise SystemExit(f"{row['id']} has no signal labels in {signals_dir}")
+            signals = {}
+            for index, names in labelled[row["id"]].items():
+                speaker = row["turns"][int(index)]["speaker"]
+                if any(name not in SIGNALS or SIGNAL_SPEAKER[name] != speaker for name in names):
+                    raise SystemExit(f"{row['id']} turn {index} ({speaker}) has signals {names}")
+                if names:
+                    signals[index] = sorted(set(names), key=SIGNALS.index)
+            new.append({"id": row["id"], "signals": dict(sorted(signals.items(), key=lambda item: int(item[0])))})
+        with open(overlay, "a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in new)
+        print(f"{overlay}: {len(new)} conversations added")
+
+
+def merge(
+    written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, data_dir: Path, name: str, signals_dir=None
+) -> None:
     first: dict[str, dict] = {}
     second: dict[str, dict] = {}
     for path in sorted(labels_dir.glob("*.jsonl")):
@@ -82,6 +115,7 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
             target[line["id"]] = line
     adjudicated = {row["id"]: row for row in read_jsonl(adjudicated_path)} if adjudicated_path else {}
     heldout: list[dict] = []
+    merged: list[dict] = []
     for lang, conversations in written(written_dir).items():
         pairs, rows = [], []
         for conversation in sorted(conversations, key=lambda c: c["id"]):
@@ -111,6 +145,7 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
                     "turns": turns,
                 }
             )
+        merged += rows
         kept = [row for row in rows if annotation_split(row["id"]) == "train"]
         heldout += [row for row in rows if annotation_split(row["id"]) == "heldout"]
         write_jsonl(data_dir / "callcenter_train" / f"{lang}-{name}.jsonl", kept)
@@ -121,6 +156,8 @@ def merge(written_dir: Path, labels_dir: Path, adjudicated_path: Path | None, da
     others = [row for row in earlier if row["id"].split("-")[1] != name]
     write_jsonl(heldout_path, others + heldout)
     print(len(heldout), "held-out conversations of this round,", len(others), "of others")
+    if signals_dir is not None:
+        add_signals(signals_dir, merged, data_dir)
 
 
 def main() -> None:
@@ -137,11 +174,12 @@ def main() -> None:
     merging.add_argument("--adjudicated", type=Path)
     merging.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "data")
     merging.add_argument("--name", default="varied", help="the round's file and id stem (varied2 for the second)")
+    merging.add_argument("--signals", type=Path, help="folder of the conversations' turn-signal labels")
     args = parser.parse_args()
     if args.command == "tasks":
         tasks(args.written_dir, args.tasks_dir, args.labellers, args.seed)
     else:
-        merge(args.written_dir, args.labels_dir, args.adjudicated, args.data, args.name)
+        merge(args.written_dir, args.labels_dir, args.adjudicated, args.data, args.name, args.signals)
 
 
 if __name__ == "__main__":
