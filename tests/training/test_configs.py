@@ -103,7 +103,7 @@ def test_a_recipe_error_names_the_file_and_the_key(tmp_path):
         TrainConfig.from_file(recipe)
     recipe.write_text(f'extends = "{ROOT / "configs" / "default.toml"}"\n[source_shares]\ncold = 0.3\n')
     shares = TrainConfig.from_file(recipe).source_shares
-    assert shares["cold"] == 0.3 and shares["callcenter_train"] == 0.5  # the table merges key by key
+    assert shares["cold"] == 0.3 and shares["callcenter_train"] == 0.75  # the table merges key by key
     with pytest.raises(ConfigError, match="unknown key 'lora_rank' in TrainConfig; did you mean 'lora_r'"):
         TrainConfig.from_file(recipe, ["lora_rank=4"])
     assert TrainConfig.from_file(recipe, ["source_shares.cedr=0"]).source_shares["cedr"] == 0.0
