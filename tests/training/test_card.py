@@ -212,9 +212,11 @@ def test_a_run_from_a_copy_of_the_default_recipe_is_named_by_its_output_director
     assert "tonewatch-default" not in card and "configs/default.toml" not in card
     made = TrainCommand(str(recipe), tuple(overrides)).command_line()
     assert f"Made by `{made}`" in card and "--set max_steps=3" in made and str(recipe) in made
-    # callcenter_train keeps the copy's 0.5, my_calls adds 1.0: shares 1/3 and 2/3 after normalisation.
-    assert table_row(card, "callcenter_train")[5] == "0.333"
-    assert table_row(card, "my_calls")[2] == "user data" and table_row(card, "my_calls")[5] == "0.667"
+    # callcenter_train keeps the copy's share, my_calls adds 1.0; the card gives them normalised.
+    own = TrainConfig.from_file(recipe).source_shares["callcenter_train"]
+    assert table_row(card, "callcenter_train")[5] == f"{own / (own + 1.0):.3f}"
+    assert table_row(card, "my_calls")[2] == "user data"
+    assert table_row(card, "my_calls")[5] == f"{1.0 / (own + 1.0):.3f}"
     meta = front_matter(card)
     assert meta["license_name"] == "cc-by-4.0+unknown" and "base_model" not in meta  # a local base encoder
     summary = json.loads((output / "training_summary.json").read_text())
