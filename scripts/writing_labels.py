@@ -26,7 +26,7 @@ import random
 from pathlib import Path
 
 from tonewatch.data.overlays import agreement, annotation_split
-from tonewatch.labels import SIGNAL_SPEAKER, SIGNALS
+from tonewatch.data.signal_labels import check_signal_overlay, read_signal_overlay
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -81,26 +81,19 @@ def add_signals(signals_dir: Path, rows: list[dict], data_dir: Path) -> None:
     """Append every row's turn signals (from ``signals_dir``) to the signal overlay of its set."""
     labelled = {}
     for path in sorted(signals_dir.glob("*.jsonl")):
-        labelled.update({line["id"]: line["signals"] for line in read_jsonl(path)})
+        labelled.update(read_signal_overlay(path))  # checks the format and the signal names
+    missing = [row["id"] for row in rows if row["id"] not in labelled]
+    if missing:
+        raise SystemExit(f"{len(missing)} conversations have no signal labels in {signals_dir} (first: {missing[0]})")
+    check_signal_overlay({row["id"]: labelled[row["id"]] for row in rows}, rows, str(signals_dir))
     for set_name, split in (("callcenter_train", "train"), ("callcenter_heldout", "heldout")):
         overlay = data_dir / "signals" / f"{set_name}.jsonl"
-        known = {line["id"] for line in read_jsonl(overlay)}
-        new = []
-        for row in rows:
-            if annotation_split(row["id"]) != split or row["id"] in known:
-                continue
-            if row["id"] not in labelled:
-                raise SystemExit(f"{row['id']} has no signal labels in {signals_dir}")
-            signals = {}
-            for index, names in labelled[row["id"]].items():
-                speaker = row["turns"][int(index)]["speaker"]
-                if any(name not in SIGNALS or SIGNAL_SPEAKER[name] != speaker for name in names):
-                    raise SystemExit(f"{row['id']} turn {index} ({speaker}) has signals {names}")
-                if names:
-                    signals[index] = sorted(set(names), key=SIGNALS.index)
-            new.append({"id": row["id"], "signals": dict(sorted(signals.items(), key=lambda item: int(item[0])))})
+        known = set(read_signal_overlay(overlay))
+        new = [row["id"] for row in rows if annotation_split(row["id"]) == split and row["id"] not in known]
         with open(overlay, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in new)
+            for conversation_id in new:
+                turns = {str(index): list(names) for index, names in sorted(labelled[conversation_id].items()) if names}
+                handle.write(json.dumps({"id": conversation_id, "signals": turns}, ensure_ascii=False) + "\n")
         print(f"{overlay}: {len(new)} conversations added")
 
 
