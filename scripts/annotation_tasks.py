@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4|5]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4|5|6|7]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
@@ -23,6 +23,9 @@ this shifts the held-out figures).
 
 ``--round 6`` (2026-12-07, later) takes every STC-3 dialogue no round has read (``PLAN_6``), 600 CPED drama lines,
 and the other sources at random again, into batches ``r6-*``.
+
+``--round 7`` (2026-12-07, night) aims at the real-text abuse boundary again (``PLAN_7``): 1,200 COLD comments at
+random (half offensive, half safe), 400 CPED lines, and the Russian sources at random, into batches ``r7-*``.
 """
 
 from __future__ import annotations
@@ -78,6 +81,16 @@ PLAN_6 = {
     "ru_goemotions": 300,
     "cedr": 300,
 }
+PLAN_7 = {
+    # the seventh round: the real-text abuse boundary, where the shipped model is weakest (version 7's Chinese
+    # abusive recall on the held-out real text 0.28): COLD at random (half offensive, half safe), spoken drama lines,
+    # and the Russian sources again
+    "cold": 1200,
+    "cped": 400,
+    "ru_paradetox": 350,
+    "ru_goemotions": 300,
+    "cedr": 300,
+}
 ABUSE_CANDIDATES = (
     "傻逼", "傻b", "傻B", "煞笔", "沙雕", "脑残", "贱", "狗", "畜牲", "畜生",
     "黑鬼", "废物", "没脑子", "有病", "蠢", "屌丝", "女拳", "田园", "基佬", "阿三",
@@ -106,6 +119,7 @@ ROUNDS = {
     4: Round(PLAN_3, "r4-", ("zh-stc3-a", "zh-stc3-b", "zh-cold-cped")),
     5: Round(PLAN_5, "r5-", ("zh-stc3-a", "zh-cold-cped", "zh-cold-b"), candidates=True),
     6: Round(PLAN_6, "r6-", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-cold-cped")),
+    7: Round(PLAN_7, "r7-", ("zh-cold-a", "zh-cold-b", "zh-cold-cped")),
 }
 
 
