@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|3|4|5|6|7]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|...|8]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
@@ -26,6 +26,7 @@ and the other sources at random again, into batches ``r6-*``.
 
 ``--round 7`` (2026-12-07, night) aims at the real-text abuse boundary again (``PLAN_7``): 1,200 COLD comments at
 random (half offensive, half safe), 400 CPED lines, and the Russian sources at random, into batches ``r7-*``.
+``--round 8`` picks COLD by ``ABUSE_CANDIDATES`` as round 5 did (``PLAN_8``), plus RuParaDetox pairs, into ``r8-*``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ PLAN_7 = {
     "ru_goemotions": 300,
     "cedr": 300,
 }
+PLAN_8 = {
+    # the eighth round: the Chinese abuse boundary again, picked as in round 5 (COLD comments with a word of
+    # ABUSE_CANDIDATES: a quarter safe where so many are left,
+    # 190 were; the rest COLD calls offensive), and more RuParaDetox pairs at random
+    "cold": 1200,
+    "ru_paradetox": 400,
+}
 ABUSE_CANDIDATES = (
     "傻逼", "傻b", "傻B", "煞笔", "沙雕", "脑残", "贱", "狗", "畜牲", "畜生",
     "黑鬼", "废物", "没脑子", "有病", "蠢", "屌丝", "女拳", "田园", "基佬", "阿三",
@@ -103,6 +111,7 @@ ABUSE_CANDIDATES = (
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
 RU_BATCHES = ("ru-a", "ru-b", "ru-c")
+RU_BATCHES_BY_ROUND = {8: ("ru-a", "ru-b")}
 
 
 class Round(NamedTuple):
@@ -120,6 +129,7 @@ ROUNDS = {
     5: Round(PLAN_5, "r5-", ("zh-stc3-a", "zh-cold-cped", "zh-cold-b"), candidates=True),
     6: Round(PLAN_6, "r6-", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-cold-cped")),
     7: Round(PLAN_7, "r7-", ("zh-cold-a", "zh-cold-b", "zh-cold-cped")),
+    8: Round(PLAN_8, "r8-", ("zh-cold-a", "zh-cold-b", "zh-cold-c"), candidates=True),
 }
 
 
@@ -175,7 +185,7 @@ def pick_candidates(rng: random.Random, records: list[Record], source: str, plan
     train = [record for record in records if record.origin_split == "train" and has_candidate(record.text)]
     offensive = [record for record in train if record.emotion == "abusive"]
     safe = [record for record in train if record.emotion != "abusive"]
-    share = plan[source] // 4
+    share = min(plan[source] // 4, len(safe))  # round 8: fewer safe candidates left than a quarter of the plan
     return [text_group(record) for record in rng.sample(offensive, plan[source] - share) + rng.sample(safe, share)]
 
 
@@ -235,7 +245,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     plan, prefix, zh_batches, candidates = ROUNDS[args.round]
     taken = annotated_ids() if args.round > 1 else set()
-    batches = {prefix + name: [] for name in [*zh_batches, *RU_BATCHES]}
+    ru_batches = RU_BATCHES_BY_ROUND.get(args.round, RU_BATCHES)
+    batches = {prefix + name: [] for name in [*zh_batches, *ru_batches]}
     double = {"double-zh": [], "double-ru": []}
     for source in plan:
         records = load_source(source)
@@ -251,7 +262,7 @@ def main() -> None:
         elif lang == "zh":
             names = [prefix + name for name in zh_batches if name.startswith("zh-cold")]
         else:
-            names = [prefix + name for name in RU_BATCHES]
+            names = [prefix + name for name in ru_batches]
         for index, group in enumerate(groups):
             batches[names[index % len(names)]].append(group)
     args.out_dir.mkdir(parents=True, exist_ok=True)
