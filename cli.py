@@ -355,6 +355,42 @@ def fit_signals_command(
     _run(work)
 
 
+@app.command("fit-emotion")
+def fit_emotion_command(
+    model_argument: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL",
+            help="The trained model to add the emotion n-gram expert to (its training_config.json is read).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The new model directory.")] = Path("runs/fit-emotion"),
+    data_root: DataRootOption = None,
+    c: Annotated[float, typer.Option("--c", help="Inverse L2 strength of the logistic regression.")] = 4.0,
+    version: Annotated[
+        str | None, typer.Option(help="The new model's version (default: the model's).", show_default=False)
+    ] = None,
+) -> None:
+    """Give a trained model an emotion expert read from character n-grams, added to the network's (a few minutes).
+
+    The logistic regression is trained on the model's own training records (rebuilt from its training_config.json,
+    so it needs the data root), the combined emotion logits calibrated on its validation records; the encoder, heads,
+    signals and escalation are unchanged. Run `tonewatch evaluate` on the new directory for the full report."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    def work() -> None:
+        from tonewatch.training.emotion_reader import EmotionReaderFit, fit_emotion_reader
+
+        summary = fit_emotion_reader(model_argument, output, EmotionReaderFit(c=c, version=version), data_root)
+        keys = ("train_records", "calibration_records", "calibration_set_macro_f1", "minutes")
+        typer.echo(json.dumps({key: summary[key] for key in keys}, indent=2))
+
+    _run(work)
+
+
 @app.command("evaluate")
 def evaluate_command(
     model_argument: Annotated[

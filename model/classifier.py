@@ -41,7 +41,7 @@ from tonewatch.model.inputs import (
     encode_turn_windows,
     encode_turns_windows,
 )
-from tonewatch.model.ngram_signals import READER_NAME, NgramSignalReader
+from tonewatch.model.ngram_signals import EMOTION_NGRAM_FILE, READER_NAME, NgramSignalReader
 from tonewatch.model.tokenizer import ExportTokenizer
 from tonewatch.model.types import (
     WEIGHTS_NAME,
@@ -132,9 +132,11 @@ class Classifier:
         config: ModelConfig,
         model_dir: Path | None = None,
         signal_reader: NgramSignalReader | None = None,
+        emotion_reader: NgramSignalReader | None = None,
     ):
         """``signal_reader``: the n-gram signal reader of a ``char_ngrams`` model (default: read from
-        ``model_dir``)."""
+        ``model_dir``); ``emotion_reader`` likewise, the emotion n-gram expert of a model whose ``emotion_reader`` is
+        ``char_ngrams``."""
         modeling = sys.modules.get("tonewatch.model.modeling")  # a network exists only once it is imported
         if modeling is not None and isinstance(backend, modeling.TurnClassifierNetwork):
             backend = TorchBackend(backend)
@@ -151,6 +153,22 @@ class Classifier:
                 f"the signal reader has {signal_reader.num_signals} signals, config.json names {len(config.signals)}"
             )
         self.signal_reader = signal_reader
+        if emotion_reader is None and config.emotion_reader == READER_NAME:
+            if model_dir is None:
+                raise ModelDirectoryError("a char_ngrams emotion model needs its model directory or its reader")
+            emotion_reader = NgramSignalReader.load(model_dir, EMOTION_NGRAM_FILE)
+        if emotion_reader is not None and emotion_reader.num_signals != len(EMOTION_LABELS):
+            raise ModelDirectoryError(
+                f"the emotion reader has {emotion_reader.num_signals} outputs, the model {len(EMOTION_LABELS)} labels"
+            )
+        self.emotion_reader = emotion_reader
+
+    def emotion_offsets(self, texts: Sequence[str]) -> np.ndarray | None:
+        """What the emotion n-gram expert adds to the network's raw emotion logits of turns with ``texts`` (its
+        logits times ``emotion_reader_weight``), or None for a model without one."""
+        if self.emotion_reader is None:
+            return None
+        return self.emotion_reader.logits(texts) * np.float32(self.config.emotion_reader_weight)
 
     @property
     def backend_name(self) -> str:
@@ -349,6 +367,7 @@ class Classifier:
         speakers: Sequence[str] | None = None,
         with_signals: bool = False,
         row_turns: Sequence[int] | None = None,
+        emotion_offsets: np.ndarray | None = None,
     ) -> tuple[np.ndarray, ...]:
         """Raw (uncalibrated) emotion logits and escalation logits, batched by length to limit padding; with
         ``with_signals`` also the signal logits ``[turns, len(signal_names)]`` third (no columns for a model
@@ -360,7 +379,8 @@ class Classifier:
         default all customer, say whose turn each is). See :meth:`raw_logits` for ``precision``. ``on_batch`` is
         called with the number of turns of each batch done (a progress bar's ``update``); batches are the same
         with or without it. ``row_turns``: the rows are windows, row ``i`` of turn ``row_turns[i]``; ``on_batch``
-        then counts the turns whose every window is done.
+        then counts the turns whose every window is done. ``emotion_offsets`` (``[rows, labels]``) are added to
+        the network's emotion logits before anything reads them, the int8 re-check's margins included.
         """
         remaining = Counter(row_turns if row_turns is not None else range(len(encoded)))
         langs = list(langs) if langs is not None else [None] * len(encoded)
@@ -377,6 +397,8 @@ class Classifier:
             # int8 first where there are two graphs; precision "fp32" asks for the fp32 graph only
             outputs = self.backend(*self.pad(items), fp32=precision == "fp32")
             chunk_emotion, chunk_escalation = outputs[0], outputs[1]
+            if emotion_offsets is not None:
+                chunk_emotion = chunk_emotion + emotion_offsets[chunk]
             chunk_signals = outputs[2] if n_signals else np.zeros((len(chunk), 0), dtype=np.float32)
             if margins:
                 chunk_langs = [langs[index] for index in chunk]
@@ -394,6 +416,8 @@ class Classifier:
                 if len(close):
                     recheck = self.backend(*self.pad([items[row] for row in close]), fp32=True)
                     chunk_emotion[close], chunk_escalation[close] = recheck[0], recheck[1]
+                    if emotion_offsets is not None:
+                        chunk_emotion[close] += emotion_offsets[[chunk[row] for row in close]]
                     if n_signals:
                         chunk_signals[close] = recheck[2]
             emotion[chunk], escalation[chunk], signals[chunk] = chunk_emotion, chunk_escalation, chunk_signals
@@ -501,6 +525,7 @@ class Classifier:
         counts = [len(turn_windows) for turn_windows in windows]
         rows = [window for turn_windows in windows for window in turn_windows]
         row_turns = [turn for turn, count in enumerate(counts) for _ in range(count)]
+        offsets = self.emotion_offsets([turn.text for turn in turns])  # the expert reads the turn's own text
         outputs = self.logits_arrays(
             rows,
             batch_size,
@@ -510,6 +535,7 @@ class Classifier:
             [turns[turn].speaker for turn in row_turns],
             with_signals,
             row_turns=row_turns,
+            emotion_offsets=offsets[row_turns] if offsets is not None else None,
         )
         if len(rows) > len(turns):
             outputs = self.combine_arrays(outputs, row_turns)

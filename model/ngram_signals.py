@@ -36,6 +36,9 @@ READER_NAME = "char_ngrams"
 NGRAM_FILE = "signal_ngrams.safetensors"
 """The reader's tensors, in the model directory: ``weight`` [buckets, signals] (float16), ``bias`` [signals] and
 ``idf`` [buckets] (float32); its n-gram settings in the file's metadata."""
+EMOTION_NGRAM_FILE = "emotion_ngrams.safetensors"
+"""The same kind of linear n-gram model with one output per emotion label: the emotion n-gram expert of a model whose
+``config.json`` says ``"emotion_reader": "char_ngrams"`` (:class:`NgramSignalReader` reads both files)."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,10 @@ class NgramSignalReader:
             out[row] = values.astype(np.float32) @ self.weight[buckets] + self.bias
         return out
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, filename: str = NGRAM_FILE) -> Path:
         from safetensors.numpy import save_file
 
-        path = Path(directory) / NGRAM_FILE
+        path = Path(directory) / filename
         tensors = {
             "weight": self.weight.astype(np.float16),
             "bias": self.bias.astype(np.float32),
@@ -137,12 +140,13 @@ class NgramSignalReader:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> NgramSignalReader:
+    def load(cls, directory: str | Path, filename: str = NGRAM_FILE) -> NgramSignalReader:
         from safetensors import safe_open
 
-        path = Path(directory) / NGRAM_FILE
+        path = Path(directory) / filename
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the model's config.json names the {READER_NAME} signal reader")
+            what = "emotion" if filename == EMOTION_NGRAM_FILE else "signal"
+            raise FileNotFoundError(f"{path} is missing: the model's config.json names the {READER_NAME} {what} reader")
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in ("weight", "bias", "idf")}

@@ -94,6 +94,8 @@ SIGNAL_THRESHOLD_DEFAULT = "default"
 """The key of a signal's threshold for every language without its own (``Calibration.signal_thresholds``)."""
 SIGNAL_READERS: tuple[str, ...] = ("head", "char_ngrams")
 """What may read a model's turn signals (``ModelConfig.signal_reader``)."""
+EMOTION_READERS: tuple[str, ...] = ("none", "char_ngrams")
+"""What may add to the network's emotion logits (``ModelConfig.emotion_reader``)."""
 
 
 @dataclass
@@ -120,6 +122,12 @@ class ModelConfig:
     """What reads the signals: ``head`` (a linear head on the encoder's pooled features, in the network) or
     ``char_ngrams`` (:mod:`tonewatch.model.ngram_signals`, beside the network, which then has no signal head);
     absent from ``config.json`` when ``head``."""
+    emotion_reader: str = "none"
+    """``char_ngrams``: a linear model over the turn text's character n-grams
+    (:data:`tonewatch.model.ngram_signals.EMOTION_NGRAM_FILE`, fitted by ``tonewatch fit-emotion``) whose emotion
+    logits, times :attr:`emotion_reader_weight`, are added to the network's before calibration (a product of the
+    two experts); ``none`` (absent from ``config.json``): the network alone."""
+    emotion_reader_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.architecture != ARCHITECTURE:
@@ -136,6 +144,10 @@ class ModelConfig:
         if self.signal_reader not in SIGNAL_READERS:
             raise ModelDirectoryError(
                 f"unknown signal reader {self.signal_reader!r}; this tonewatch knows {SIGNAL_READERS}"
+            )
+        if self.emotion_reader not in EMOTION_READERS:
+            raise ModelDirectoryError(
+                f"unknown emotion reader {self.emotion_reader!r}; this tonewatch knows {EMOTION_READERS}"
             )
 
     @property
@@ -159,6 +171,8 @@ class ModelConfig:
         data["lora_target_modules"] = list(self.lora_target_modules)
         if data["signal_reader"] == "head":
             del data["signal_reader"]  # models with a signal head or none keep their config.json byte-identical
+        if data["emotion_reader"] == "none":
+            del data["emotion_reader"], data["emotion_reader_weight"]  # likewise for models without the n-grams
         if self.signals:
             data["signals"] = list(self.signals)
         else:  # a model without a signal head: config.json stays byte-identical to older models'
