@@ -43,7 +43,8 @@ def fitted(source_model, tmp_path_factory):
 
 
 def test_the_expert_learns_words_of_each_label():
-    texts = ["спасибо всё хорошо", "谢谢你", "опять не работает", "又坏了烦死了", "вы обманщики", "你们骗子", "ты идиот", "傻逼"]
+    texts = ["спасибо всё хорошо", "谢谢你", "опять не работает", "又坏了烦死了"]
+    texts += ["вы обманщики", "你们骗子", "ты идиот", "傻逼"]
     labels = [LABEL2ID[label] for label in ("calm", "calm", "frustrated", "frustrated", "angry", "angry")]
     labels += [LABEL2ID["abusive"]] * 2
     reader = fit_linear_expert(texts * 5, labels * 5, FIT, "none")
