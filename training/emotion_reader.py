@@ -47,9 +47,17 @@ logger = logging.getLogger(__name__)
 
 FIT_SUMMARY_NAME = "emotion_reader.json"
 """What the fit recorded, in the output directory."""
-SKIPPED_FILES = ("config.json", "README.md", "report.json", "report.md", "confusion.png", "reliability.png")
-"""Files of the source model not carried over: the config is rewritten, the report and card belong to the new model
-(``tonewatch evaluate`` writes them)."""
+SKIPPED_FILES = (
+    "config.json",
+    "README.md",
+    "card.toml",
+    "report.json",
+    "report.md",
+    "confusion.png",
+    "reliability.png",
+)
+"""Files of the source model not carried over: the config is rewritten; the report, the card and the hand-written
+card facts describe the source model (``tonewatch evaluate`` writes the new model's)."""
 CALIBRATION_POOLS = ("callcenter_train", "annotations")
 """The validation pools whose customer turns calibrate the combined logits."""
 
