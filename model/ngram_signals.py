@@ -26,6 +26,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +77,18 @@ def char_ngrams(text: str, spec: NgramSpec, normalize: str = "none") -> list[str
     return grams
 
 
+@lru_cache(maxsize=4096)
 def hashed_counts(text: str, spec: NgramSpec, normalize: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """``(buckets, counts)`` of ``text``'s n-grams: the distinct buckets hit, ascending, and how often each."""
+    """``(buckets, counts)`` of ``text``'s n-grams: the distinct buckets hit, ascending, and how often each.
+
+    Cached for the last few thousand texts: a model with both n-gram readers (signals and the emotion expert, same
+    n-grams) hashes each turn once. The arrays are shared between callers, so they are read-only."""
     mask = spec.buckets - 1
     counts = Counter(zlib.crc32(gram.encode("utf-8")) & mask for gram in char_ngrams(text, spec, normalize))
     buckets = np.fromiter(sorted(counts), dtype=np.int64, count=len(counts))
-    return buckets, np.array([counts[int(bucket)] for bucket in buckets], dtype=np.float64)
+    values = np.array([counts[int(bucket)] for bucket in buckets], dtype=np.float64)
+    buckets.flags.writeable = values.flags.writeable = False
+    return buckets, values
 
 
 def tfidf_row(buckets: np.ndarray, counts: np.ndarray, idf: np.ndarray) -> np.ndarray:
