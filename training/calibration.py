@@ -132,6 +132,14 @@ def fit_signal_calibration(
     return temperature, thresholds
 
 
+def fit_emotion_calibration(emotion_logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, list[float]]:
+    """The emotion temperature (cross-entropy) and the label shifts (:func:`fit_emotion_bias`) of raw emotion logits
+    ``[turns, labels]`` against their exact ``labels``."""
+    temperature = fit_temperature(emotion_logits, lambda scaled: torch.nn.functional.cross_entropy(scaled, labels))
+    log_probabilities = torch.log_softmax(emotion_logits / temperature, dim=-1).numpy()
+    return temperature, fit_emotion_bias(log_probabilities, labels.numpy())
+
+
 def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibration:
     """Temperatures and thresholds from ``records`` (labelled validation turns with context; agent turns, read
     for their signals only, may be among them)."""
@@ -149,11 +157,7 @@ def fit_calibration(classifier: Classifier, records: list[Record]) -> Calibratio
     emotion_temperature = 1.0
     emotion_bias = [0.0] * emotion_logits.shape[1]
     if known.any():
-        emotion_temperature = fit_temperature(
-            emotion_logits[known], lambda scaled: torch.nn.functional.cross_entropy(scaled, exact[known])
-        )
-        log_probabilities = torch.log_softmax(emotion_logits[known] / emotion_temperature, dim=-1).numpy()
-        emotion_bias = fit_emotion_bias(log_probabilities, exact[known].numpy())
+        emotion_temperature, emotion_bias = fit_emotion_calibration(emotion_logits[known], exact[known])
     escalate = torch.tensor([-1.0 if r.escalate is None else float(r.escalate) for r in records])
     has_escalation = escalate >= 0
     escalation_temperature = 1.0

@@ -41,7 +41,7 @@ from tonewatch.model.ngram_signals import (
     document_frequency_idf,
     hashed_counts,
 )
-from tonewatch.model.types import read_model_config, resolve_model_dir
+from tonewatch.model.types import read_model_config
 
 logger = logging.getLogger(__name__)
 
@@ -110,16 +110,14 @@ def fit_emotion_reader(
     from tonewatch.model.classifier import Classifier
     from tonewatch.model.directory import save_pretrained
     from tonewatch.model.types import WEIGHTS_NAME, TurnInput
-    from tonewatch.training.calibration import fit_emotion_bias, fit_temperature
+    from tonewatch.training.calibration import fit_emotion_calibration
     from tonewatch.training.config import TrainConfig
     from tonewatch.training.dataset import build_training_data
+    from tonewatch.training.signal_reader import source_and_output
 
     fit = fit or EmotionReaderFit()
     started = time.perf_counter()
-    source = resolve_model_dir(model_dir)
-    output = Path(output_dir)
-    if output.resolve() == source.resolve():
-        raise ValueError("--output must be a new directory, not the source model's")
+    source, output = source_and_output(model_dir, output_dir)
     base = read_model_config(source)
     if base.emotion_reader != "none":
         raise ValueError(f"{source} already has an emotion reader ({base.emotion_reader})")
@@ -160,10 +158,8 @@ def fit_emotion_reader(
     truth = torch.tensor([LABEL2ID[r.emotion] for r in held])
     combined = Classifier.from_pretrained(output, backend="torch").raw_logits(inputs)[0]
     alone = Classifier.from_pretrained(source, backend="torch").raw_logits(inputs)[0]
-    temperature = fit_temperature(combined, lambda scaled: torch.nn.functional.cross_entropy(scaled, truth))
-    log_probabilities = torch.log_softmax(combined / temperature, dim=-1).numpy()
+    temperature, config.calibration.emotion_bias = fit_emotion_calibration(combined, truth)
     config.calibration.emotion_temperature = temperature
-    config.calibration.emotion_bias = fit_emotion_bias(log_probabilities, truth.numpy())
     save_pretrained(output, state, config)
 
     def macro_f1(logits: torch.Tensor, calibration) -> float:

@@ -123,6 +123,15 @@ def fit_reader(
     return NgramSignalReader(weight, bias, idf, spec, normalize), details
 
 
+def source_and_output(model_dir: str | Path | None, output_dir: str | Path) -> tuple[Path, Path]:
+    """The model directory a fit reads and the new directory it writes (refused if they are the same)."""
+    source = resolve_model_dir(model_dir)
+    output = Path(output_dir)
+    if output.resolve() == source.resolve():
+        raise ValueError("--output must be a new directory, not the source model's")
+    return source, output
+
+
 def fit_signals(
     model_dir: str | Path | None,
     output_dir: str | Path,
@@ -134,10 +143,7 @@ def fit_signals(
 
     fit = fit or ReaderFit()
     started = time.perf_counter()
-    source = resolve_model_dir(model_dir)
-    output = Path(output_dir)
-    if output.resolve() == source.resolve():
-        raise ValueError("--output must be a new directory, not the source model's")
+    source, output = source_and_output(model_dir, output_dir)
     base = read_model_config(source)
     recipe_path = source / "training_config.json"
     recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else {}
