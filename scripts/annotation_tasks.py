@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|...|8]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|...|9]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
@@ -27,6 +27,8 @@ and the other sources at random again, into batches ``r6-*``.
 ``--round 7`` (2026-12-07, night) aims at the real-text abuse boundary again (``PLAN_7``): 1,200 COLD comments at
 random (half offensive, half safe), 400 CPED lines, and the Russian sources at random, into batches ``r7-*``.
 ``--round 8`` picks COLD by ``ABUSE_CANDIDATES`` as round 5 did (``PLAN_8``), plus RuParaDetox pairs, into ``r8-*``.
+``--round 9`` (2026-12-08) takes COLD at random again, CPED, and more of the Russian sources, which have a third fewer
+exact labels than the Chinese ones (``PLAN_9``), into ``r9-*``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ PLAN_8 = {
     "cold": 1200,
     "ru_paradetox": 400,
 }
+PLAN_9 = {
+    # the ninth round: COLD at random (half offensive, half safe) and drama lines again, and the Russian sources,
+    # which had 9,650 exact labels to the Chinese 14,619
+    "cold": 800,
+    "cped": 400,
+    "ru_paradetox": 400,
+    "ru_goemotions": 400,
+    "cedr": 400,
+}
 ABUSE_CANDIDATES = (
     "傻逼", "傻b", "傻B", "煞笔", "沙雕", "脑残", "贱", "狗", "畜牲", "畜生",
     "黑鬼", "废物", "没脑子", "有病", "蠢", "屌丝", "女拳", "田园", "基佬", "阿三",
@@ -111,7 +122,7 @@ ABUSE_CANDIDATES = (
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
 RU_BATCHES = ("ru-a", "ru-b", "ru-c")
-RU_BATCHES_BY_ROUND = {8: ("ru-a", "ru-b")}
+RU_BATCHES_BY_ROUND = {8: ("ru-a", "ru-b"), 9: ("ru-a", "ru-b")}
 
 
 class Round(NamedTuple):
@@ -130,6 +141,7 @@ ROUNDS = {
     6: Round(PLAN_6, "r6-", ("zh-stc3-a", "zh-stc3-b", "zh-stc3-c", "zh-cold-cped")),
     7: Round(PLAN_7, "r7-", ("zh-cold-a", "zh-cold-b", "zh-cold-cped")),
     8: Round(PLAN_8, "r8-", ("zh-cold-a", "zh-cold-b", "zh-cold-c"), candidates=True),
+    9: Round(PLAN_9, "r9-", ("zh-cold-a", "zh-cold-cped")),
 }
 
 
