@@ -27,6 +27,8 @@ DEFAULT_SOURCE_SHARES: dict[str, float] = {
 
 
 DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+READERS = ("none", "char_ngrams")
+"""Values of ``signal_reader`` and ``emotion_reader``: no n-gram reader, or one fitted after training."""
 """Suffixes of the local files ``extra_data`` reads; any other ``path`` is a Hugging Face dataset name."""
 
 
@@ -191,6 +193,20 @@ class TrainConfig:
         default=None,
         metadata={"help": "With signals: folder of the signal overlays (<set>.jsonl); unset: data/signals."},
     )
+    signal_reader: str = field(
+        default="none",
+        metadata={
+            "help": "'char_ngrams': after training, fit the char n-gram signal reader onto the model, as `tonewatch "
+            "fit-signals` does (on data/signals, or signal_labels_dir); 'none': the network's own signals, if any."
+        },
+    )
+    emotion_reader: str = field(
+        default="none",
+        metadata={
+            "help": "'char_ngrams': after training (and the signal reader), fit the emotion n-gram expert beside the "
+            "network, as `tonewatch fit-emotion` does; 'none': the network alone."
+        },
+    )
     class_balance: float = field(
         default=0.5,
         metadata={"help": "Emotion class weights = (1 / frequency) ** class_balance on exact labels; 0 = none."},
@@ -265,6 +281,9 @@ class TrainConfig:
             raise ValueError(f"signal_loss_weight must be >= 0, got {self.signal_loss_weight}")
         if not 0.0 <= self.agent_turn_share < 1.0:
             raise ValueError(f"agent_turn_share must be in [0, 1), got {self.agent_turn_share}")
+        for name in ("signal_reader", "emotion_reader"):
+            if getattr(self, name) not in READERS:
+                raise ValueError(f"{name} must be one of {', '.join(READERS)}, not {getattr(self, name)!r}")
         if not 0.0 <= self.class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {self.class_balance}")
         from tonewatch.data.sources import SOURCES

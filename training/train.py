@@ -686,6 +686,10 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         "validation_history": validation_history,
     }
     (output / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    readers = fit_readers(output, state_dir, config)
+    if readers:
+        summary["readers"] = readers
+        (output / "training_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if config.evaluate:
         from tonewatch.training.evaluate import EvalConfig, evaluate
 
@@ -701,6 +705,32 @@ def train(config: TrainConfig, resume: bool = False, *, command: TrainCommand | 
         state_dir,
     )
     return summary
+
+
+def fit_readers(output: Path, state_dir: Path, config: TrainConfig) -> dict:
+    """Fit the n-gram readers the recipe asks for onto the model just written (the signal reader, then the emotion
+    expert, as ``tonewatch fit-signals`` and ``tonewatch fit-emotion`` do) and put the result in its place; returns
+    each fit's summary (empty when the recipe asks for none)."""
+    from tonewatch.training.emotion_reader import fit_emotion_reader
+    from tonewatch.training.signal_reader import fit_signals
+
+    work = state_dir / "readers"
+    shutil.rmtree(work, ignore_errors=True)
+    current, summaries = output, {}
+    if config.signal_reader == "char_ngrams":
+        logger.info("fitting the char n-gram signal reader")
+        summaries["signal_reader"] = fit_signals(current, work / "signals", signal_labels_dir=config.signal_labels_dir)
+        current = work / "signals"
+    if config.emotion_reader == "char_ngrams":
+        logger.info("fitting the emotion n-gram expert")
+        summaries["emotion_reader"] = fit_emotion_reader(current, work / "emotion", data_root=config.data_root)
+        current = work / "emotion"
+    if current != output:
+        for path in sorted(current.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, output / path.name)
+        shutil.rmtree(work)
+    return summaries
 
 
 def _encoder_config(base_path: str, config: TrainConfig):

@@ -229,3 +229,30 @@ def test_length_grouping_keeps_each_windows_examples_and_pads_less():
     assert lengths[grouped].max(axis=1).sum() < 0.8 * lengths[plan].max(axis=1).sum()
     assert (group_by_length(plan, lengths, 8, seed=3) == grouped).all()  # a resumed run redraws the same
     assert (group_by_length(plan, lengths, 1, seed=3) == plan).all()
+
+
+def test_a_recipe_with_readers_writes_the_model_with_both_fitted(tiny_base_dir, tmp_path, make_tiny_config):
+    from tonewatch.model.ngram_signals import EMOTION_NGRAM_FILE, NGRAM_FILE, READER_NAME
+
+    config = make_tiny_config(
+        tiny_base_dir, tmp_path / "run", max_steps=2, signal_reader="char_ngrams", emotion_reader="char_ngrams"
+    )
+    summary = train(config)
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written["signal_reader"] == READER_NAME and written["emotion_reader"] == READER_NAME
+    for name in (NGRAM_FILE, EMOTION_NGRAM_FILE, "signal_reader.json", "emotion_reader.json", "training_config.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert set(summary["readers"]) == {"signal_reader", "emotion_reader"}
+    recorded = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    fitted = summary["readers"]["emotion_reader"]
+    assert recorded["readers"]["emotion_reader"]["train_records"] == fitted["train_records"] > 0
+    assert not (tmp_path / "run.state" / "readers").exists()
+    loaded = Classifier.from_pretrained(tmp_path / "run", backend="torch")
+    assert loaded.config.emotion_reader == READER_NAME and set(loaded.classify(["你好"])[0].signals) >= {
+        "supervisor_request"
+    }
+
+
+def test_an_unknown_reader_is_refused(tiny_base_dir, tmp_path, make_tiny_config):
+    with pytest.raises(ValueError, match="emotion_reader must be one of"):
+        make_tiny_config(tiny_base_dir, tmp_path / "run", emotion_reader="tfidf")
