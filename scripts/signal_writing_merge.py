@@ -62,7 +62,7 @@ def agreement_table(pairs: list[tuple[dict, dict, str]], title: str) -> None:
     print(f"\n{title}: {len(customer)} customer turns, {len(pairs)} turns")
     print(
         f"  emotion exact {report['emotion_exact_agreement']:.3f}, kappa {report['emotion_kappa']:.3f}; "
-        f"boundaries {json.dumps({k: round(v, 3) for k, v in report['boundaries'].items()})}; "
+        f"boundaries {json.dumps({k: None if v is None else round(v, 3) for k, v in report['boundaries'].items()})}; "
         f"escalation kappa {report['escalate_kappa']:.3f}"
     )
     for name in SIGNALS:
@@ -108,7 +108,8 @@ def main() -> None:
                     if (cid, str(index), field) in decided:
                         entry[field] = decided[(cid, str(index), field)]
                 intended = turn.get("intended", {})
-                writer_pairs.append(({**intended, "signals": intended.get("signals", [])}, entry, turn["speaker"]))
+                first_label = labels[str(index)]  # before adjudication: the agreement of two independent readings
+                writer_pairs.append(({**intended, "signals": intended.get("signals", [])}, first_label, turn["speaker"]))
                 if cid in second:
                     annotator_pairs.append((labels[str(index)], second[cid][str(index)], turn["speaker"]))
                 row = {"speaker": turn["speaker"], "text": turn["text"]}
