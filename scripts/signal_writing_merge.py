@@ -108,8 +108,8 @@ def main() -> None:
                     if (cid, str(index), field) in decided:
                         entry[field] = decided[(cid, str(index), field)]
                 intended = turn.get("intended", {})
-                first_label = labels[str(index)]  # before adjudication: the agreement of two independent readings
-                writer_pairs.append(({**intended, "signals": intended.get("signals", [])}, first_label, turn["speaker"]))
+                wrote = {**intended, "signals": intended.get("signals", [])}
+                writer_pairs.append((wrote, labels[str(index)], turn["speaker"]))  # before adjudication
                 if cid in second:
                     annotator_pairs.append((labels[str(index)], second[cid][str(index)], turn["speaker"]))
                 row = {"speaker": turn["speaker"], "text": turn["text"]}

@@ -33,6 +33,7 @@ from tonewatch.data.splits import split_by_conversation
 from tonewatch.labels import LANGUAGES, SIGNALS
 from tonewatch.model.directory import save_pretrained
 from tonewatch.model.ngram_signals import (
+    EMOTION_NGRAM_FILE,
     READER_NAME,
     NgramSignalReader,
     NgramSpec,
@@ -48,8 +49,16 @@ logger = logging.getLogger(__name__)
 
 FIT_SUMMARY_NAME = "signal_reader.json"
 """What the fit recorded, in the output directory."""
-COPIED_FILES = ("training_config.json", "training_summary.json", "tokenizer.json", "tokenizer_config.json")
-"""Files of the source model carried over as they are (the run that trained its network)."""
+COPIED_FILES = (
+    "training_config.json",
+    "training_summary.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    EMOTION_NGRAM_FILE,
+    "emotion_reader.json",
+)
+"""Files of the source model carried over as they are (the run that trained its network, and the emotion expert
+of a model that has one: its config keeps naming it)."""
 SIGNAL_SET = "callcenter_train"
 
 

@@ -106,3 +106,17 @@ def test_an_unknown_emotion_reader_is_refused(source_model):
 def test_the_output_must_be_a_new_directory(source_model):
     with pytest.raises(ValueError, match="new directory"):
         fit_emotion_reader(source_model, source_model, FIT)
+
+
+def test_refitting_the_signal_reader_keeps_the_expert(fitted, tmp_path):
+    from tonewatch.training.signal_reader import ReaderFit, fit_signals
+
+    output, _ = fitted
+    refitted = tmp_path / "refitted"
+    fit_signals(output, refitted, ReaderFit(c=1.0, spec=NgramSpec(1, 2, 2**8), seed=7, validation_fraction=0.3))
+    assert read_model_config(refitted).emotion_reader == READER_NAME
+    assert (refitted / EMOTION_NGRAM_FILE).read_bytes() == (output / EMOTION_NGRAM_FILE).read_bytes()
+    ours = Classifier.from_pretrained(refitted, backend="torch").classify(ITEMS)
+    theirs = Classifier.from_pretrained(output, backend="torch").classify(ITEMS)
+    for new, old in zip(ours, theirs, strict=True):
+        assert new.scores == pytest.approx(old.scores)
