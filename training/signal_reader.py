@@ -75,6 +75,8 @@ class ReaderFit:
     """Held-out share of the conversations (None: the source model's)."""
     version: str | None = None
     """The new model's version in ``config.json`` (None: the source model's)."""
+    balanced: bool = True
+    """Weight each signal's two classes equally (a rare signal's positives count as much as its negatives)."""
 
 
 def feature_matrix(counts: list[tuple[np.ndarray, np.ndarray]], idf: np.ndarray, spec: NgramSpec):
@@ -121,7 +123,7 @@ def fit_reader(
         if not truth.any() or truth.all():
             logger.warning("%s: no positive (or no negative) training turn; the signal stays at probability 0.5", name)
             continue
-        model = LogisticRegression(C=fit.c, class_weight="balanced", max_iter=5000)
+        model = LogisticRegression(C=fit.c, class_weight="balanced" if fit.balanced else None, max_iter=5000)
         model.fit(x_train[known], truth)
         coef, intercept = model.coef_[0], float(model.intercept_[0])
         held = y_held[:, column] >= 0
