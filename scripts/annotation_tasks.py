@@ -1,6 +1,6 @@
 """Pick the third-party records to annotate by docs/labels.md and write them as annotation batches.
 
-    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|...|9]
+    TONEWATCH_DATA=DIR python scripts/annotation_tasks.py OUT_DIR [--seed 20261206] [--round 2|...|10]
 
 Writes ``OUT_DIR/<batch>.jsonl``, one line per group (a conversation, or one stand-alone text) with its turns; the
 customer turns to label carry their record ``id``. The selection is seeded, so the same data root and the same
@@ -28,7 +28,7 @@ and the other sources at random again, into batches ``r6-*``.
 random (half offensive, half safe), 400 CPED lines, and the Russian sources at random, into batches ``r7-*``.
 ``--round 8`` picks COLD by ``ABUSE_CANDIDATES`` as round 5 did (``PLAN_8``), plus RuParaDetox pairs, into ``r8-*``.
 ``--round 9`` (2026-12-08) takes COLD at random again, CPED, and more of the Russian sources, which have a third fewer
-exact labels than the Chinese ones (``PLAN_9``), into ``r9-*``.
+exact labels than the Chinese ones (``PLAN_9``), into ``r9-*``; ``--round 10`` the same plan again into ``r10-*``.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ ABUSE_CANDIDATES = (
 ANNOTATIONS = Path(__file__).resolve().parent.parent / "data" / "annotations"
 DOUBLE_SHARE = 0.10
 RU_BATCHES = ("ru-a", "ru-b", "ru-c")
-RU_BATCHES_BY_ROUND = {8: ("ru-a", "ru-b"), 9: ("ru-a", "ru-b")}
+RU_BATCHES_BY_ROUND = {8: ("ru-a", "ru-b"), 9: ("ru-a", "ru-b"), 10: ("ru-a", "ru-b")}
 
 
 class Round(NamedTuple):
@@ -142,6 +142,7 @@ ROUNDS = {
     7: Round(PLAN_7, "r7-", ("zh-cold-a", "zh-cold-b", "zh-cold-cped")),
     8: Round(PLAN_8, "r8-", ("zh-cold-a", "zh-cold-b", "zh-cold-c"), candidates=True),
     9: Round(PLAN_9, "r9-", ("zh-cold-a", "zh-cold-cped")),
+    10: Round(PLAN_9, "r10-", ("zh-cold-a", "zh-cold-cped")),
 }
 
 
