@@ -318,7 +318,10 @@ def _training_data_lines(sources: list[TrainingSource], components: dict[str, li
 
 def _name_line(config: dict, training: dict) -> str:
     name, version = config.get("name"), config.get("version")
-    if "model_name" in training and training["model_name"] is None:
+    run_name = Path(training.get("output_dir") or "").name
+    if training.get("model_name") is None and run_name and run_name != name:
+        how = f"renamed for release (its run, `{run_name}`, set no `model_name`)"
+    elif "model_name" in training and training["model_name"] is None:
         how = "named after its output directory (the run set no `model_name`)"
     elif training.get("model_name"):
         how = "named by the run's `model_name`"

@@ -232,3 +232,14 @@ def test_the_annotations_pool_is_a_train_tier_row_with_the_projects_license():
     (row,) = training_sources(summary, None)
     assert (row.name, row.tier, row.license_ids) == (ANNOTATIONS_POOL, "train", ANNOTATION_LICENSE_IDS)
     assert "user data" not in row.license
+
+
+def test_the_card_says_when_a_run_was_renamed_for_release():
+    from tonewatch.training.card import _name_line
+
+    renamed = _name_line({"name": "tonewatch-default", "version": "9"}, {"model_name": None, "output_dir": "runs/j7"})
+    assert renamed == "`tonewatch-default`, version 9: renamed for release (its run, `j7`, set no `model_name`)."
+    own = _name_line({"name": "j7", "version": "0"}, {"model_name": None, "output_dir": "runs/j7"})
+    assert own == "`j7`, version 0: named after its output directory (the run set no `model_name`)."
+    named = _name_line({"name": "tonewatch-fast", "version": "1"}, {"model_name": "tonewatch-fast"})
+    assert named == "`tonewatch-fast`, version 1: named by the run's `model_name`."
